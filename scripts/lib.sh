@@ -1,0 +1,171 @@
+# shellcheck shell=bash
+# Helpers shared by scripts/*.sh. Source it (`. "$(dirname "$0")/lib.sh"`);
+# it defines functions and variables and runs nothing else.
+#
+# Variables (all may be set by the caller):
+#   SEALEDFS_ROOT       the repository (found from this file)
+#   SEALEDFS_BIN        the binary under test   (default target/debug/sealedfs)
+#   SEALEDFS_TOOLS      where .ci/run installs pjdfstest and fsx
+#                       (default ~/.cache/sealedfs-tools; its bin/ is put on PATH)
+#   SEALEDFS_TEST_LOGS  where logs of the mount tests go (default target/test-logs)
+
+SEALEDFS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SEALEDFS_BIN=${SEALEDFS_BIN:-$SEALEDFS_ROOT/target/debug/sealedfs}
+SEALEDFS_TOOLS=${SEALEDFS_TOOLS:-$HOME/.cache/sealedfs-tools}
+SEALEDFS_TEST_LOGS=${SEALEDFS_TEST_LOGS:-$SEALEDFS_ROOT/target/test-logs}
+SCRIPT_NAME=${SCRIPT_NAME:-$(basename "$0" .sh)}
+
+# Versions the test counts were measured with.
+PJDFSTEST_VERSION=0.2.2
+FSX_VERSION=0.3.2
+
+if [[ -d $SEALEDFS_TOOLS/bin && :$PATH: != *:$SEALEDFS_TOOLS/bin:* ]]; then
+    PATH=$SEALEDFS_TOOLS/bin:$PATH
+    export PATH
+fi
+
+log() { printf '%s: %s\n' "$SCRIPT_NAME" "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+need_root() {
+    [[ $(id -u) -eq 0 ]] || die "must run as root ($*)"
+}
+
+# need_tool NAME [VERSION]: NAME must be on PATH; with VERSION, `NAME --version`
+# must print "NAME VERSION" (other versions run, with a warning, since the
+# expected counts were measured with VERSION).
+need_tool() {
+    local name=$1 version=${2:-}
+    if ! command -v "$name" >/dev/null 2>&1; then
+        case $name in
+        pjdfstest | fsx)
+            die "missing tool: $name. Install it once with \`bash .ci/run\`, or by hand:" \
+                "cargo install --locked --root \"$SEALEDFS_TOOLS\" pjdfstest@$PJDFSTEST_VERSION fsx@$FSX_VERSION" \
+                "(scripts find $SEALEDFS_TOOLS/bin by themselves; elsewhere, put it on PATH)"
+            ;;
+        fusermount3) die "missing tool: fusermount3. Install it with: apt-get install fuse3" ;;
+        mkfs.ext4) die "missing tool: mkfs.ext4. Install it with: apt-get install e2fsprogs" ;;
+        *) die "missing tool: $name" ;;
+        esac
+    fi
+    if [[ -n $version ]]; then
+        local got
+        got=$("$name" --version 2>/dev/null | head -n1)
+        [[ $got == "$name $version" ]] ||
+            log "warning: $(command -v "$name") reports '$got', expected '$name $version'"
+    fi
+}
+
+need_sealedfs() {
+    [[ -x $SEALEDFS_BIN ]] || die "missing $SEALEDFS_BIN: run \`cargo build\` first"
+}
+
+# abs_path PATH: absolute path without touching PATH itself (a dead FUSE
+# mountpoint cannot be stat'ed, only its parent).
+abs_path() {
+    local dir base
+    dir=$(cd "$(dirname "$1")" && pwd -P) || return 1
+    base=$(basename "$1")
+    printf '%s/%s\n' "${dir%/}" "$base"
+}
+
+# is_mounted PATH: true when something is mounted on PATH (alive or dead).
+is_mounted() {
+    local p
+    p=$(abs_path "$1") || return 1
+    p=${p// /\\040}
+    awk -v p="$p" '$5 == p { found = 1 } END { exit !found }' /proc/self/mountinfo
+}
+
+# mounted_below DIR: true when anything is mounted on DIR or below it.
+mounted_below() {
+    local p
+    p=$(abs_path "$1") || return 1
+    p=${p// /\\040}
+    awk -v p="$p" '$5 == p || index($5, p "/") == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo
+}
+
+# fuse_abort PATH: abort the FUSE connection behind PATH (for a hung daemon).
+fuse_abort() {
+    local p dev
+    p=$(abs_path "$1") || return 1
+    p=${p// /\\040}
+    dev=$(awk -v p="$p" '$5 == p { split($3, d, ":"); print d[2] }' /proc/self/mountinfo | tail -n1)
+    [[ -n $dev ]] || return 0
+    if [[ ! -e /sys/fs/fuse/connections/$dev ]]; then
+        mount -t fusectl fusectl /sys/fs/fuse/connections 2>/dev/null || true
+    fi
+    if [[ -w /sys/fs/fuse/connections/$dev/abort ]]; then
+        echo 1 >"/sys/fs/fuse/connections/$dev/abort" || true
+    fi
+}
+
+# force_unmount PATH: last resort after `sealedfs unmount` failed or hung.
+force_unmount() {
+    local mnt=$1
+    is_mounted "$mnt" || return 0
+    fuse_abort "$mnt"
+    fusermount3 -u -z "$mnt" 2>/dev/null || umount -l "$mnt" 2>/dev/null || true
+    ! is_mounted "$mnt"
+}
+
+# safe_rm DIR: rm -rf DIR, but never through a mount still below it.
+safe_rm() {
+    local dir=$1
+    [[ -n $dir && -d $dir ]] || return 0
+    if mounted_below "$dir"; then
+        log "warning: not removing $dir: something is still mounted below it"
+        return 1
+    fi
+    rm -rf --one-file-system "$dir"
+}
+
+# --- sealedfs volumes ------------------------------------------------------
+
+# The passphrase of throw-away test volumes.
+: "${SEALEDFS_TEST_PASSPHRASE:=sealedfs test passphrase}"
+
+# sfs_init VAULT: a fresh test volume (fast KDF: never for real data).
+sfs_init() {
+    SEALEDFS_PASSPHRASE=$SEALEDFS_TEST_PASSPHRASE "$SEALEDFS_BIN" init "$1" --insecure-fast-kdf
+}
+
+# sfs_mount VAULT MNT LOGFILE [mount options...]: returns once mounted.
+sfs_mount() {
+    local vault=$1 mnt=$2 logfile=$3
+    shift 3
+    SEALEDFS_PASSPHRASE=$SEALEDFS_TEST_PASSPHRASE SEALEDFS_LOG_FILE=$logfile \
+        "$SEALEDFS_BIN" mount "$vault" "$mnt" "$@" || return
+    check_fuse_mounted "$mnt"
+}
+
+# check_fuse_mounted MNT: a FUSE file system is mounted on MNT (so a mount
+# command that exits 0 without mounting cannot send tests to the disk below).
+check_fuse_mounted() {
+    local p fstype
+    p=$(abs_path "$1") || return 1
+    fstype=$(awk -v p="${p// /\\040}" '$5 == p { for (i = 7; i < NF; i++) if ($i == "-") { t = $(i + 1); break } } END { print t }' /proc/self/mountinfo)
+    case $fstype in
+    fuse | fuse.*) return 0 ;;
+    "") log "error: mount exited 0 but nothing is mounted on $1" ;;
+    *) log "error: $1 is a $fstype mount, not FUSE" ;;
+    esac
+    return 1
+}
+
+# sfs_unmount MNT: `sealedfs unmount` with a deadline; its exit status.
+sfs_unmount() {
+    timeout --kill-after=10 "${SEALEDFS_UNMOUNT_TIMEOUT:-300}" "$SEALEDFS_BIN" unmount "$1"
+}
+
+# show_tail FILE [N]: the last N lines of FILE, indented, if it exists.
+show_tail() {
+    local file=$1 n=${2:-40}
+    [[ -s $file ]] || return 0
+    echo "----- last $n lines of $file -----" >&2
+    tail -n "$n" "$file" | sed 's/^/    /' >&2
+    echo "-----" >&2
+}

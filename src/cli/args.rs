@@ -1,0 +1,215 @@
+//! Command-line grammar (clap derive) and the pure parsers behind it:
+//! sizes (`64K`, `1M`, `256M`) and `-o` mount option lists.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use super::error::{CliError, CliResult};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sealedfs",
+    version,
+    about = "An encrypted, crash-safe POSIX filesystem whose volume lives in an object store"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a volume; asks for a passphrase twice.
+    Init(InitArgs),
+    /// Mount a volume; returns once the mount is ready.
+    Mount(MountArgs),
+    /// Flush, commit, release the lock and unmount.
+    Unmount(UnmountArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// A local directory (PATH or file://PATH); it must be empty or missing.
+    pub store: String,
+    /// File size unit of the volume: a power of two from 4K to 1M.
+    #[arg(long, value_name = "SIZE", default_value = "64K", value_parser = parse_size)]
+    pub chunk_size: u64,
+    /// Read the passphrase from this file (one trailing newline is dropped).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Tests only: a key derivation that costs nothing and protects nothing.
+    #[arg(long, hide = true)]
+    pub insecure_fast_kdf: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// A local directory (PATH or file://PATH) holding a volume.
+    pub store: String,
+    /// An existing directory to mount on.
+    pub mountpoint: PathBuf,
+    /// Serve in this process instead of a background daemon.
+    #[arg(long, short = 'f')]
+    pub foreground: bool,
+    /// Mount read-only (no lock is taken, nothing is written).
+    #[arg(long)]
+    pub read_only: bool,
+    /// Mount options, comma separated: allow_other, ro, rw.
+    #[arg(short = 'o', value_name = "OPTS")]
+    pub options: Vec<String>,
+    /// Plaintext cache budget (clean, dirty and read-ahead data).
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
+    pub cache_size: u64,
+    /// Read the passphrase from this file (one trailing newline is dropped).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnmountArgs {
+    pub mountpoint: PathBuf,
+}
+
+/// Parses `4096`, `64K`, `64k`, `64KiB`, `1M`, `256M`, `2G`, `1T`: binary
+/// multiples; zero and overflow are refused.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, suffix) = t.split_at(digits_end);
+    if digits.is_empty() {
+        return Err(format!(
+            "invalid size {s:?}: expected a number like 64K or 256M"
+        ));
+    }
+    let shift = match suffix.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(format!("invalid size {s:?}: unknown unit {suffix:?}")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: too large"))?;
+    let bytes = n
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("invalid size {s:?}: too large"))?;
+    if bytes == 0 {
+        return Err(format!("invalid size {s:?}: must be more than zero"));
+    }
+    Ok(bytes)
+}
+
+/// What `-o` asked for.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MountOpts {
+    pub allow_other: bool,
+    pub read_only: bool,
+}
+
+/// Parses every `-o` list. `rw` undoes an earlier `ro`; options that are
+/// always in effect (`default_permissions`, `noatime`, `nodev`, `nosuid`)
+/// are accepted so fstab lines can spell them; anything else is refused
+/// rather than silently ignored.
+pub fn parse_mount_opts(lists: &[String]) -> CliResult<MountOpts> {
+    let mut opts = MountOpts::default();
+    for item in lists.iter().flat_map(|l| l.split(',')).map(str::trim) {
+        match item {
+            "" | "default_permissions" | "noatime" | "nodev" | "nosuid" => {}
+            "allow_other" => opts.allow_other = true,
+            "ro" => opts.read_only = true,
+            "rw" => opts.read_only = false,
+            other => return Err(CliError::usage(format!("unknown mount option {other:?}"))),
+        }
+    }
+    Ok(opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn sizes() {
+        let table: &[(&str, u64)] = &[
+            ("4096", 4096),
+            ("4K", 4 << 10),
+            ("64K", 64 << 10),
+            ("64k", 64 << 10),
+            ("64KiB", 64 << 10),
+            ("1M", 1 << 20),
+            ("256M", 256 << 20),
+            ("2G", 2 << 30),
+            ("1T", 1 << 40),
+            (" 8M ", 8 << 20),
+        ];
+        for (s, want) in table {
+            assert_eq!(parse_size(s), Ok(*want), "{s}");
+        }
+        for bad in [
+            "",
+            "K",
+            "0",
+            "0K",
+            "12Q",
+            "-1M",
+            "1.5M",
+            "99999999999999999999",
+            "20000000T",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mount_options() {
+        let o = |v: &[&str]| parse_mount_opts(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(o(&[]), Ok(MountOpts::default()));
+        assert_eq!(
+            o(&["allow_other,ro"]),
+            Ok(MountOpts {
+                allow_other: true,
+                read_only: true
+            })
+        );
+        assert_eq!(o(&["ro", "rw"]).map(|m| m.read_only), Ok(false));
+        assert_eq!(
+            o(&["noatime,,nodev,default_permissions"]),
+            Ok(MountOpts::default())
+        );
+        let e = o(&["allow_other,exec"]).unwrap_err();
+        assert_eq!(e.code, 1);
+        assert_eq!(e.msg, "unknown mount option \"exec\"");
+    }
+
+    #[test]
+    fn grammar() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "sealedfs",
+            "mount",
+            "/s",
+            "/m",
+            "-o",
+            "ro",
+            "--cache-size",
+            "1G",
+            "-f",
+        ])
+        .unwrap();
+        let Command::Mount(m) = cli.command else {
+            panic!("not mount")
+        };
+        assert_eq!((m.cache_size, m.foreground), (1 << 30, true));
+        assert_eq!(m.options, vec!["ro".to_string()]);
+        let cli = Cli::try_parse_from(["sealedfs", "init", "/s"]).unwrap();
+        let Command::Init(i) = cli.command else {
+            panic!("not init")
+        };
+        assert_eq!((i.chunk_size, i.insecure_fast_kdf), (64 << 10, false));
+        assert!(Cli::try_parse_from(["sealedfs", "init", "/s", "--chunk-size", "64X"]).is_err());
+    }
+}

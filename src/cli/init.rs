@@ -1,0 +1,114 @@
+//! `sealedfs init STORE`: write a new volume.
+//!
+//! Order matters so that a failure leaves nothing half-made:
+//! 1. the store must be empty (no header, no objects) — checked before the
+//!    passphrase is asked for;
+//! 2. the header goes in create-only (`put_if_absent`), so two racing
+//!    `init`s cannot both win;
+//! 3. `Fs::format` writes the root directory; if it fails, the header is
+//!    deleted again, so the directory never looks like a volume that
+//!    cannot be mounted.
+//!
+//! A local store stays locked throughout, so a `mount` cannot open the
+//! volume between steps 2 and 3.
+
+use super::args::InitArgs;
+use super::error::{CliError, CliResult};
+use super::header::HEADER_KEY;
+use super::location::StoreSpec;
+use super::passphrase::{self, Passphrase, Prompt};
+use super::process;
+use crate::crypto::{KdfParams, MasterKey};
+use crate::fs::Fs;
+use crate::store::{ObjectStore, StoreError};
+use crate::volume::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, VolumeHeader};
+
+pub fn run(args: InitArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
+    let chunk_size = check_chunk_size(args.chunk_size)?;
+    let spec = StoreSpec::parse(&args.store)?;
+    let store = spec.create()?;
+    check_empty(&*store, &args.store)?;
+    let _lock = spec.lock()?;
+
+    process::forbid_core_dumps()?;
+    let pass = passphrase::obtain(args.passphrase_file.as_deref(), env_pass, Prompt::Confirm)?;
+    if pass.is_empty() {
+        return Err(CliError::usage("empty passphrase"));
+    }
+    let kdf = if args.insecure_fast_kdf {
+        KdfParams::insecure_fast()
+    } else {
+        KdfParams::default()
+    };
+    let master = MasterKey::generate();
+    let header = VolumeHeader::new(&master, &pass, kdf, chunk_size)?;
+    drop(pass);
+
+    store
+        .put_if_absent(HEADER_KEY, &header.encode())
+        .map_err(|e| match e {
+            StoreError::AlreadyExists { .. } => already_a_volume(&args.store),
+            other => CliError::from(other),
+        })?;
+    if let Err(e) = Fs::format(store.clone(), &header, &master) {
+        let err = CliError::from(e).context("cannot format the volume");
+        if let Err(undo) = store.delete(HEADER_KEY) {
+            log::error!("could not remove the header of the unformatted volume: {undo}");
+        }
+        return Err(err);
+    }
+    println!(
+        "created sealedfs volume {} (chunk size {} bytes)",
+        hex(&header.volume_id),
+        header.chunk_size
+    );
+    Ok(())
+}
+
+fn check_chunk_size(size: u64) -> CliResult<u32> {
+    let range = u64::from(MIN_CHUNK_SIZE)..=u64::from(MAX_CHUNK_SIZE);
+    match u32::try_from(size) {
+        Ok(s) if size.is_power_of_two() && range.contains(&size) => Ok(s),
+        _ => Err(CliError::usage(format!(
+            "chunk size {size} is not a power of two from 4K to 1M"
+        ))),
+    }
+}
+
+fn check_empty(store: &dyn ObjectStore, label: &str) -> CliResult<()> {
+    if store.head(HEADER_KEY)?.is_some() {
+        return Err(already_a_volume(label));
+    }
+    if !store.list("")?.is_empty() {
+        return Err(CliError::usage(format!("store {label} is not empty")));
+    }
+    Ok(())
+}
+
+fn already_a_volume(label: &str) -> CliError {
+    CliError::usage(format!("store {label} already holds a sealedfs volume"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_sizes() {
+        assert_eq!(check_chunk_size(4 << 10), Ok(4096));
+        assert_eq!(check_chunk_size(64 << 10), Ok(65536));
+        assert_eq!(check_chunk_size(1 << 20), Ok(1 << 20));
+        for bad in [2 << 10, 2 << 20, 65535, 96 << 10] {
+            assert_eq!(check_chunk_size(bad).unwrap_err().code, 1, "{bad}");
+        }
+    }
+
+    #[test]
+    fn hex_is_lowercase_pairs() {
+        assert_eq!(hex(&[0, 0xab, 0x10]), "00ab10");
+    }
+}

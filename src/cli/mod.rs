@@ -1,0 +1,118 @@
+//! The `sealedfs` command: `init`, `mount`, `unmount`, and the daemon
+//! lifecycle behind `mount`.
+//!
+//! The contract scripts rely on (DESIGN.md, "Command line"):
+//! - every failure prints exactly one line, `sealedfs: <reason>`, on
+//!   stderr, and exits with the code [`error`] chooses (1 usage or bad
+//!   input, 2 wrong passphrase, 3 store unreachable, 4 busy, 5 integrity);
+//!   clap's own usage errors are folded into that line and exit 1;
+//! - `mount` returns once the mount serves requests (exit 0) or has failed
+//!   (the daemon's one-line reason and code); see [`daemon`] and [`mount`];
+//! - `unmount` returns once the daemon committed everything and exited.
+//!
+//! Ordering rules: `SEALEDFS_PASSPHRASE` is taken out of the environment
+//! first, while the process has one thread (removing a variable is unsafe
+//! once threads exist), and before anything can fork or exec.
+//!
+//! Module map: [`args`] grammar and pure parsers; [`error`] exit codes;
+//! [`passphrase`] sources; [`location`] STORE arguments; [`header`] the
+//! volume header; [`init`], [`mount`], [`unmount`] the commands;
+//! [`daemon`] fork and readiness; [`process`] core dumps, signals, /proc;
+//! [`pidfile`] finding a daemon; [`mounts`] the mount table; [`logging`].
+
+pub mod args;
+pub mod daemon;
+pub mod error;
+pub mod header;
+pub mod init;
+pub mod location;
+pub mod logging;
+pub mod mount;
+pub mod mounts;
+pub mod passphrase;
+pub mod pidfile;
+pub mod process;
+pub mod unmount;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+
+use args::{Cli, Command};
+use error::EXIT_USAGE;
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let env_pass = passphrase::take_env();
+    logging::init();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(e),
+    };
+    let result = match cli.command {
+        Command::Init(a) => init::run(a, env_pass),
+        Command::Mount(a) => mount::run(a, env_pass),
+        Command::Unmount(a) => unmount::run(a),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("sealedfs: {}", e.msg);
+            e.code
+        }
+    }
+}
+
+/// Help and version print as usual (exit 0); usage errors become one line
+/// and exit 1 (clap's own code 2 would read as "wrong passphrase").
+fn clap_exit(e: clap::Error) -> i32 {
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            0
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
+            eprintln!("sealedfs: missing command: init, mount or unmount (see sealedfs --help)");
+            EXIT_USAGE
+        }
+        _ => {
+            eprintln!("sealedfs: {}", clap_reason(&e.render().to_string()));
+            EXIT_USAGE
+        }
+    }
+}
+
+/// The first paragraph of clap's message on one line, without its
+/// `error: ` prefix (the usage text and tips after it are dropped).
+fn clap_reason(rendered: &str) -> String {
+    let paragraph: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let joined = paragraph.join(" ");
+    let reason = joined.strip_prefix("error: ").unwrap_or(&joined);
+    match reason {
+        "" => "invalid arguments".to_string(),
+        r => r.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_errors_become_one_line() {
+        let e = Cli::try_parse_from(["sealedfs", "mount", "/s"]).unwrap_err();
+        let reason = clap_reason(&e.render().to_string());
+        assert!(!reason.contains('\n'));
+        assert_eq!(
+            reason,
+            "the following required arguments were not provided: <MOUNTPOINT>"
+        );
+        let e = Cli::try_parse_from(["sealedfs", "init", "/s", "--chunk-size", "1X"]).unwrap_err();
+        let reason = clap_reason(&e.render().to_string());
+        assert!(reason.starts_with("invalid value '1X'"), "{reason}");
+        assert_eq!(clap_exit(e), EXIT_USAGE);
+    }
+}

@@ -1,0 +1,235 @@
+//! `sealedfs mount STORE MOUNTPOINT`: check, unlock, fork, serve.
+//!
+//! In the foreground, before any thread exists: options, mountpoint (a
+//! dead mount left by a killed daemon is cleared), store, header,
+//! passphrase, unlock (a wrong passphrase fails here, exit 2, with nothing
+//! written), the local lock unless read-only. Core dumps are disabled
+//! before the key is derived. Then [`daemon::fork`], unless
+//! `--foreground`, and the child serves:
+//!
+//! 1. block the shutdown signals (every later thread inherits the mask);
+//! 2. reopen the store and `Fs::mount` (starts the core's threads),
+//!    then drop the master key;
+//! 3. `Session::new` mounts and answers FUSE INIT (fuser's handshake runs
+//!    inside it); the session then runs on its own thread, and a signal
+//!    thread waits for SIGTERM/SIGINT/SIGHUP to unmount;
+//! 4. `stat` the mountpoint through the mount: once it answers, requests
+//!    are served; record the pid file and report "ok" to the parent;
+//! 5. after the unmount the session ends, fuser calls `destroy`
+//!    (→ `Fs::shutdown`, which commits everything), and the process exits
+//!    0 only if that succeeded. The lock is released last.
+//!
+//! An unmount from outside (`fusermount3 -u`, `umount`) ends the session
+//! the same way.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread;
+
+use fuser::{Session, SessionUnmounter};
+use log::{error, info, warn};
+
+use super::args::{MountArgs, parse_mount_opts};
+use super::daemon::{self, Forked, Readiness};
+use super::error::{CliError, CliResult};
+use super::header;
+use super::location::{LockGuard, StoreSpec};
+use super::mounts;
+use super::passphrase::{self, Passphrase, Prompt};
+use super::pidfile;
+use super::process::{self, ShutdownSignals};
+use crate::crypto::MasterKey;
+use crate::fs::{Fs, FsOptions};
+use crate::fuse::{FuseFs, ShutdownOutcome, session_config};
+use crate::volume::VolumeHeader;
+
+/// Everything the serving process needs, prepared before the fork.
+struct Plan {
+    spec: StoreSpec,
+    header: VolumeHeader,
+    master: MasterKey,
+    mount_point: PathBuf,
+    config: fuser::Config,
+    fs_opts: FsOptions,
+    /// The store's lock, held until the daemon exits.
+    lock: Option<LockGuard>,
+}
+
+pub fn run(args: MountArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
+    let opts = parse_mount_opts(&args.options)?;
+    let read_only = args.read_only || opts.read_only;
+    let spec = StoreSpec::parse(&args.store)?;
+    let mount_point = prepare_mount_point(&args.mountpoint)?;
+
+    let store = spec.open()?;
+    let spec = spec.resolved()?;
+    let header = header::read(&*store)?;
+    // The daemon opens its own store after the fork: a store may start
+    // threads or a runtime, which would not survive it.
+    drop(store);
+
+    process::forbid_core_dumps()?;
+    let pass = passphrase::obtain(args.passphrase_file.as_deref(), env_pass, Prompt::Once)?;
+    let master = header.unlock(&pass)?;
+    drop(pass);
+    let lock = if read_only { None } else { spec.lock()? };
+
+    let plan = Plan {
+        spec,
+        header,
+        master,
+        mount_point,
+        config: session_config(opts.allow_other, read_only),
+        fs_opts: FsOptions {
+            read_only,
+            cache_bytes: args.cache_size,
+            ..FsOptions::default()
+        },
+        lock,
+    };
+    if args.foreground {
+        return serve(plan, &mut Readiness::foreground());
+    }
+    match daemon::fork()? {
+        Forked::Parent(report) => report,
+        Forked::Child(mut ready) => {
+            let result = serve(plan, &mut ready);
+            std::process::exit(ready.exit_code(result))
+        }
+    }
+}
+
+/// Checks the mountpoint and returns its canonical path.
+fn prepare_mount_point(path: &Path) -> CliResult<PathBuf> {
+    let shown = path.display();
+    if mounts::is_dead(path) {
+        warn!("mountpoint is a dead FUSE mount; detaching it");
+        mounts::lazy_unmount(path)?;
+    }
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            CliError::usage(format!("mountpoint {shown} does not exist"))
+        }
+        _ => CliError::usage(format!("mountpoint {shown}: {e}")),
+    })?;
+    if !meta.is_dir() {
+        return Err(CliError::usage(format!(
+            "mountpoint {shown} is not a directory"
+        )));
+    }
+    let canonical = mounts::canonical(path)?;
+    let mounted = mounts::find(&canonical).ok().flatten();
+    if mounted.is_some_and(|m| m.is_sealedfs()) {
+        return Err(CliError::usage(format!(
+            "{shown} is already a sealedfs mount"
+        )));
+    }
+    Ok(canonical)
+}
+
+fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
+    let Plan {
+        spec,
+        header,
+        master,
+        mount_point,
+        config,
+        fs_opts,
+        lock: _lock,
+    } = plan;
+    process::set_process_name();
+    let signals = ShutdownSignals::block()?;
+
+    let fs = Fs::mount(spec.open()?, &header, &master, fs_opts)?;
+    drop(master);
+    let fuse = FuseFs::new(Arc::clone(&fs));
+    let outcome = fuse.shutdown_outcome();
+    let mut session = match Session::new(fuse, &mount_point, &config) {
+        Ok(s) => s,
+        Err(e) => {
+            let err = CliError::usage(format!("cannot mount on {}: {e}", mount_point.display()));
+            if let Err(shut) = finish(&fs, &outcome) {
+                error!("{shut}");
+            }
+            return Err(err);
+        }
+    };
+    let unmounter = session.unmount_callable();
+    let worker = match thread::Builder::new()
+        .name("fuse-session".into())
+        .spawn(move || session.run())
+    {
+        Ok(w) => w,
+        Err(e) => {
+            // The closure, and with it the session, was dropped: fuser
+            // unmounted and ran `destroy`.
+            let _ = finish(&fs, &outcome);
+            return Err(CliError::usage(format!(
+                "cannot start the FUSE session: {e}"
+            )));
+        }
+    };
+    let mp = mount_point.clone();
+    let started = thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || on_signals(signals, unmounter, &mp))
+        .map_err(|e| format!("cannot start the signal thread: {e}"))
+        .and_then(|_| {
+            std::fs::metadata(&mount_point)
+                .map_err(|e| format!("mount on {} does not answer: {e}", mount_point.display()))
+        });
+    if let Err(msg) = started {
+        if let Err(e) = mounts::lazy_unmount(&mount_point) {
+            error!("{e}");
+        }
+        let _ = worker.join();
+        let _ = finish(&fs, &outcome);
+        return Err(CliError::usage(msg));
+    }
+    let _pid_file = pidfile::write(&mount_point)
+        .map_err(|e| warn!("cannot record the daemon pid ({e}); `unmount` will not wait"))
+        .ok();
+    ready.ready();
+    info!("mounted; serving");
+
+    match worker.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!("FUSE session ended with an error: {e}"),
+        Err(_) => error!("FUSE session thread panicked"),
+    }
+    let result = finish(&fs, &outcome);
+    info!("unmounted; exiting");
+    result
+}
+
+fn on_signals(signals: ShutdownSignals, unmounter: SessionUnmounter, mount_point: &Path) {
+    let sig = signals.wait();
+    info!("signal {sig}: unmounting");
+    stop(unmounter, mount_point);
+    loop {
+        let sig = signals.wait();
+        info!("signal {sig}: already unmounting");
+    }
+}
+
+/// Unmounts through fuser; if that fails (busy as root), detaches lazily:
+/// the session then ends when the last open file is closed.
+fn stop(mut unmounter: SessionUnmounter, mount_point: &Path) {
+    if let Err(e) = unmounter.unmount() {
+        warn!("unmount failed ({e}); detaching lazily");
+        if let Err(e) = mounts::lazy_unmount(mount_point) {
+            error!("{e}");
+        }
+    }
+}
+
+/// The result of `Fs::shutdown`: as `destroy` left it, or run now if the
+/// session never got that far.
+fn finish(fs: &Fs, outcome: &ShutdownOutcome) -> CliResult<()> {
+    let taken = outcome.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let result = match taken {
+        Some(r) => r,
+        None => fs.shutdown(),
+    };
+    result.map_err(|e| CliError::from(e).context("shutdown failed"))
+}

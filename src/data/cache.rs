@@ -1,0 +1,339 @@
+//! The plaintext chunk cache: clean chunks (LRU) and dirty chunks, under
+//! one byte budget.
+//!
+//! Rules:
+//! - A chunk buffer holds the chunk's valid bytes (≤ chunk size); bytes
+//!   past its length are zeros up to the file size.
+//! - Dirty chunks are never evicted; they leave only when the flusher has
+//!   put them in a durable pack (`settle`) or the file range is cut away.
+//! - Every change to a dirty chunk gets a new `version` from one counter.
+//!   `born` is the version at which the entry last became dirty from a
+//!   state that matches the chunk map; a flush of version v applies only if
+//!   `born <= v`, so a flush that raced a truncate or punch never
+//!   resurrects the bytes that were cut.
+//! - Buffers are `Arc`s: the flusher seals a snapshot while writers go on
+//!   (`Arc::make_mut` copies only when a flush holds the old buffer).
+//! - Callers hold the filesystem's per-inode data lock when they change a
+//!   chunk; the cache's own lock is never held across store I/O.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use lru::LruCache;
+
+/// (inode, chunk index)
+pub type ChunkKey = (u64, u64);
+
+pub type Buf = Arc<Vec<u8>>;
+
+struct Dirty {
+    data: Buf,
+    version: u64,
+    born: u64,
+}
+
+pub struct Cache {
+    clean: LruCache<ChunkKey, Buf>,
+    clean_bytes: u64,
+    dirty: BTreeMap<ChunkKey, Dirty>,
+    dirty_bytes: u64,
+    budget: u64,
+    next_version: u64,
+}
+
+/// A dirty chunk snapshot taken for a flush.
+pub struct FlushItem {
+    pub key: ChunkKey,
+    pub data: Buf,
+    pub version: u64,
+}
+
+impl Cache {
+    pub fn new(budget: u64) -> Cache {
+        Cache {
+            clean: LruCache::unbounded(),
+            clean_bytes: 0,
+            dirty: BTreeMap::new(),
+            dirty_bytes: 0,
+            budget,
+            next_version: 1,
+        }
+    }
+
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
+    pub fn dirty_bytes(&self) -> u64 {
+        self.dirty_bytes
+    }
+
+    pub fn clean_bytes(&self) -> u64 {
+        self.clean_bytes
+    }
+
+    pub fn get(&mut self, key: ChunkKey) -> Option<Buf> {
+        if let Some(d) = self.dirty.get(&key) {
+            return Some(d.data.clone());
+        }
+        self.clean.get(&key).cloned()
+    }
+
+    pub fn is_dirty(&self, key: ChunkKey) -> bool {
+        self.dirty.contains_key(&key)
+    }
+
+    pub fn put_clean(&mut self, key: ChunkKey, data: Buf) {
+        if self.dirty.contains_key(&key) {
+            return;
+        }
+        self.clean_bytes += data.len() as u64;
+        if let Some(old) = self.clean.put(key, data) {
+            self.clean_bytes -= old.len() as u64;
+        }
+        self.evict();
+    }
+
+    fn evict(&mut self) {
+        while self.clean_bytes + self.dirty_bytes > self.budget {
+            match self.clean.pop_lru() {
+                Some((_, b)) => self.clean_bytes -= b.len() as u64,
+                None => break,
+            }
+        }
+    }
+
+    /// Makes `key` dirty with `data` as its new content.
+    pub fn put_dirty(&mut self, key: ChunkKey, data: Vec<u8>) {
+        if let Some(old) = self.clean.pop(&key) {
+            self.clean_bytes -= old.len() as u64;
+        }
+        let version = self.bump();
+        self.dirty_bytes += data.len() as u64;
+        match self.dirty.get_mut(&key) {
+            Some(d) => {
+                self.dirty_bytes -= d.data.len() as u64;
+                d.data = Arc::new(data);
+                d.version = version;
+            }
+            None => {
+                self.dirty.insert(
+                    key,
+                    Dirty {
+                        data: Arc::new(data),
+                        version,
+                        born: version,
+                    },
+                );
+            }
+        }
+        self.evict();
+    }
+
+    /// Changes a dirty chunk in place; returns false if it is not dirty.
+    pub fn modify_dirty(&mut self, key: ChunkKey, f: impl FnOnce(&mut Vec<u8>)) -> bool {
+        let version = self.bump();
+        let Some(d) = self.dirty.get_mut(&key) else {
+            return false;
+        };
+        let before = d.data.len() as u64;
+        f(Arc::make_mut(&mut d.data));
+        d.version = version;
+        self.dirty_bytes = self.dirty_bytes - before + d.data.len() as u64;
+        self.evict();
+        true
+    }
+
+    /// Forgets chunks `first .. first + count` of `ino`, clean and dirty.
+    pub fn remove_range(&mut self, ino: u64, first: u64, count: u64) {
+        let end = first.saturating_add(count);
+        let doomed: Vec<ChunkKey> = self
+            .dirty
+            .range((ino, first)..(ino, end))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in doomed {
+            let d = self.dirty.remove(&k).expect("listed above");
+            self.dirty_bytes -= d.data.len() as u64;
+        }
+        let clean: Vec<ChunkKey> = self
+            .clean
+            .iter()
+            .filter(|(k, _)| k.0 == ino && k.1 >= first && k.1 < end)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in clean {
+            if let Some(b) = self.clean.pop(&k) {
+                self.clean_bytes -= b.len() as u64;
+            }
+        }
+    }
+
+    pub fn remove_inode(&mut self, ino: u64) {
+        self.remove_range(ino, 0, u64::MAX);
+    }
+
+    /// Cuts chunk `key` to `len` bytes. A dirty chunk is re-born so an
+    /// in-flight flush of its longer content is not applied.
+    pub fn clamp(&mut self, key: ChunkKey, len: usize) {
+        if let Some(b) = self.clean.pop(&key) {
+            self.clean_bytes -= b.len() as u64;
+        }
+        let version = self.bump();
+        if let Some(d) = self.dirty.get_mut(&key) {
+            if d.data.len() > len {
+                self.dirty_bytes -= (d.data.len() - len) as u64;
+                Arc::make_mut(&mut d.data).truncate(len);
+            }
+            d.version = version;
+            d.born = version;
+        }
+    }
+
+    pub fn has_dirty(&self, ino: u64) -> bool {
+        self.dirty
+            .range((ino, 0)..=(ino, u64::MAX))
+            .next()
+            .is_some()
+    }
+
+    /// Lowest dirty chunk of `ino`, if any.
+    pub fn first_dirty(&self, ino: u64) -> Option<u64> {
+        self.dirty
+            .range((ino, 0)..=(ino, u64::MAX))
+            .next()
+            .map(|(k, _)| k.1)
+    }
+
+    /// Dirty bytes of `ino` in chunks for which `pred` holds.
+    pub fn dirty_bytes_where(&self, ino: u64, pred: impl Fn(u64) -> bool) -> u64 {
+        self.dirty
+            .range((ino, 0)..=(ino, u64::MAX))
+            .filter(|(k, _)| pred(k.1))
+            .map(|(_, d)| d.data.len() as u64)
+            .sum()
+    }
+
+    /// First dirty chunk of `ino` at or after `chunk`.
+    pub fn next_dirty(&self, ino: u64, chunk: u64) -> Option<u64> {
+        self.dirty
+            .range((ino, chunk)..=(ino, u64::MAX))
+            .next()
+            .map(|(k, _)| k.1)
+    }
+
+    /// Highest version among `ino`'s dirty chunks (0 if none).
+    pub fn dirty_version(&self, ino: u64) -> u64 {
+        self.dirty
+            .range((ino, 0)..=(ino, u64::MAX))
+            .map(|(_, d)| d.version)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Does `ino` still have a dirty chunk whose content is at or below
+    /// `version` (i.e. written before a flush request was made)?
+    pub fn has_dirty_at_or_below(&self, ino: u64, version: u64) -> bool {
+        self.dirty
+            .range((ino, 0)..=(ino, u64::MAX))
+            .any(|(_, d)| d.born <= version)
+    }
+
+    /// Snapshots up to `max_bytes` of dirty chunks, `ino` first if given,
+    /// then in (inode, chunk) order so sequential files pack contiguously.
+    pub fn take_for_flush(&self, max_bytes: u64, ino: Option<u64>) -> Vec<FlushItem> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let preferred = ino
+            .into_iter()
+            .flat_map(|i| self.dirty.range((i, 0)..=(i, u64::MAX)));
+        let rest = self.dirty.iter().filter(|(k, _)| Some(k.0) != ino);
+        for (k, d) in preferred.chain(rest) {
+            if bytes >= max_bytes {
+                break;
+            }
+            bytes += d.data.len() as u64;
+            out.push(FlushItem {
+                key: *k,
+                data: d.data.clone(),
+                version: d.version,
+            });
+        }
+        out
+    }
+
+    /// After a flush of `version` became durable: returns whether the
+    /// chunk map may point at it, and makes the chunk clean if unchanged.
+    pub fn settle(&mut self, key: ChunkKey, version: u64) -> bool {
+        let Some(d) = self.dirty.get(&key) else {
+            return false;
+        };
+        if d.born > version {
+            return false;
+        }
+        if d.version == version {
+            let d = self.dirty.remove(&key).expect("present");
+            self.dirty_bytes -= d.data.len() as u64;
+            self.put_clean(key, d.data);
+        }
+        true
+    }
+
+    /// Drops every clean chunk (the `lock` command, tests).
+    pub fn drop_clean(&mut self) {
+        self.clean.clear();
+        self.clean_bytes = 0;
+    }
+
+    fn bump(&mut self) -> u64 {
+        let v = self.next_version;
+        self.next_version += 1;
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_evicts_clean_never_dirty() {
+        let mut c = Cache::new(100);
+        c.put_dirty((1, 0), vec![1; 60]);
+        c.put_clean((1, 1), Arc::new(vec![2; 30]));
+        c.put_clean((1, 2), Arc::new(vec![3; 30]));
+        assert!(c.get((1, 1)).is_none(), "oldest clean chunk evicted");
+        assert!(c.get((1, 2)).is_some());
+        assert_eq!(c.get((1, 0)).unwrap()[0], 1);
+    }
+
+    #[test]
+    fn flush_settles_only_unchanged_and_not_reborn() {
+        let mut c = Cache::new(1 << 20);
+        c.put_dirty((1, 0), vec![1; 10]);
+        let items = c.take_for_flush(u64::MAX, None);
+        let v = items[0].version;
+        // Changed after the snapshot: map may point at it, still dirty.
+        c.modify_dirty((1, 0), |b| b[0] = 9);
+        assert!(c.settle((1, 0), v));
+        assert!(c.is_dirty((1, 0)));
+        // Clamped (truncate) after a snapshot: the flush must not apply.
+        let v2 = c.take_for_flush(u64::MAX, None)[0].version;
+        c.clamp((1, 0), 5);
+        assert!(!c.settle((1, 0), v2));
+        // Removed (punch): nothing to apply.
+        c.remove_range(1, 0, 1);
+        assert!(!c.settle((1, 0), v2));
+        assert_eq!(c.dirty_bytes(), 0);
+    }
+
+    #[test]
+    fn take_prefers_requested_inode() {
+        let mut c = Cache::new(1 << 20);
+        c.put_dirty((1, 0), vec![0; 10]);
+        c.put_dirty((2, 0), vec![0; 10]);
+        let items = c.take_for_flush(10, Some(2));
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].key, (2, 0));
+    }
+}

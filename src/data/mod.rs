@@ -1,0 +1,11 @@
+//! File contents: chunk maps, sealed segments in packs, the plaintext
+//! cache. See DESIGN.md "File data: chunks, segments, packs".
+
+pub mod cache;
+pub mod chunkmap;
+pub mod offsets;
+pub mod pack;
+
+pub use cache::{Buf, Cache, ChunkKey, FlushItem};
+pub use chunkmap::{ChunkMap, Extent, Freed, SegRef};
+pub use pack::{PackId, Placed, open_segment, seal_pack};

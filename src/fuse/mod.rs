@@ -1,0 +1,138 @@
+//! The kernel adapter: `fuser::Filesystem` callbacks turned into [`Fs`] calls.
+//!
+//! This module holds no filesystem logic. Each callback builds a
+//! [`Caller`] from the request, makes one call into the core, and answers
+//! with one `match`: `Ok` → the reply, `Err(e)` → `e.errno()`. The errno is
+//! chosen in exactly one place, `FsError::errno`.
+//!
+//! Rules this adapter keeps:
+//! - **Every method the Linux kernel may call is implemented.** fuser's
+//!   defaults answer `ENOSYS`, and the kernel remembers `ENOSYS` for the
+//!   life of the mount: after one from `flush`, `fsync` or `fsyncdir` it
+//!   reports success without asking again (a durability lie); after one
+//!   from `fallocate`, `rename` with flags, `lseek` or `copy_file_range`
+//!   the feature is gone. Unsupported requests get a specific errno
+//!   instead: `ioctl` → `ENOTTY`, `bmap` → `EINVAL`, `getlk`/`setlk` →
+//!   `ENOLCK` (lock support is never negotiated, so the kernel keeps POSIX
+//!   and BSD locks itself and should never send these), `poll` → always
+//!   readable and writable, as a regular file on a local disk.
+//!   `batch_forget` is the one default left: fuser does not export the
+//!   `ForgetOne` type its signature needs, and the default only loops over
+//!   our `forget`. `FUSE_INTERRUPT` and opcodes fuser cannot parse are
+//!   answered by fuser itself, outside the trait.
+//! - **Logs carry inode numbers only**, never names, paths, symlink
+//!   targets, xattr names or values, or data. fuser's own default methods
+//!   (all replaced here) and its debug logging print names, so the CLI caps
+//!   the `fuser` log target at `warn`.
+//! - **Timeouts:** entries and attributes are cached by the kernel for
+//!   [`TTL`] (1 s); we are the only writer, so this only bounds how long a
+//!   stale name or size could be seen after a change made below FUSE.
+//! - **Page cache:** `open`/`create` answer `FOPEN_KEEP_CACHE` when the core
+//!   says the file is unchanged since the kernel cached it; never
+//!   `FOPEN_DIRECT_IO`.
+//! - **Threads:** fuser runs [`N_THREADS`] worker threads on cloned
+//!   `/dev/fuse` descriptors, so a blocked `fsync` never stalls `ls`.
+//! - `destroy` (end of the session, after unmount) commits everything via
+//!   `Fs::shutdown`; its outcome is published for the daemon's exit code.
+
+mod callbacks;
+mod convert;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fuser::{Config, MountOption, SessionACL};
+
+use crate::fs::{Fs, FsResult};
+
+/// How long the kernel may cache an entry or attributes.
+pub const TTL: Duration = Duration::from_secs(1);
+
+/// FUSE worker threads: enough that a slow `fsync` or read-ahead miss
+/// leaves others free for `stat` and `readdir`.
+pub const N_THREADS: usize = 4;
+
+/// Kernel requests allowed in flight in the background (read-ahead,
+/// async direct I/O); the congestion threshold is fuser's default 3/4.
+const MAX_BACKGROUND: u16 = 64;
+
+/// Where `destroy` leaves the result of `Fs::shutdown`, for the daemon's
+/// exit code; `None` until `destroy` ran.
+pub type ShutdownOutcome = Arc<Mutex<Option<FsResult<()>>>>;
+
+/// The `fuser::Filesystem` over a shared [`Fs`].
+pub struct FuseFs {
+    fs: Arc<Fs>,
+    outcome: ShutdownOutcome,
+}
+
+impl FuseFs {
+    pub fn new(fs: Arc<Fs>) -> FuseFs {
+        FuseFs {
+            fs,
+            outcome: ShutdownOutcome::default(),
+        }
+    }
+
+    /// The slot `destroy` fills; read it after the session ended.
+    pub fn shutdown_outcome(&self) -> ShutdownOutcome {
+        Arc::clone(&self.outcome)
+    }
+
+    fn record_shutdown(&self, result: FsResult<()>) {
+        *self.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+    }
+}
+
+/// The mount configuration of every sealedfs session.
+///
+/// `default_permissions` always: the kernel checks mode bits, the core
+/// applies ownership rules. `noatime`: reads never cause commits. fuser
+/// adds `nodev,nosuid` unless told otherwise, which is what we want.
+/// `allow_other` lets every user in (still subject to the kernel's
+/// permission checks); without it only the mounting user may enter.
+pub fn session_config(allow_other: bool, read_only: bool) -> Config {
+    let mut options = vec![
+        MountOption::FSName("sealedfs".into()),
+        MountOption::Subtype("sealedfs".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoAtime,
+    ];
+    if read_only {
+        options.push(MountOption::RO);
+    }
+    let mut config = Config::default();
+    config.mount_options = options;
+    config.acl = if allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(N_THREADS);
+    config.clone_fd = true;
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_has_fixed_options() {
+        let c = session_config(false, false);
+        assert!(c.mount_options.contains(&MountOption::DefaultPermissions));
+        assert!(c.mount_options.contains(&MountOption::NoAtime));
+        assert!(!c.mount_options.contains(&MountOption::RO));
+        assert_eq!(c.acl, SessionACL::Owner);
+        assert_eq!(c.n_threads, Some(N_THREADS));
+        assert!(c.clone_fd);
+    }
+
+    #[test]
+    fn config_read_only_and_allow_other() {
+        let c = session_config(true, true);
+        assert!(c.mount_options.contains(&MountOption::RO));
+        assert!(c.mount_options.contains(&MountOption::DefaultPermissions));
+        assert_eq!(c.acl, SessionACL::All);
+    }
+}

@@ -1,0 +1,206 @@
+//! One inode as the namespace holds it, and the timestamp type persisted
+//! in records and checkpoints.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::ChunkMap;
+use crate::fs::{Attr, Kind};
+
+/// Seconds and nanoseconds since the Unix epoch; negative seconds are
+/// times before 1970 (`touch -d 1960-01-01` works as on ext4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Timestamp {
+    pub secs: i64,
+    pub nanos: u32,
+}
+
+impl Timestamp {
+    pub fn now() -> Timestamp {
+        Timestamp::from(SystemTime::now())
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(t: SystemTime) -> Timestamp {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Timestamp {
+                secs: d.as_secs() as i64,
+                nanos: d.subsec_nanos(),
+            },
+            Err(e) => {
+                let d = e.duration();
+                let (secs, nanos) = (d.as_secs() as i64, d.subsec_nanos());
+                if nanos == 0 {
+                    Timestamp {
+                        secs: -secs,
+                        nanos: 0,
+                    }
+                } else {
+                    Timestamp {
+                        secs: -secs - 1,
+                        nanos: 1_000_000_000 - nanos,
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl From<Timestamp> for SystemTime {
+    fn from(t: Timestamp) -> SystemTime {
+        if t.secs >= 0 {
+            UNIX_EPOCH + Duration::new(t.secs as u64, t.nanos)
+        } else {
+            UNIX_EPOCH - Duration::from_secs(t.secs.unsigned_abs())
+                + Duration::from_nanos(t.nanos as u64)
+        }
+    }
+}
+
+/// The persisted attributes of an inode; `Record::Inode` carries it whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InodeAttr {
+    pub kind: Kind,
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u32,
+    pub size: u64,
+    pub atime: Timestamp,
+    pub mtime: Timestamp,
+    pub ctime: Timestamp,
+    pub crtime: Timestamp,
+}
+
+impl InodeAttr {
+    pub fn new(kind: Kind, perm: u16, uid: u32, gid: u32) -> InodeAttr {
+        let now = Timestamp::now();
+        InodeAttr {
+            kind,
+            perm,
+            nlink: if kind == Kind::Dir { 2 } else { 1 },
+            uid,
+            gid,
+            rdev: 0,
+            size: 0,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            crtime: now,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Content {
+    #[default]
+    None,
+    Dir(BTreeMap<Vec<u8>, u64>),
+    Symlink(Vec<u8>),
+    File(ChunkMap),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inode {
+    pub attr: InodeAttr,
+    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+    pub content: Content,
+    /// A parent directory, for audit paths; derived, not journaled.
+    #[serde(skip)]
+    pub parent: u64,
+}
+
+impl Inode {
+    pub fn new(attr: InodeAttr) -> Inode {
+        let content = match attr.kind {
+            Kind::Dir => Content::Dir(BTreeMap::new()),
+            Kind::Symlink => Content::Symlink(Vec::new()),
+            Kind::File => Content::File(ChunkMap::default()),
+            Kind::Fifo | Kind::Socket | Kind::CharDev | Kind::BlockDev => Content::None,
+        };
+        Inode {
+            attr,
+            xattrs: BTreeMap::new(),
+            content,
+            parent: 0,
+        }
+    }
+
+    pub fn entries(&self) -> Option<&BTreeMap<Vec<u8>, u64>> {
+        match &self.content {
+            Content::Dir(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    pub fn entries_mut(&mut self) -> Option<&mut BTreeMap<Vec<u8>, u64>> {
+        match &mut self.content {
+            Content::Dir(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    pub fn chunks(&self) -> Option<&ChunkMap> {
+        match &self.content {
+            Content::File(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn chunks_mut(&mut self) -> Option<&mut ChunkMap> {
+        match &mut self.content {
+            Content::File(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn to_attr(&self, ino: u64) -> Attr {
+        let a = &self.attr;
+        let stored = self.chunks().map_or(0, |m| m.stored_plain_bytes());
+        let blocks = match a.kind {
+            Kind::File => stored.div_ceil(512),
+            Kind::Symlink | Kind::Dir => a.size.div_ceil(512),
+            _ => 0,
+        };
+        Attr {
+            ino,
+            kind: a.kind,
+            perm: a.perm,
+            nlink: a.nlink,
+            uid: a.uid,
+            gid: a.gid,
+            rdev: a.rdev,
+            size: a.size,
+            blocks,
+            atime: a.atime.into(),
+            mtime: a.mtime.into(),
+            ctime: a.ctime.into(),
+            crtime: a.crtime.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_before_and_after_epoch() {
+        for (secs, nanos) in [
+            (0, 0),
+            (1, 5),
+            (-1, 0),
+            (-1, 999_999_999),
+            (-100, 1),
+            (1 << 40, 7),
+        ] {
+            let t = Timestamp { secs, nanos };
+            let st: SystemTime = t.into();
+            assert_eq!(Timestamp::from(st), t, "{secs}.{nanos}");
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The namespace: every inode, entry, xattr and chunk map, held in memory
+//! while mounted, plus the pack table with live-byte counts.
+//!
+//! Rules:
+//! - The namespace changes only through [`Namespace::apply`], both live and
+//!   in replay, so the state after a replay is the state that was
+//!   journaled. `fs` decides *what* to change; this module only applies.
+//! - `apply` is strict: a record that contradicts the state (an entry in a
+//!   non-directory, chunks of a missing inode) is corruption and fails the
+//!   mount rather than being guessed around.
+//! - Per-pack live bytes are derived state: kept exact by `apply` and
+//!   rebuilt from the chunk maps when a checkpoint loads.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::inode::{Content, Inode, InodeAttr};
+use super::record::Record;
+use crate::data::{ChunkMap, Freed, PackId};
+use crate::fs::Kind;
+
+pub const ROOT_INO: u64 = 1;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackInfo {
+    /// Object size in bytes.
+    pub size: u64,
+    pub units: u32,
+    /// Ciphertext bytes still referenced by some chunk map.
+    #[serde(skip)]
+    pub live: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("metadata record contradicts the state: {0}")]
+pub struct Corrupt(pub String);
+
+#[derive(Clone, Debug, Default)]
+pub struct Namespace {
+    pub inodes: HashMap<u64, Inode>,
+    pub packs: HashMap<PackId, PackInfo>,
+    pub orphans: BTreeSet<u64>,
+    pub next_ino: u64,
+    pub chunk_size: u32,
+}
+
+impl Namespace {
+    /// A fresh volume: just the root directory.
+    pub fn new(chunk_size: u32, root: InodeAttr) -> Namespace {
+        let mut ns = Namespace {
+            next_ino: ROOT_INO + 1,
+            chunk_size,
+            ..Namespace::default()
+        };
+        let mut inode = Inode::new(root);
+        inode.parent = ROOT_INO;
+        ns.inodes.insert(ROOT_INO, inode);
+        ns
+    }
+
+    pub fn get(&self, ino: u64) -> Option<&Inode> {
+        self.inodes.get(&ino)
+    }
+
+    pub fn get_mut(&mut self, ino: u64) -> Option<&mut Inode> {
+        self.inodes.get_mut(&ino)
+    }
+
+    pub fn alloc_ino(&mut self) -> u64 {
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        ino
+    }
+
+    /// Applies one record; returns packs whose live bytes dropped to zero.
+    pub fn apply(&mut self, r: &Record) -> Result<Vec<PackId>, Corrupt> {
+        let mut freed: Freed = Vec::new();
+        match r {
+            Record::Inode { ino, attr } => {
+                self.next_ino = self.next_ino.max(ino + 1);
+                match self.inodes.get_mut(ino) {
+                    Some(i) if i.attr.kind == attr.kind => i.attr = *attr,
+                    Some(_) => return Err(Corrupt(format!("inode {ino} changed kind"))),
+                    None => {
+                        self.inodes.insert(*ino, Inode::new(*attr));
+                    }
+                }
+            }
+            Record::Symlink { ino, target } => match &mut self.inode_mut(*ino)?.content {
+                Content::Symlink(t) => *t = target.clone(),
+                _ => return Err(Corrupt(format!("symlink target on inode {ino}"))),
+            },
+            Record::Dirent { dir, name, ino } => {
+                if let Some(child) = ino {
+                    self.inode_mut(*child)?.parent = *dir;
+                }
+                let entries = self
+                    .inode_mut(*dir)?
+                    .entries_mut()
+                    .ok_or_else(|| Corrupt(format!("entry in non-directory {dir}")))?;
+                match ino {
+                    Some(child) => {
+                        entries.insert(name.clone(), *child);
+                    }
+                    None => {
+                        entries.remove(name);
+                    }
+                }
+            }
+            Record::Xattr { ino, name, value } => {
+                let x = &mut self.inode_mut(*ino)?.xattrs;
+                match value {
+                    Some(v) => {
+                        x.insert(name.clone(), v.clone());
+                    }
+                    None => {
+                        x.remove(name);
+                    }
+                }
+            }
+            Record::Chunks { ino, first, extent } => {
+                self.chunks_mut(*ino)?.insert(*first, *extent, &mut freed);
+                let p = self.packs.get_mut(&extent.pack).ok_or_else(|| {
+                    Corrupt(format!(
+                        "inode {ino} maps chunks to unknown {:?}",
+                        extent.pack
+                    ))
+                })?;
+                p.live += extent.count as u64 * extent.cipher_len as u64;
+            }
+            Record::Punch { ino, first, count } => {
+                self.chunks_mut(*ino)?.remove(*first, *count, &mut freed);
+            }
+            Record::Truncate { ino, size } => {
+                let cs = self.chunk_size;
+                self.chunks_mut(*ino)?.truncate(*size, cs, &mut freed);
+            }
+            Record::Drop { ino } => {
+                let inode = self
+                    .inodes
+                    .remove(ino)
+                    .ok_or_else(|| Corrupt(format!("drop of missing inode {ino}")))?;
+                self.orphans.remove(ino);
+                if let Content::File(mut map) = inode.content {
+                    map.truncate(0, self.chunk_size, &mut freed);
+                }
+            }
+            Record::Orphan { ino } => {
+                self.inode_mut(*ino)?;
+                self.orphans.insert(*ino);
+            }
+            Record::Pack { id, size, units } => {
+                self.packs.insert(
+                    *id,
+                    PackInfo {
+                        size: *size,
+                        units: *units,
+                        live: 0,
+                    },
+                );
+            }
+            Record::PackGone { id } => {
+                self.packs.remove(id);
+            }
+        }
+        Ok(self.release(freed))
+    }
+
+    fn release(&mut self, freed: Freed) -> Vec<PackId> {
+        let mut dead = Vec::new();
+        for (id, bytes) in freed {
+            if let Some(p) = self.packs.get_mut(&id) {
+                p.live = p.live.saturating_sub(bytes);
+                if p.live == 0 {
+                    dead.push(id);
+                }
+            }
+        }
+        dead.sort();
+        dead.dedup();
+        dead
+    }
+
+    fn inode_mut(&mut self, ino: u64) -> Result<&mut Inode, Corrupt> {
+        self.inodes
+            .get_mut(&ino)
+            .ok_or_else(|| Corrupt(format!("record for missing inode {ino}")))
+    }
+
+    fn chunks_mut(&mut self, ino: u64) -> Result<&mut ChunkMap, Corrupt> {
+        self.inode_mut(ino)?
+            .chunks_mut()
+            .ok_or_else(|| Corrupt(format!("chunks on non-file inode {ino}")))
+    }
+
+    /// Recomputes live bytes and parent pointers after a checkpoint load.
+    pub fn rebuild_derived(&mut self) {
+        for p in self.packs.values_mut() {
+            p.live = 0;
+        }
+        let mut parents = Vec::new();
+        for (&ino, inode) in &self.inodes {
+            if let Some(map) = inode.chunks() {
+                for (_, e) in map.extents() {
+                    if let Some(p) = self.packs.get_mut(&e.pack) {
+                        p.live += e.count as u64 * e.cipher_len as u64;
+                    }
+                }
+            }
+            if let Some(entries) = inode.entries() {
+                parents.extend(entries.values().map(|&child| (child, ino)));
+            }
+        }
+        for (child, parent) in parents {
+            if let Some(i) = self.inodes.get_mut(&child) {
+                i.parent = parent;
+            }
+        }
+        if let Some(root) = self.inodes.get_mut(&ROOT_INO) {
+            root.parent = ROOT_INO;
+        }
+    }
+
+    /// Structural checks run after a mount: every entry points at an inode
+    /// and every directory's link count matches its subdirectories.
+    pub fn check(&self) -> Result<(), Corrupt> {
+        for (&ino, inode) in &self.inodes {
+            if let Some(entries) = inode.entries() {
+                let mut subdirs = 0;
+                for &child in entries.values() {
+                    let c = self.inodes.get(&child).ok_or_else(|| {
+                        Corrupt(format!("dir {ino} has an entry for missing inode {child}"))
+                    })?;
+                    if c.attr.kind == Kind::Dir {
+                        subdirs += 1;
+                    }
+                }
+                if inode.attr.nlink != 2 + subdirs {
+                    return Err(Corrupt(format!(
+                        "dir {ino} nlink {} != {}",
+                        inode.attr.nlink,
+                        2 + subdirs
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}

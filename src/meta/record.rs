@@ -1,0 +1,92 @@
+//! Journal records: the deltas that move the namespace from one committed
+//! state to the next.
+//!
+//! Records are state-based, not operation-based: each one says what an
+//! inode, entry or extent *is* afterwards, so replay applies them without
+//! any POSIX logic and applying one twice is harmless. The POSIX rules run
+//! once, in `fs`, before the records are written.
+
+use serde::{Deserialize, Serialize};
+
+use super::inode::InodeAttr;
+use crate::data::{Extent, PackId};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    /// Creates the inode if it is new, else replaces its attributes.
+    Inode {
+        ino: u64,
+        attr: InodeAttr,
+    },
+    Symlink {
+        ino: u64,
+        target: Vec<u8>,
+    },
+    /// Adds or replaces (`Some`) or removes (`None`) a directory entry.
+    Dirent {
+        dir: u64,
+        name: Vec<u8>,
+        ino: Option<u64>,
+    },
+    /// Sets (`Some`) or removes (`None`) an extended attribute.
+    Xattr {
+        ino: u64,
+        name: Vec<u8>,
+        value: Option<Vec<u8>>,
+    },
+    /// Maps `extent.count` chunks from `first` (replacing what was there).
+    Chunks {
+        ino: u64,
+        first: u64,
+        extent: Extent,
+    },
+    /// Unmaps chunks `first .. first + count`.
+    Punch {
+        ino: u64,
+        first: u64,
+        count: u64,
+    },
+    /// Drops the chunk map at and past `size` bytes.
+    Truncate {
+        ino: u64,
+        size: u64,
+    },
+    /// The inode is gone (no links, no opens).
+    Drop {
+        ino: u64,
+    },
+    /// The inode has no links but is still open; the next mount drops it.
+    Orphan {
+        ino: u64,
+    },
+    /// A pack became durable.
+    Pack {
+        id: PackId,
+        size: u64,
+        units: u32,
+    },
+    /// A pack has no live segment left and may be deleted.
+    PackGone {
+        id: PackId,
+    },
+}
+
+impl Record {
+    /// Rough encoded size, for group-commit and checkpoint triggers.
+    pub fn approx_size(&self) -> usize {
+        match self {
+            Record::Symlink { target, .. } => 16 + target.len(),
+            Record::Dirent { name, .. } => 24 + name.len(),
+            Record::Xattr { name, value, .. } => {
+                16 + name.len() + value.as_ref().map_or(0, Vec::len)
+            }
+            Record::Inode { .. } => 80,
+            Record::Chunks { .. } => 60,
+            Record::Pack { .. } | Record::PackGone { .. } => 32,
+            Record::Punch { .. }
+            | Record::Truncate { .. }
+            | Record::Drop { .. }
+            | Record::Orphan { .. } => 20,
+        }
+    }
+}

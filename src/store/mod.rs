@@ -1,0 +1,200 @@
+//! Object stores: where ciphertext lives.
+//!
+//! Every backend (local directory, memory, later S3) implements the small
+//! [`ObjectStore`] trait, and cross-cutting features (fault injection,
+//! operation counting) are decorators that implement it too and stack at
+//! construction time.
+//!
+//! Rules every implementation keeps:
+//! - Keys are relative to the volume (`volume`, `meta/journal/…`,
+//!   `data/ab/…`); the backend maps them onto its own namespace.
+//! - `put` and `put_if_absent` are atomic: a reader sees the whole new
+//!   object or nothing, never a prefix, even after a crash.
+//! - `put_if_absent` fails with [`StoreError::AlreadyExists`] when the key
+//!   exists: this is the fencing primitive for journal segments.
+//! - Calls block the calling thread; callers never hold filesystem locks
+//!   across them.
+//! - Keys are checked the same way by every backend ([`check_key`]), so a
+//!   key that works on the memory store in tests works on disk too.
+
+#[cfg(test)]
+mod conformance;
+mod counting;
+mod fault;
+mod local;
+mod memory;
+
+pub use counting::{CountingStore, OpCounts};
+pub use fault::{FaultPlan, FaultStore, Op};
+pub use local::{LocalLock, LocalStore};
+pub use memory::MemoryStore;
+
+use std::io;
+use std::ops::Range;
+use std::time::SystemTime;
+
+/// What a listing or `head` reports about one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    /// The store's own timestamp of the write; garbage collection judges
+    /// object age by this clock, never by ours.
+    pub modified: SystemTime,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object {key} not found")]
+    NotFound { key: String },
+    #[error("object {key} already exists")]
+    AlreadyExists { key: String },
+    #[error("access denied to {key}: {reason}")]
+    AccessDenied { key: String, reason: String },
+    #[error("store I/O failed on {key}: {source}")]
+    Io {
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Injected by [`FaultStore`] in tests.
+    #[error("injected fault on {op:?} {key}")]
+    Injected { op: Op, key: String },
+}
+
+impl StoreError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound { .. })
+    }
+
+    /// True when [`LocalStore::lock_exclusive`] found the volume directory
+    /// locked by another read-write mount.
+    pub fn is_locked(&self) -> bool {
+        match self {
+            StoreError::Io { key, source } => {
+                key == local::LOCK_FILE && source.kind() == io::ErrorKind::WouldBlock
+            }
+            StoreError::NotFound { .. }
+            | StoreError::AlreadyExists { .. }
+            | StoreError::AccessDenied { .. }
+            | StoreError::Injected { .. } => false,
+        }
+    }
+
+    fn invalid_input(key: &str, why: String) -> StoreError {
+        StoreError::Io {
+            key: key.to_owned(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, why),
+        }
+    }
+}
+
+/// Accepts a key only if every backend can hold it unchanged: non-empty
+/// `/`-separated segments, none empty (no leading, trailing or doubled
+/// `/`), none starting with `.` (that excludes `.` and `..`, which would
+/// escape or alias on disk, and the local store's own `.lock` and `.tmp-*`
+/// files), and no NUL byte. Failure is `Io` with `InvalidInput`: a caller
+/// bug, not a store condition.
+pub(crate) fn check_key(key: &str) -> StoreResult<()> {
+    if key.is_empty() {
+        return Err(StoreError::invalid_input(key, "empty object key".into()));
+    }
+    if key.contains('\0') {
+        return Err(StoreError::invalid_input(
+            key,
+            "object key holds a NUL byte".into(),
+        ));
+    }
+    for segment in key.split('/') {
+        if segment.is_empty() {
+            return Err(StoreError::invalid_input(
+                key,
+                "object key has an empty segment (leading, trailing or doubled /)".into(),
+            ));
+        }
+        if segment.starts_with('.') {
+            return Err(StoreError::invalid_input(
+                key,
+                format!("object key segment {segment:?} starts with '.'"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks `range` against an object of `len` bytes. A reversed range is a
+/// caller bug (`InvalidInput`); one ending past the end is `UnexpectedEof`,
+/// because a short read would hand a truncated segment to authentication
+/// and blur "object damaged" into "wrong offset".
+pub(crate) fn check_range(key: &str, range: &Range<u64>, len: u64) -> StoreResult<()> {
+    if range.start > range.end {
+        return Err(StoreError::invalid_input(
+            key,
+            format!("reversed range {}..{}", range.start, range.end),
+        ));
+    }
+    if range.end > len {
+        return Err(StoreError::Io {
+            key: key.to_owned(),
+            source: io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "range {}..{} ends past the object's {len} bytes",
+                    range.start, range.end
+                ),
+            ),
+        });
+    }
+    Ok(())
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+pub trait ObjectStore: Send + Sync {
+    /// Whole object.
+    fn get(&self, key: &str) -> StoreResult<Vec<u8>>;
+    /// Bytes `range` of the object; a range past the end is an error
+    /// (`Io` with `UnexpectedEof`), never a short read.
+    fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>>;
+    /// Create or replace atomically.
+    fn put(&self, key: &str, body: &[u8]) -> StoreResult<()>;
+    /// Create only; `AlreadyExists` if the key is taken.
+    fn put_if_absent(&self, key: &str, body: &[u8]) -> StoreResult<()>;
+    /// Deleting a missing object is not an error.
+    fn delete(&self, key: &str) -> StoreResult<()>;
+    /// All objects whose key starts with `prefix`, sorted by key.
+    fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectInfo>>;
+    fn head(&self, key: &str) -> StoreResult<Option<ObjectInfo>>;
+    /// (total, available) bytes where the store has a fixed size (a local
+    /// disk); `None` for object stores.
+    fn space(&self) -> Option<(u64, u64)> {
+        None
+    }
+}
+
+impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
+    fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
+        (**self).get(key)
+    }
+    fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
+        (**self).get_range(key, range)
+    }
+    fn put(&self, key: &str, body: &[u8]) -> StoreResult<()> {
+        (**self).put(key, body)
+    }
+    fn put_if_absent(&self, key: &str, body: &[u8]) -> StoreResult<()> {
+        (**self).put_if_absent(key, body)
+    }
+    fn delete(&self, key: &str) -> StoreResult<()> {
+        (**self).delete(key)
+    }
+    fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectInfo>> {
+        (**self).list(prefix)
+    }
+    fn head(&self, key: &str) -> StoreResult<Option<ObjectInfo>> {
+        (**self).head(key)
+    }
+    fn space(&self) -> Option<(u64, u64)> {
+        (**self).space()
+    }
+}

@@ -1,0 +1,4 @@
+//! End-to-end tests: real FUSE mounts of real volumes through the
+//! `sealedfs` binary. One test binary, many modules (see Cargo.toml).
+
+mod harness;
