@@ -1,1 +1,212 @@
+//! Test harness: volumes in temp dirs, mounted by the real binary.
+//!
+//! Every mount is unmounted on drop (lazily, if the test already failed),
+//! so a failing test never leaves a stale FUSE mount behind.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub const PASS: &str = "e2e passphrase";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sealedfs")
+}
+
+/// Runs `sealedfs ARGS` with the test passphrase in the environment.
+pub fn sealedfs(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("SEALEDFS_PASSPHRASE", PASS)
+        .output()
+        .expect("run sealedfs")
+}
+
+/// A volume in a local directory, with a mountpoint beside it.
+pub struct Volume {
+    pub dir: tempfile::TempDir,
+    pub store: PathBuf,
+    pub mnt: PathBuf,
+    pub log: PathBuf,
+    mounted: bool,
+}
+
+impl Volume {
+    /// A fresh volume (fast KDF, default chunk size), not mounted.
+    pub fn new() -> Volume {
+        Volume::with_init_args(&[])
+    }
+
+    pub fn with_init_args(extra: &[&str]) -> Volume {
+        let dir = tempfile::Builder::new()
+            .prefix("sealedfs-e2e")
+            .tempdir()
+            .unwrap();
+        let store = dir.path().join("vault");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let mut args = vec!["init", store.to_str().unwrap(), "--insecure-fast-kdf"];
+        args.extend_from_slice(extra);
+        let out = sealedfs(&args);
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let log = dir.path().join("daemon.log");
+        Volume {
+            dir,
+            store,
+            mnt,
+            log,
+            mounted: false,
+        }
+    }
+
+    /// Mounts with extra options (e.g. `["-o", "allow_other"]`); panics on failure.
+    pub fn mount_with(&mut self, extra: &[&str]) -> &mut Volume {
+        let out = self.try_mount(extra);
+        assert!(
+            out.status.success(),
+            "mount failed ({:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self
+    }
+
+    pub fn mount(&mut self) -> &mut Volume {
+        self.mount_with(&[])
+    }
+
+    pub fn try_mount(&mut self, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "mount",
+            self.store.to_str().unwrap(),
+            self.mnt.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = Command::new(bin())
+            .args(&args)
+            .env("SEALEDFS_PASSPHRASE", PASS)
+            .env("SEALEDFS_LOG_FILE", &self.log)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .output()
+            .expect("run sealedfs mount");
+        if out.status.success() {
+            self.mounted = true;
+        }
+        out
+    }
+
+    pub fn unmount(&mut self) {
+        let out = sealedfs(&["unmount", self.mnt.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "unmount failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.mounted = false;
+    }
+
+    pub fn remount(&mut self) {
+        self.unmount();
+        self.mount();
+    }
+
+    /// Path inside the mount.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    /// The daemon's pid (from the process table: the `sealedfs mount`
+    /// process whose arguments name this mountpoint).
+    pub fn daemon_pid(&self) -> Option<i32> {
+        let want = self.mnt.to_str().unwrap();
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+            let is_daemon = args.first().is_some_and(|a| a.ends_with(b"sealedfs"))
+                && args.iter().any(|a| *a == b"mount")
+                && args.iter().any(|a| *a == want.as_bytes());
+            let alive = std::fs::read_to_string(entry.path().join("stat"))
+                .is_ok_and(|s| !s.split(") ").nth(1).unwrap_or("").starts_with('Z'));
+            if is_daemon && alive && pid != std::process::id() as i32 {
+                return Some(pid);
+            }
+        }
+        None
+    }
+
+    /// SIGKILLs the daemon (a crash) and waits until it is gone; the
+    /// mountpoint is left dead (ENOTCONN) for the next mount to clear.
+    pub fn kill(&mut self) {
+        let pid = self.daemon_pid().expect("daemon running");
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let start = Instant::now();
+        while self.daemon_pid().is_some() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "daemon did not die"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.mounted = false;
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Every object file in the store (relative paths).
+    pub fn objects(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, base: &Path, out: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, base, out);
+                } else {
+                    out.push(p.strip_prefix(base).unwrap().to_path_buf());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.store, &self.store, &mut out);
+        out.sort();
+        out
+    }
+}
+
+impl Drop for Volume {
+    fn drop(&mut self) {
+        if self.mounted {
+            let out = sealedfs(&["unmount", self.mnt.to_str().unwrap()]);
+            if !out.status.success() {
+                let _ = Command::new("fusermount3")
+                    .args(["-u", "-z"])
+                    .arg(&self.mnt)
+                    .status();
+            }
+        }
+    }
+}
+
+/// Runs a shell command (bash -c) and returns its output; panics on failure.
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("bash").arg("-c").arg(cmd).output().unwrap();
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

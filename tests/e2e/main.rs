@@ -1,4 +1,6 @@
 //! End-to-end tests: real FUSE mounts of real volumes through the
 //! `sealedfs` binary. One test binary, many modules (see Cargo.toml).
+//! Needs root and /dev/fuse (CI runs as root).
 
 mod harness;
+mod smoke;
