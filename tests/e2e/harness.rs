@@ -136,7 +136,7 @@ impl Volume {
             let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
             let is_daemon = args.first().is_some_and(|a| a.ends_with(b"sealedfs"))
                 && args.iter().any(|a| *a == b"mount")
-                && args.iter().any(|a| *a == want.as_bytes());
+                && args.contains(&want.as_bytes());
             let alive = std::fs::read_to_string(entry.path().join("stat"))
                 .is_ok_and(|s| !s.split(") ").nth(1).unwrap_or("").starts_with('Z'));
             if is_daemon && alive && pid != std::process::id() as i32 {
