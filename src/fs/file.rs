@@ -264,6 +264,10 @@ impl Fs {
     fn throttle(&self) -> FsResult<()> {
         let limit = (self.opts.cache_bytes / 2).max(2 * PACK_TARGET);
         let mut cache = self.cache();
+        if cache.dirty_bytes() >= PACK_TARGET {
+            // A pack's worth is ready: upload it now, not at the next tick.
+            self.flush.request(None);
+        }
         while cache.dirty_bytes() > limit {
             if let Some(f) = self.journal.failure() {
                 return Err(FsError::Io(f));

@@ -90,3 +90,31 @@ impl Record {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// The worked example in docs/FORMAT.md ("Journal records") must be
+    /// what the encoder produces, byte for byte.
+    #[test]
+    fn documented_record_encoding() {
+        let r = Record::Dirent {
+            dir: 1,
+            name: b"a.txt".to_vec(),
+            ino: Some(300),
+        };
+        let bytes = hex(&postcard::to_allocvec(&r).unwrap());
+        assert_eq!(bytes, "020105612e74787401ac02");
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/FORMAT.md"))
+            .unwrap();
+        assert!(
+            doc.contains("02 01 05 612e747874 01 ac02"),
+            "FORMAT.md shows the record bytes"
+        );
+    }
+}
