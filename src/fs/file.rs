@@ -125,9 +125,14 @@ impl Fs {
             let b = end.min(start + cs) - start;
             let buf = self.chunk_content(ino, chunk, window as u64)?;
             let data = buf.as_deref().map_or(&[][..], |v| v.as_slice());
-            let have = (data.len() as u64).clamp(a, b);
-            out.extend_from_slice(&data[a as usize..have as usize]);
-            out.resize(out.len() + (b - have) as usize, 0);
+            // Bytes past the chunk's stored length (a hole, or a chunk cut
+            // by truncate and grown again) read as zeros.
+            let at = out.len();
+            out.resize(at + (b - a) as usize, 0);
+            let (a, b) = (a as usize, (b as usize).min(data.len()));
+            if a < b {
+                out[at..at + (b - a)].copy_from_slice(&data[a..b]);
+            }
         }
         Ok(out)
     }
