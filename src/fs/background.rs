@@ -130,8 +130,15 @@ pub fn start(fs: &Arc<Fs>) {
 }
 
 fn flusher(weak: Weak<Fs>, control: Arc<FlushControl>, interval: Duration) {
-    while let Some((ino, _urgent)) = control.wait(interval) {
+    while let Some((ino, urgent)) = control.wait(interval) {
         let Some(fs) = weak.upgrade() else { return };
+        if !urgent && fs.cache().dirty_bytes() == 0 {
+            // Idle: tidy up mostly-dead packs, one pack's worth per tick.
+            if let Err(e) = fs.compact_once() {
+                log::warn!("compaction failed: {e}");
+            }
+            continue;
+        }
         loop {
             match fs.flush_once(ino) {
                 Ok(true) if ino.is_some() || fs.cache().dirty_bytes() >= PACK_TARGET => continue,
@@ -205,7 +212,7 @@ impl Fs {
         Ok(true)
     }
 
-    fn upload(&self, key: &str, body: &[u8]) -> FsResult<()> {
+    pub(crate) fn upload(&self, key: &str, body: &[u8]) -> FsResult<()> {
         let start = Instant::now();
         let mut backoff = Duration::from_millis(20);
         loop {
@@ -404,7 +411,7 @@ impl Fs {
 
 /// Extends the current run of consecutive chunks in one pack, or closes it
 /// into a `Chunks` record and starts a new one.
-fn extend_run(
+pub(crate) fn extend_run(
     run: Option<(u64, u64, Extent)>,
     ino: u64,
     chunk: u64,

@@ -18,6 +18,7 @@
 
 mod attr;
 mod background;
+mod compact;
 mod dir;
 mod error;
 mod file;

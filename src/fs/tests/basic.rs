@@ -172,3 +172,35 @@ fn deleting_files_frees_their_packs() {
         .sum();
     assert_eq!(data, 0, "no pack outlives the files it held");
 }
+
+#[test]
+fn compaction_reclaims_mostly_dead_packs() {
+    let vol = Vol::new();
+    let fs = vol.mount();
+    let files: Vec<(String, Vec<u8>)> = (0..100)
+        .map(|i| (format!("f{i}"), pattern(40_000, i as u8)))
+        .collect();
+    for (name, data) in &files {
+        put_file(&fs, name, data);
+    }
+    fs.sync_all().unwrap();
+    let stored = |v: &Vol| -> u64 { v.store.list("data/").unwrap().iter().map(|o| o.size).sum() };
+    let before = stored(&vol);
+    for (name, _) in files.iter().skip(20) {
+        fs.unlink(&ME, ROOT, os(name)).unwrap();
+    }
+    fs.sync_all().unwrap();
+    while fs.compact_once().unwrap() {}
+    fs.sync_all().unwrap();
+    let after = stored(&vol);
+    assert!(
+        after * 4 < before,
+        "compaction shrank {before} to {after} bytes"
+    );
+    fs.shutdown().unwrap();
+    let fs = vol.mount();
+    for (name, data) in files.iter().take(20) {
+        let ino = fs.lookup(&ME, ROOT, os(name)).unwrap().ino;
+        assert_eq!(&read_all(&fs, ino), data, "{name}");
+    }
+}
