@@ -143,6 +143,15 @@ impl Fs {
         if let Some(b) = self.cache().get((ino, chunk)) {
             return Ok(Some(b));
         }
+        match self.fetch_run(ino, chunk, readahead) {
+            // Compaction may have moved the chunk and retired its old pack
+            // between our map lookup and the GET: look again, once.
+            Err(FsError::Store(e)) if e.is_not_found() => self.fetch_run(ino, chunk, readahead),
+            other => other,
+        }
+    }
+
+    fn fetch_run(&self, ino: u64, chunk: u64, readahead: u64) -> FsResult<Option<Buf>> {
         let (extent_first, e, units) = {
             let core = self.core();
             let inode = core.ns.get(ino).ok_or(FsError::NotFound)?;
