@@ -391,7 +391,7 @@ impl Fs {
         Ok(())
     }
 
-    pub fn opendir(&self, _c: &Caller, ino: u64, flags: i32) -> FsResult<u64> {
+    pub fn opendir(&self, c: &Caller, ino: u64, flags: i32) -> FsResult<u64> {
         let core = self.core();
         let dir = core.ns.get(ino).ok_or(FsError::NotFound)?;
         let entries = dir.entries().ok_or(FsError::NotDir)?;
@@ -403,7 +403,7 @@ impl Fs {
             snap.push((name.clone(), child, kind));
         }
         drop(core);
-        Ok(self.handles.insert(ino, flags, Some(snap)))
+        Ok(self.handles.insert(c, ino, flags, Some(snap)))
     }
 
     pub fn readdir(

@@ -20,7 +20,7 @@ pub const MAX_FILE_SIZE: u64 = 16 << 40;
 const MAX_READAHEAD: u64 = 8 << 20;
 
 impl Fs {
-    pub fn open(&self, _c: &Caller, ino: u64, flags: i32) -> FsResult<Opened> {
+    pub fn open(&self, c: &Caller, ino: u64, flags: i32) -> FsResult<Opened> {
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if writes {
             self.check_writable()?;
@@ -33,9 +33,9 @@ impl Fs {
         *core.opens.entry(ino).or_default() += 1;
         drop(core);
         if flags & libc::O_TRUNC != 0 && writes {
-            self.truncate(_c, ino, None, 0)?;
+            self.truncate(c, ino, None, 0)?;
         }
-        let fh = self.handles.insert(ino, flags, None);
+        let fh = self.handles.insert(c, ino, flags, None);
         // We are the only writer, and every change goes through the
         // kernel, so its page cache stays valid across opens.
         Ok(Opened {
@@ -78,7 +78,7 @@ impl Fs {
         *core.opens.entry(ino).or_default() += 1;
         let attr = self.attr_of(&core, ino)?;
         drop(core);
-        let fh = self.handles.insert(ino, flags, None);
+        let fh = self.handles.insert(c, ino, flags, None);
         Ok((
             attr,
             Opened {

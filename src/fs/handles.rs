@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::Kind;
+use super::{Caller, Kind};
 
 /// A directory listing snapshot taken at `opendir`, so offsets stay stable
 /// while entries are added or removed.
@@ -14,6 +14,9 @@ pub struct Handle {
     /// The inode opened, for the audit trail and debugging.
     #[allow(dead_code)]
     pub ino: u64,
+    /// Who opened it: reads and writes through the handle are theirs.
+    #[allow(dead_code)]
+    pub caller: Caller,
     pub flags: i32,
     pub dir: Option<Arc<DirSnapshot>>,
     /// End of the last read, to detect sequential readers.
@@ -29,10 +32,11 @@ pub struct Handles {
 }
 
 impl Handles {
-    pub fn insert(&self, ino: u64, flags: i32, dir: Option<DirSnapshot>) -> u64 {
+    pub fn insert(&self, caller: &Caller, ino: u64, flags: i32, dir: Option<DirSnapshot>) -> u64 {
         let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let h = Handle {
             ino,
+            caller: *caller,
             flags,
             dir: dir.map(Arc::new),
             last_read_end: 0,

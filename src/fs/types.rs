@@ -22,6 +22,13 @@ impl Caller {
     pub fn is_root(&self) -> bool {
         self.uid == 0
     }
+
+    /// The calling process's name (`/proc/PID/comm`), for the audit
+    /// trail; resolved only when asked, since most calls never need it.
+    pub fn process_name(&self) -> Option<String> {
+        let comm = std::fs::read_to_string(format!("/proc/{}/comm", self.pid)).ok()?;
+        Some(comm.trim_end().to_owned())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
