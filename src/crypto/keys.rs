@@ -83,6 +83,18 @@ impl std::fmt::Debug for SubKey {
     }
 }
 
+/// Asks the kernel to keep the memory of `value` out of swap. Best effort:
+/// an unprivileged process may be over its `RLIMIT_MEMLOCK`, and then the
+/// keys are only as safe as the swap device (docs/SECURITY.md says so).
+/// The pages stay locked for the life of the process; callers lock only
+/// long-lived key holders.
+pub fn lock_in_memory<T>(value: &T) -> bool {
+    let ptr = value as *const T as *const libc::c_void;
+    // SAFETY: the range is one live object owned by the caller; mlock only
+    // changes how the kernel pages it.
+    unsafe { libc::mlock(ptr, std::mem::size_of::<T>()) == 0 }
+}
+
 /// All subkeys of one volume at epoch 0. `Debug` shows only `<redacted>`.
 #[derive(Debug)]
 pub struct Keys {

@@ -163,6 +163,9 @@ impl Fs {
             store,
             opts,
         });
+        if !crate::crypto::keys::lock_in_memory(&fs.keys) {
+            log::warn!("could not lock the keys in memory (RLIMIT_MEMLOCK); use encrypted swap");
+        }
         if !fs.opts.read_only {
             fs.drop_orphans()?;
             background::start(&fs);
