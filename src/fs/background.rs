@@ -12,15 +12,16 @@
 //! deletes packs retired by the commit, and the journal segments and old
 //! checkpoints the newest two checkpoints no longer need.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::{Fs, FsError, FsResult};
 use crate::data::{Extent, PackId, Placed, seal_pack};
+use crate::meta::checkpoint::{self, ShardRef};
 use crate::meta::journal::{JOURNAL_PREFIX, journal_key, seq_of_key};
-use crate::meta::{Journal, Record, checkpoint};
+use crate::meta::{Journal, Record};
 
 /// Plaintext bytes per pack: a few MiB, the unit of PUT.
 pub const PACK_TARGET: u64 = 8 << 20;
@@ -83,17 +84,17 @@ impl FlushControl {
 pub struct GcState {
     /// Packs retired at journal seq S, deleted once S is durable.
     pub freed: Vec<(u64, PackId)>,
-    /// Complete checkpoints kept, newest first.
-    pub checkpoints: Vec<u64>,
+    /// Complete checkpoints kept, newest first, with their shard refs.
+    pub checkpoints: Vec<(u64, Vec<ShardRef>)>,
     pub journal_bytes_since_checkpoint: u64,
     pub segments_since_checkpoint: u64,
 }
 
 impl GcState {
-    pub fn new(base_seq: u64, last_seq: u64) -> GcState {
+    pub fn new(base_seq: u64, last_seq: u64, shards: Vec<ShardRef>) -> GcState {
         GcState {
             freed: Vec::new(),
-            checkpoints: vec![base_seq],
+            checkpoints: vec![(base_seq, shards)],
             journal_bytes_since_checkpoint: 0,
             segments_since_checkpoint: last_seq - base_seq,
         }
@@ -261,21 +262,31 @@ impl Fs {
         }
     }
 
-    /// Commits one batch; then checkpoint and garbage work if due.
-    fn commit_once(&self) -> FsResult<()> {
-        let (batch, snapshot) = {
-            let core = self.core.lock().unwrap();
+    /// Commits one batch, then checkpoint and garbage work if due; returns
+    /// whether there was a batch.
+    pub(crate) fn commit_once(&self) -> FsResult<bool> {
+        let (batch, prepared) = {
+            let mut core = self.core.lock().unwrap();
             let Some(batch) = self.journal.take() else {
-                return Ok(());
+                return Ok(false);
             };
+            let bytes: u64 = batch.records.iter().map(|r| r.approx_size() as u64).sum();
             let due = {
                 let gc = self.gc.lock().unwrap();
-                gc.journal_bytes_since_checkpoint >= self.opts.checkpoint_bytes
+                gc.journal_bytes_since_checkpoint + bytes >= self.opts.checkpoint_bytes
                     || gc.segments_since_checkpoint >= 4096
                     || self.shut.load(Ordering::Relaxed) && gc.segments_since_checkpoint >= 16
             };
-            let snapshot = due.then(|| self.snapshot(&core));
-            (batch, snapshot)
+            // The shards are encoded now, while the namespace is exactly
+            // the state after this batch; sealing and writing come later.
+            let prepared = due.then(|| {
+                let dirty = std::mem::take(&mut core.ns.dirty_shards);
+                (
+                    checkpoint::prepare(&core.ns, &dirty, &core.unjournaled),
+                    dirty,
+                )
+            });
+            (batch, prepared)
         };
         let seq = batch.seq;
         let bytes: u64 = batch.records.iter().map(|r| r.approx_size() as u64).sum();
@@ -297,23 +308,26 @@ impl Fs {
         }
         self.note_freed(seq, gone);
         self.delete_freed_packs(seq);
-        if let Some(ns) = snapshot {
-            checkpoint::write(&*self.store, &self.keys, &self.volume_id, seq, hash, &ns)?;
-            self.after_checkpoint(seq);
-        }
-        Ok(())
-    }
-
-    /// The namespace as journaled: sizes that ran ahead of the journal are
-    /// cut back to their journaled values.
-    fn snapshot(&self, core: &super::Core) -> crate::meta::Namespace {
-        let mut ns = core.ns.clone();
-        for (&ino, &size) in &core.unjournaled {
-            if let Some(i) = ns.inodes.get_mut(&ino) {
-                i.attr.size = size;
+        if let Some((prepared, dirty)) = prepared {
+            let prev = self.gc.lock().unwrap().checkpoints[0].1.clone();
+            match checkpoint::write(
+                &*self.store,
+                &self.keys,
+                &self.volume_id,
+                seq,
+                hash,
+                prepared,
+                &prev,
+            ) {
+                Ok(shards) => self.after_checkpoint(seq, shards),
+                Err(e) => {
+                    // The journal still holds everything; try again later.
+                    log::warn!("checkpoint at seq {seq:016x} failed: {e}");
+                    self.core.lock().unwrap().ns.dirty_shards.extend(dirty);
+                }
             }
         }
-        ns
+        Ok(true)
     }
 
     /// Deletes packs whose retirement is durable (at or before `seq`).
@@ -334,22 +348,27 @@ impl Fs {
         }
     }
 
-    /// Keeps the newest two checkpoints; deletes older ones and the journal
-    /// segments the older kept one already covers.
-    fn after_checkpoint(&self, seq: u64) {
-        let (doomed, oldest) = {
+    /// Keeps the newest two checkpoints; deletes older ones (but not the
+    /// shards the kept ones still refer to) and the journal segments the
+    /// older kept one already covers.
+    fn after_checkpoint(&self, seq: u64, shards: Vec<ShardRef>) {
+        let (retained, keep) = {
             let mut gc = self.gc.lock().unwrap();
-            gc.checkpoints.insert(0, seq);
-            let keep = gc.checkpoints.len().min(2);
-            let doomed = gc.checkpoints.split_off(keep);
+            gc.checkpoints.insert(0, (seq, shards));
+            gc.checkpoints.truncate(2);
             gc.journal_bytes_since_checkpoint = 0;
             gc.segments_since_checkpoint = 0;
-            (doomed, *gc.checkpoints.last().expect("just inserted"))
+            let keep: HashSet<(u64, u64)> = gc
+                .checkpoints
+                .iter()
+                .flat_map(|(_, refs)| refs.iter().map(|r| (r.seq, r.n)))
+                .collect();
+            let retained: Vec<u64> = gc.checkpoints.iter().map(|(s, _)| *s).collect();
+            (retained, keep)
         };
-        for old in doomed {
-            if let Err(e) = checkpoint::delete(&*self.store, old) {
-                log::warn!("could not delete checkpoint {old:016x}: {e}");
-            }
+        let oldest = *retained.last().expect("just inserted");
+        if let Err(e) = checkpoint::sweep(&*self.store, &retained, &keep) {
+            log::warn!("could not delete old checkpoints: {e}");
         }
         if let Err(e) = self.delete_journal_through(oldest) {
             log::warn!("could not delete old journal segments: {e}");
@@ -371,7 +390,14 @@ impl Fs {
     /// journal segments past the end of replay. Only objects older than the
     /// grace period (by the store's clock) are touched.
     pub(crate) fn collect_unreferenced(&self) -> FsResult<()> {
-        let retained: Vec<u64> = self.gc.lock().unwrap().checkpoints.clone();
+        let retained: Vec<u64> = self
+            .gc
+            .lock()
+            .unwrap()
+            .checkpoints
+            .iter()
+            .map(|(s, _)| *s)
+            .collect();
         let mut referenced: std::collections::HashSet<PackId> =
             self.core().ns.packs.keys().copied().collect();
         for seq in retained {

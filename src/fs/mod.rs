@@ -116,7 +116,9 @@ impl Fs {
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let root = InodeAttr::new(Kind::Dir, 0o755, uid, gid);
         let ns = Namespace::new(header.chunk_size, root);
-        checkpoint::write(&*store, &keys, &header.volume_id, 0, [0; 32], &ns)?;
+        let all = ns.inodes.keys().map(|&i| checkpoint::shard_of(i)).collect();
+        let prepared = checkpoint::prepare(&ns, &all, &HashMap::new());
+        checkpoint::write(&*store, &keys, &header.volume_id, 0, [0; 32], prepared, &[])?;
         Ok(())
     }
 
@@ -129,7 +131,7 @@ impl Fs {
         opts: FsOptions,
     ) -> FsResult<Arc<Fs>> {
         let keys = Keys::derive(master, &header.volume_id);
-        let (ns, last_seq, last_hash, base_seq) = load(&*store, &keys, &header.volume_id)?;
+        let (ns, last_seq, last_hash, base_seq, shards) = load(&*store, &keys, &header.volume_id)?;
         if ns.chunk_size != header.chunk_size {
             return Err(FsError::Io(format!(
                 "checkpoint chunk size {} differs from the header's {}",
@@ -151,7 +153,7 @@ impl Fs {
             handles: Handles::default(),
             locks: InodeLocks::default(),
             flush: Arc::default(),
-            gc: Mutex::new(background::GcState::new(base_seq, last_seq)),
+            gc: Mutex::new(background::GcState::new(base_seq, last_seq, shards)),
             read_only: AtomicBool::new(opts.read_only),
             threads: Mutex::new(Vec::new()),
             shut: AtomicBool::new(false),
@@ -179,7 +181,7 @@ impl Fs {
         if self.shut.swap(true, Ordering::SeqCst) || self.opts.read_only {
             return Ok(());
         }
-        let result = self.sync_all();
+        let staged = self.stage_all();
         self.flush.stop();
         self.journal.shutdown();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap());
@@ -191,7 +193,10 @@ impl Fs {
                 let _ = t.join();
             }
         }
-        result?;
+        // The rest commits here, not on the committer: on `Drop` it can no
+        // longer reach this `Fs`.
+        while self.commit_once()? {}
+        staged?;
         match self.journal.failure() {
             Some(f) => Err(FsError::Io(f)),
             None => Ok(()),
@@ -226,22 +231,25 @@ impl Fs {
         if self.opts.read_only {
             return Ok(());
         }
-        let inos: Vec<u64> = {
-            let core = self.core();
-            core.unjournaled.keys().copied().collect()
-        };
+        let id = self.stage_all()?;
+        self.wait_durable(id)
+    }
+
+    /// Flushes all dirty data and journals every size that ran ahead;
+    /// returns the id of the last record appended.
+    fn stage_all(&self) -> FsResult<u64> {
+        let inos: Vec<u64> = self.core().unjournaled.keys().copied().collect();
         self.flush_all_dirty()?;
-        let id = {
-            let mut core = self.core();
-            let mut recs = Vec::new();
-            for ino in inos {
-                if core.ns.get(ino).is_some() {
-                    recs.push(self.inode_record(&mut core, ino));
-                }
-            }
-            self.apply(&mut core, recs)?
-        };
-        self.wait_durable(id.max(self.journal.appended()))
+        let mut core = self.core();
+        let recs = inos
+            .into_iter()
+            .filter(|ino| core.ns.get(*ino).is_some())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|ino| self.inode_record(&mut core, ino))
+            .collect();
+        let id = self.apply(&mut core, recs)?;
+        Ok(id.max(self.journal.appended()))
     }
 
     pub(crate) fn core(&self) -> MutexGuard<'_, Core> {
@@ -356,20 +364,23 @@ impl Drop for Fs {
 }
 
 /// Loads the newest readable checkpoint and replays the journal after it.
-/// Returns (namespace, last seq, its hash, checkpoint seq).
+/// Returns (namespace, last seq, its hash, checkpoint seq, its shards).
+#[allow(clippy::type_complexity)]
 fn load(
     store: &dyn ObjectStore,
     keys: &Keys,
     volume_id: &[u8; 16],
-) -> FsResult<(Namespace, u64, [u8; 32], u64)> {
+) -> FsResult<(Namespace, u64, [u8; 32], u64, Vec<checkpoint::ShardRef>)> {
     let seqs = checkpoint::list(store)?;
     let mut last_err: Option<MetaError> = None;
     for base in seqs {
         match checkpoint::read(store, keys, volume_id, base) {
-            Ok((mut ns, hash)) => {
-                let (last, hash) = replay(store, keys, volume_id, &mut ns, base, hash)?;
+            Ok(loaded) => {
+                let mut ns = loaded.ns;
+                let (last, hash) =
+                    replay(store, keys, volume_id, &mut ns, base, loaded.journal_hash)?;
                 ns.check().map_err(|e| FsError::Io(e.to_string()))?;
-                return Ok((ns, last, hash, base));
+                return Ok((ns, last, hash, base, loaded.shards));
             }
             Err(e) => {
                 log::error!("checkpoint {base:016x} unreadable, trying an older one: {e}");

@@ -1,14 +1,22 @@
 //! Checkpoints: the whole namespace as of journal seq S, so a mount replays
 //! only the segments after S.
 //!
-//! Layout: shards `meta/checkpoint/<S>/<n>` each hold a slice of the
-//! inodes; the index `meta/checkpoint/<S>/index`, written last and
-//! create-only, holds the pack table, the orphan list, the hash of journal
-//! segment S and the hash of every shard. A checkpoint without an index is
-//! incomplete and ignored. Every object is sealed with its own name in the
-//! associated data.
+//! Layout: the inodes are split by number into shards of [`SHARD_INODES`]
+//! (shard n holds inodes n·16384 ..< (n+1)·16384). A checkpoint writes only
+//! the shards that changed since the previous one, as
+//! `meta/checkpoint/<S>/<n>`, and its index `meta/checkpoint/<S>/index`
+//! (written last, create-only) refers to every shard by (n, seq of the
+//! checkpoint that wrote it, hash). So a small change costs one shard, not
+//! the whole namespace. A checkpoint without an index is incomplete and
+//! ignored. Every object is sealed with its own name in the associated data.
+//!
+//! Rules:
+//! - Shard contents are encoded under the namespace lock (cost ∝ changed
+//!   shards) and sealed and written outside it.
+//! - Deleting an old checkpoint deletes only the shards no retained index
+//!   refers to.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -19,8 +27,22 @@ use crate::store::ObjectStore;
 
 pub const CHECKPOINT_PREFIX: &str = "meta/checkpoint/";
 
-/// Inodes per shard: a few MiB of plaintext for typical files.
-const SHARD_INODES: usize = 20_000;
+/// Inodes per shard.
+pub const SHARD_INODES: u64 = 16_384;
+
+pub fn shard_of(ino: u64) -> u64 {
+    ino / SHARD_INODES
+}
+
+/// Where one shard of a checkpoint lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardRef {
+    pub n: u64,
+    /// The checkpoint whose directory holds the shard object.
+    pub seq: u64,
+    /// SHA-256 of the sealed shard object.
+    pub hash: [u8; 32],
+}
 
 #[derive(Serialize, Deserialize)]
 pub struct Index {
@@ -31,76 +53,111 @@ pub struct Index {
     pub chunk_size: u32,
     pub packs: Vec<(PackId, PackInfo)>,
     pub orphans: Vec<u64>,
-    pub shard_hashes: Vec<[u8; 32]>,
+    pub shards: Vec<ShardRef>,
 }
 
 pub fn index_key(seq: u64) -> String {
     format!("{CHECKPOINT_PREFIX}{seq:016x}/index")
 }
 
-fn shard_key(seq: u64, n: usize) -> String {
+fn shard_key(seq: u64, n: u64) -> String {
     format!("{CHECKPOINT_PREFIX}{seq:016x}/{n:06}")
 }
 
-fn seal(keys: &Keys, volume_id: &[u8; 16], object: &str, plain: &[u8]) -> Vec<u8> {
-    let ad = UnitAd {
+fn ad<'a>(volume_id: &'a [u8; 16], object: &'a str) -> UnitAd<'a> {
+    UnitAd {
         volume_id,
         object,
         unit: 0,
         epoch: 0,
         last: true,
-    };
-    crypto::seal(&keys.meta, &ad, plain)
+    }
 }
 
-fn open(
-    keys: &Keys,
-    volume_id: &[u8; 16],
-    object: &str,
-    sealed: &[u8],
-) -> Result<Vec<u8>, MetaError> {
-    let ad = UnitAd {
-        volume_id,
-        object,
-        unit: 0,
-        epoch: 0,
-        last: true,
-    };
-    Ok(crypto::open(&keys.meta, &ad, sealed)?)
+/// A checkpoint encoded under the namespace lock, ready to seal and write.
+pub struct Prepared {
+    /// (shard number, plaintext; `None` when the shard is now empty).
+    shards: Vec<(u64, Option<Vec<u8>>)>,
+    next_ino: u64,
+    chunk_size: u32,
+    packs: Vec<(PackId, PackInfo)>,
+    orphans: Vec<u64>,
 }
 
-/// Writes `ns` as the checkpoint of seq `seq`.
+/// Encodes shards `dirty` of `ns`, with sizes in `size_patch` (ino → size)
+/// replacing the live ones (sizes that ran ahead of the journal).
+pub fn prepare(ns: &Namespace, dirty: &BTreeSet<u64>, size_patch: &HashMap<u64, u64>) -> Prepared {
+    let shards = dirty
+        .iter()
+        .map(|&n| {
+            let mut inodes: Vec<(u64, Inode)> = Vec::new();
+            for ino in n * SHARD_INODES..(n + 1) * SHARD_INODES {
+                if let Some(i) = ns.inodes.get(&ino) {
+                    let mut i = i.clone();
+                    if let Some(&size) = size_patch.get(&ino) {
+                        i.attr.size = size;
+                    }
+                    inodes.push((ino, i));
+                }
+            }
+            (n, (!inodes.is_empty()).then(|| encode(&inodes)))
+        })
+        .collect();
+    let mut packs: Vec<(PackId, PackInfo)> = ns.packs.iter().map(|(k, v)| (*k, *v)).collect();
+    packs.sort_by_key(|(id, _)| *id);
+    Prepared {
+        shards,
+        next_ino: ns.next_ino,
+        chunk_size: ns.chunk_size,
+        packs,
+        orphans: ns.orphans.iter().copied().collect(),
+    }
+}
+
+/// Writes checkpoint `seq`: the prepared shards, refs to the unchanged
+/// shards of `prev`, then the index. Returns the index's shard refs.
 pub fn write(
     store: &dyn ObjectStore,
     keys: &Keys,
     volume_id: &[u8; 16],
     seq: u64,
     journal_hash: [u8; 32],
-    ns: &Namespace,
-) -> Result<(), MetaError> {
-    let mut inodes: Vec<(&u64, &Inode)> = ns.inodes.iter().collect();
-    inodes.sort_by_key(|(ino, _)| **ino);
-    let mut shard_hashes = Vec::new();
-    for (n, shard) in inodes.chunks(SHARD_INODES).enumerate() {
+    prepared: Prepared,
+    prev: &[ShardRef],
+) -> Result<Vec<ShardRef>, MetaError> {
+    let mut refs: std::collections::BTreeMap<u64, ShardRef> =
+        prev.iter().map(|r| (r.n, *r)).collect();
+    for (n, plain) in prepared.shards {
+        refs.remove(&n);
+        let Some(plain) = plain else { continue };
         let key = shard_key(seq, n);
-        let sealed = seal(keys, volume_id, &key, &encode(&shard));
-        shard_hashes.push(sha256(&sealed));
+        let sealed = crypto::seal(&keys.meta, &ad(volume_id, &key), &plain);
         store.put(&key, &sealed)?;
+        refs.insert(
+            n,
+            ShardRef {
+                n,
+                seq,
+                hash: sha256(&sealed),
+            },
+        );
     }
-    let mut packs: Vec<(PackId, PackInfo)> = ns.packs.iter().map(|(k, v)| (*k, *v)).collect();
-    packs.sort_by_key(|(id, _)| *id);
+    let shards: Vec<ShardRef> = refs.into_values().collect();
     let index = Index {
         seq,
         journal_hash,
-        next_ino: ns.next_ino,
-        chunk_size: ns.chunk_size,
-        packs,
-        orphans: ns.orphans.iter().copied().collect(),
-        shard_hashes,
+        next_ino: prepared.next_ino,
+        chunk_size: prepared.chunk_size,
+        packs: prepared.packs,
+        orphans: prepared.orphans,
+        shards: shards.clone(),
     };
     let key = index_key(seq);
-    store.put_if_absent(&key, &seal(keys, volume_id, &key, &encode(&index)))?;
-    Ok(())
+    store.put_if_absent(
+        &key,
+        &crypto::seal(&keys.meta, &ad(volume_id, &key), &encode(&index)),
+    )?;
+    Ok(shards)
 }
 
 /// Seqs of complete checkpoints (those with an index), newest first.
@@ -125,29 +182,47 @@ pub fn read_index(
     seq: u64,
 ) -> Result<Index, MetaError> {
     let key = index_key(seq);
-    let index: Index = decode(&key, &open(keys, volume_id, &key, &store.get(&key)?)?)?;
+    let plain = crypto::open(&keys.meta, &ad(volume_id, &key), &store.get(&key)?)?;
+    let index: Index = decode(&key, &plain)?;
     if index.seq != seq {
         return Err(Corrupt(format!("{key} claims seq {}", index.seq)).into());
     }
     Ok(index)
 }
 
-/// Loads checkpoint `seq`: the namespace and the hash of its journal segment.
+/// A loaded checkpoint.
+pub struct Loaded {
+    pub ns: Namespace,
+    /// Hash of journal segment `seq`, where replay continues.
+    pub journal_hash: [u8; 32],
+    pub shards: Vec<ShardRef>,
+}
+
+/// Loads checkpoint `seq`.
 pub fn read(
     store: &dyn ObjectStore,
     keys: &Keys,
     volume_id: &[u8; 16],
     seq: u64,
-) -> Result<(Namespace, [u8; 32]), MetaError> {
+) -> Result<Loaded, MetaError> {
     let index = read_index(store, keys, volume_id, seq)?;
     let mut inodes = HashMap::new();
-    for (n, want) in index.shard_hashes.iter().enumerate() {
-        let key = shard_key(seq, n);
+    for r in &index.shards {
+        let key = shard_key(r.seq, r.n);
         let sealed = store.get(&key)?;
-        if sha256(&sealed) != *want {
-            return Err(Corrupt(format!("{key} does not match its index")).into());
+        if sha256(&sealed) != r.hash {
+            return Err(Corrupt(format!(
+                "{key} does not match the index of checkpoint {seq:016x}"
+            ))
+            .into());
         }
-        let shard: Vec<(u64, Inode)> = decode(&key, &open(keys, volume_id, &key, &sealed)?)?;
+        let shard: Vec<(u64, Inode)> = decode(
+            &key,
+            &crypto::open(&keys.meta, &ad(volume_id, &key), &sealed)?,
+        )?;
+        if shard.iter().any(|(ino, _)| shard_of(*ino) != r.n) {
+            return Err(Corrupt(format!("{key} holds an inode of another shard")).into());
+        }
         inodes.extend(shard);
     }
     let mut ns = Namespace {
@@ -156,18 +231,50 @@ pub fn read(
         orphans: index.orphans.into_iter().collect::<BTreeSet<_>>(),
         next_ino: index.next_ino,
         chunk_size: index.chunk_size,
+        dirty_shards: BTreeSet::new(),
     };
     ns.rebuild_derived();
-    Ok((ns, index.journal_hash))
+    Ok(Loaded {
+        ns,
+        journal_hash: index.journal_hash,
+        shards: index.shards,
+    })
 }
 
-/// Deletes every object of checkpoint `seq`.
-pub fn delete(store: &dyn ObjectStore, seq: u64) -> Result<(), MetaError> {
-    let prefix = format!("{CHECKPOINT_PREFIX}{seq:016x}/");
-    // The index goes first so a half-deleted checkpoint is never "complete".
-    store.delete(&index_key(seq))?;
-    for o in store.list(&prefix)? {
-        store.delete(&o.key)?;
+/// Deletes every checkpoint object that no retained checkpoint needs:
+/// indexes of checkpoints not in `retained`, and shards not in `keep`
+/// ((seq, n) pairs the retained indexes refer to). Also clears what a
+/// crash mid-checkpoint left (shards without an index).
+pub fn sweep(
+    store: &dyn ObjectStore,
+    retained: &[u64],
+    keep: &HashSet<(u64, u64)>,
+) -> Result<usize, MetaError> {
+    let newest = retained.iter().copied().max().unwrap_or(0);
+    let mut doomed_indexes = Vec::new();
+    let mut doomed_shards = Vec::new();
+    for o in store.list(CHECKPOINT_PREFIX)? {
+        let Some((hex, leaf)) = o.key[CHECKPOINT_PREFIX.len()..].split_once('/') else {
+            continue;
+        };
+        let Ok(seq) = u64::from_str_radix(hex, 16) else {
+            continue;
+        };
+        if seq > newest {
+            continue;
+        }
+        if leaf == "index" {
+            if !retained.contains(&seq) {
+                doomed_indexes.push(o.key);
+            }
+        } else if leaf.parse::<u64>().is_ok_and(|n| !keep.contains(&(seq, n))) {
+            doomed_shards.push(o.key);
+        }
     }
-    Ok(())
+    let removed = doomed_indexes.len() + doomed_shards.len();
+    // Indexes first, so no checkpoint is ever "complete" with a shard gone.
+    for key in doomed_indexes.into_iter().chain(doomed_shards) {
+        store.delete(&key)?;
+    }
+    Ok(removed)
 }

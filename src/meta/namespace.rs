@@ -43,6 +43,8 @@ pub struct Namespace {
     pub orphans: BTreeSet<u64>,
     pub next_ino: u64,
     pub chunk_size: u32,
+    /// Checkpoint shards changed since the last checkpoint took them.
+    pub dirty_shards: BTreeSet<u64>,
 }
 
 impl Namespace {
@@ -75,6 +77,9 @@ impl Namespace {
 
     /// Applies one record; returns packs whose live bytes dropped to zero.
     pub fn apply(&mut self, r: &Record) -> Result<Vec<PackId>, Corrupt> {
+        if let Some(ino) = r.inode() {
+            self.dirty_shards.insert(super::checkpoint::shard_of(ino));
+        }
         let mut freed: Freed = Vec::new();
         match r {
             Record::Inode { ino, attr } => {

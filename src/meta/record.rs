@@ -72,6 +72,23 @@ pub enum Record {
 }
 
 impl Record {
+    /// The inode whose persisted state this record changes (a `Dirent`
+    /// changes its directory); `None` for pack records.
+    pub fn inode(&self) -> Option<u64> {
+        match self {
+            Record::Inode { ino, .. }
+            | Record::Symlink { ino, .. }
+            | Record::Xattr { ino, .. }
+            | Record::Chunks { ino, .. }
+            | Record::Punch { ino, .. }
+            | Record::Truncate { ino, .. }
+            | Record::Drop { ino }
+            | Record::Orphan { ino } => Some(*ino),
+            Record::Dirent { dir, .. } => Some(*dir),
+            Record::Pack { .. } | Record::PackGone { .. } => None,
+        }
+    }
+
     /// Rough encoded size, for group-commit and checkpoint triggers.
     pub fn approx_size(&self) -> usize {
         match self {

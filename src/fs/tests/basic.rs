@@ -204,3 +204,51 @@ fn compaction_reclaims_mostly_dead_packs() {
         assert_eq!(&read_all(&fs, ino), data, "{name}");
     }
 }
+
+#[test]
+fn checkpoints_rewrite_only_changed_shards() {
+    use crate::meta::checkpoint;
+    let vol = Vol::new();
+    let opts = FsOptions {
+        checkpoint_bytes: 1,
+        commit_interval: Duration::from_millis(50),
+        ..FsOptions::default()
+    };
+    let fs = vol.mount_with(opts.clone());
+    // Inodes 2..=20001 span shards 0 and 1 (16,384 inodes each).
+    for i in 0..20_000 {
+        fs.mknod(&ME, ROOT, os(&format!("n{i}")), libc::S_IFREG | 0o644, 0, 0)
+            .unwrap();
+    }
+    fs.sync_all().unwrap();
+    let one = fs.lookup(&ME, ROOT, os("n17")).unwrap().ino;
+    fs.setattr(
+        &ME,
+        one,
+        None,
+        SetAttr {
+            mode: Some(0o600),
+            ..SetAttr::default()
+        },
+    )
+    .unwrap();
+    fs.shutdown().unwrap();
+    drop(fs);
+
+    let master = vol.header.unlock(PASS).unwrap();
+    let keys = crate::crypto::Keys::derive(&master, &vol.header.volume_id);
+    let newest = checkpoint::list(&*vol.store).unwrap()[0];
+    let index = checkpoint::read_index(&*vol.store, &keys, &vol.header.volume_id, newest).unwrap();
+    let (s0, s1) = (index.shards[0], index.shards[1]);
+    assert_eq!((s0.n, s1.n), (0, 1));
+    assert!(
+        s1.seq < s0.seq,
+        "the unchanged shard is referred to, not rewritten: {s0:?} {s1:?}"
+    );
+    let objects = vol.store.list("meta/checkpoint/").unwrap();
+    assert!(objects.len() <= 6, "old checkpoints swept: {objects:?}");
+
+    let fs = vol.mount_with(opts);
+    assert_eq!(fs.getattr(one).unwrap().perm, 0o600);
+    assert!(fs.lookup(&ME, ROOT, os("n19999")).is_ok());
+}
