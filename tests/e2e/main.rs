@@ -2,6 +2,7 @@
 //! `sealedfs` binary. One test binary, many modules (see Cargo.toml).
 //! Needs root and /dev/fuse (CI runs as root).
 
+mod durability;
 #[allow(dead_code)] // helpers used by some test modules only
 mod harness;
 mod smoke;
