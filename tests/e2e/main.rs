@@ -5,4 +5,5 @@
 mod durability;
 #[allow(dead_code)] // helpers used by some test modules only
 mod harness;
+mod integrity;
 mod smoke;
