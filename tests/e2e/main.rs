@@ -3,6 +3,7 @@
 //! Needs root and /dev/fuse (CI runs as root).
 
 mod durability;
+mod golden;
 #[allow(dead_code)] // helpers used by some test modules only
 mod harness;
 mod integrity;
