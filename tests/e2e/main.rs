@@ -7,4 +7,5 @@ mod golden;
 #[allow(dead_code)] // helpers used by some test modules only
 mod harness;
 mod integrity;
+mod roundtrip;
 mod smoke;
