@@ -30,6 +30,9 @@ struct Dirty {
     data: Buf,
     version: u64,
     born: u64,
+    /// The version a flush is uploading right now, so a second flusher
+    /// (fsync's, the background one) does not upload it again.
+    in_flight: Option<u64>,
 }
 
 pub struct Cache {
@@ -123,6 +126,7 @@ impl Cache {
                         data: Arc::new(data),
                         version,
                         born: version,
+                        in_flight: None,
                     },
                 );
             }
@@ -239,37 +243,80 @@ impl Cache {
             .any(|(_, d)| d.born <= version)
     }
 
-    /// Snapshots up to `max_bytes` of dirty chunks, `ino` first if given,
-    /// then in (inode, chunk) order so sequential files pack contiguously.
-    pub fn take_for_flush(&self, max_bytes: u64, ino: Option<u64>) -> Vec<FlushItem> {
-        let mut out = Vec::new();
+    /// Snapshots up to `max_bytes` of dirty chunks (counted as sealed,
+    /// padded bytes, the size of the pack), `ino`'s first, or only `ino`'s
+    /// when `only` is set; then the rest in (inode, chunk) order so
+    /// sequential files pack contiguously. Chunks already in flight at
+    /// their current version are skipped; the ones taken are marked.
+    pub fn take_for_flush(
+        &mut self,
+        max_bytes: u64,
+        ino: Option<u64>,
+        only: bool,
+    ) -> Vec<FlushItem> {
+        let mut keys = Vec::new();
         let mut bytes = 0;
         let preferred = ino
             .into_iter()
             .flat_map(|i| self.dirty.range((i, 0)..=(i, u64::MAX)));
-        let rest = self.dirty.iter().filter(|(k, _)| Some(k.0) != ino);
+        let rest = self.dirty.iter().filter(|(k, _)| !only && Some(k.0) != ino);
         for (k, d) in preferred.chain(rest) {
             if bytes >= max_bytes {
                 break;
             }
-            bytes += d.data.len() as u64;
-            out.push(FlushItem {
-                key: *k,
-                data: d.data.clone(),
-                version: d.version,
-            });
+            if d.in_flight == Some(d.version) {
+                continue;
+            }
+            bytes += super::offsets::cipher_len(d.data.len() as u32) as u64;
+            keys.push(*k);
         }
-        out
+        keys.into_iter()
+            .map(|k| {
+                let d = self.dirty.get_mut(&k).expect("listed above");
+                d.in_flight = Some(d.version);
+                FlushItem {
+                    key: k,
+                    data: d.data.clone(),
+                    version: d.version,
+                }
+            })
+            .collect()
+    }
+
+    /// A flush failed: its chunks may be taken again.
+    pub fn abort_flush(&mut self, items: &[FlushItem]) {
+        for i in items {
+            if let Some(d) = self.dirty.get_mut(&i.key) {
+                if d.in_flight == Some(i.version) {
+                    d.in_flight = None;
+                }
+            }
+        }
+    }
+
+    /// Is any chunk being uploaded now?
+    pub fn any_in_flight(&self) -> bool {
+        self.dirty.values().any(|d| d.in_flight.is_some())
+    }
+
+    /// Is any chunk of `ino` being uploaded now?
+    pub fn in_flight(&self, ino: u64) -> bool {
+        self.dirty
+            .range((ino, 0)..=(ino, u64::MAX))
+            .any(|(_, d)| d.in_flight.is_some())
     }
 
     /// After a flush of `version` became durable: returns whether the
     /// chunk map may point at it, and makes the chunk clean if unchanged.
     pub fn settle(&mut self, key: ChunkKey, version: u64) -> bool {
-        let Some(d) = self.dirty.get(&key) else {
+        let Some(d) = self.dirty.get_mut(&key) else {
             return false;
         };
         if d.born > version {
             return false;
+        }
+        if d.in_flight == Some(version) {
+            d.in_flight = None;
         }
         if d.version == version {
             let d = self.dirty.remove(&key).expect("present");
@@ -311,14 +358,14 @@ mod tests {
     fn flush_settles_only_unchanged_and_not_reborn() {
         let mut c = Cache::new(1 << 20);
         c.put_dirty((1, 0), vec![1; 10]);
-        let items = c.take_for_flush(u64::MAX, None);
+        let items = c.take_for_flush(u64::MAX, None, false);
         let v = items[0].version;
         // Changed after the snapshot: map may point at it, still dirty.
         c.modify_dirty((1, 0), |b| b[0] = 9);
         assert!(c.settle((1, 0), v));
         assert!(c.is_dirty((1, 0)));
         // Clamped (truncate) after a snapshot: the flush must not apply.
-        let v2 = c.take_for_flush(u64::MAX, None)[0].version;
+        let v2 = c.take_for_flush(u64::MAX, None, false)[0].version;
         c.clamp((1, 0), 5);
         assert!(!c.settle((1, 0), v2));
         // Removed (punch): nothing to apply.
@@ -332,8 +379,14 @@ mod tests {
         let mut c = Cache::new(1 << 20);
         c.put_dirty((1, 0), vec![0; 10]);
         c.put_dirty((2, 0), vec![0; 10]);
-        let items = c.take_for_flush(10, Some(2));
+        let items = c.take_for_flush(10, Some(2), false);
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].key, (2, 0));
+        assert!(
+            c.take_for_flush(u64::MAX, Some(2), true).is_empty(),
+            "in flight"
+        );
+        c.abort_flush(&items);
+        assert_eq!(c.take_for_flush(u64::MAX, Some(2), true).len(), 1);
     }
 }

@@ -183,6 +183,14 @@ impl ChunkMap {
         }
     }
 
+    /// Does any mapped byte lie at or past `size`? (Only after a crash: a
+    /// flush can map bytes the journaled size does not cover yet.)
+    pub fn extends_past(&self, size: u64, chunk_size: u32) -> bool {
+        self.extents.iter().next_back().is_some_and(|(&first, e)| {
+            (first + e.count as u64 - 1) * chunk_size as u64 + e.plain_len as u64 > size
+        })
+    }
+
     /// First mapped chunk at or after `chunk`.
     pub fn next_mapped(&self, chunk: u64) -> Option<u64> {
         if self.get(chunk).is_some() {
@@ -302,6 +310,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn extends_past_table() {
+        let mut m = ChunkMap::default();
+        let mut freed = Vec::new();
+        m.insert(1, ext(2, P, 0), &mut freed); // chunks 1-2, 64 valid bytes each (chunk size 64)
+        assert!(m.extends_past(191, 64));
+        assert!(!m.extends_past(192, 64));
+        assert!(!ChunkMap::default().extends_past(0, 64));
     }
 
     #[test]

@@ -170,14 +170,23 @@ impl Fs {
     /// Flushes one pack's worth of dirty chunks, `ino`'s first. Returns
     /// whether anything was flushed.
     pub(crate) fn flush_once(&self, ino: Option<u64>) -> FsResult<bool> {
-        let items = self.cache().take_for_flush(PACK_TARGET, ino);
+        self.flush_pack(ino, false)
+    }
+
+    /// Flushes one pack's worth: `ino`'s chunks first (only them when
+    /// `only`). Returns whether anything was taken.
+    fn flush_pack(&self, ino: Option<u64>, only: bool) -> FsResult<bool> {
+        let items = self.cache().take_for_flush(PACK_TARGET, ino, only);
         if items.is_empty() {
             return Ok(false);
         }
         let id = PackId::random();
         let chunks: Vec<&[u8]> = items.iter().map(|i| i.data.as_slice()).collect();
         let (body, placed) = seal_pack(&self.keys.data, &self.volume_id, id, &chunks);
-        self.upload(&id.key(), &body)?;
+        if let Err(e) = self.upload(&id.key(), &body) {
+            self.cache().abort_flush(&items);
+            return Err(e);
+        }
 
         let mut core = self.core.lock().unwrap();
         let mut records = vec![Record::Pack {
@@ -210,6 +219,8 @@ impl Fs {
             records.push(self.inode_record(&mut core, ino));
         }
         self.apply(&mut core, records)?;
+        drop(core);
+        self.cache_cv.notify_all();
         Ok(true)
     }
 
@@ -237,9 +248,24 @@ impl Fs {
 
     /// Flushes until no dirty data remains (or the flush fails).
     pub(crate) fn flush_all_dirty(&self) -> FsResult<()> {
-        while self.flush_once(None)? {}
-        self.cache_cv.notify_all();
-        Ok(())
+        loop {
+            if self.flush_once(None)? {
+                continue;
+            }
+            // Nothing left to take; wait for what the flusher uploads.
+            let cache = self.cache();
+            if !cache.any_in_flight() {
+                return Ok(());
+            }
+            if let Some(f) = self.journal.failure() {
+                return Err(FsError::Io(f));
+            }
+            drop(
+                self.cache_cv
+                    .wait_timeout(cache, Duration::from_millis(50))
+                    .unwrap(),
+            );
+        }
     }
 
     /// Blocks until every chunk of `ino` dirtied at or before now is in a
@@ -257,8 +283,18 @@ impl Fs {
                 return Ok(());
             }
             // Flushing from the caller's thread keeps fsync latency to one
-            // pack PUT instead of a round trip through the flusher.
-            self.flush_once(Some(ino))?;
+            // pack PUT instead of a round trip through the flusher; what
+            // the flusher is uploading already, we wait for.
+            if !self.flush_pack(Some(ino), true)? {
+                let cache = self.cache();
+                if cache.in_flight(ino) {
+                    drop(
+                        self.cache_cv
+                            .wait_timeout(cache, Duration::from_millis(50))
+                            .unwrap(),
+                    );
+                }
+            }
         }
     }
 

@@ -123,7 +123,10 @@ impl Fs {
             let start = chunk_start(chunk, self.chunk_size);
             let a = offset.max(start) - start;
             let b = end.min(start + cs) - start;
-            let buf = self.chunk_content(ino, chunk, window as u64)?;
+            // One GET covers the rest of this request, or the read-ahead
+            // window if that is larger.
+            let wanted = (first + count - chunk).max(window as u64);
+            let buf = self.chunk_content(ino, chunk, wanted)?;
             let data = buf.as_deref().map_or(&[][..], |v| v.as_slice());
             // Bytes past the chunk's stored length (a hole, or a chunk cut
             // by truncate and grown again) read as zeros.

@@ -168,6 +168,7 @@ impl Fs {
         if !crate::crypto::keys::lock_in_memory(&fs.keys) {
             log::warn!("could not lock the keys in memory (RLIMIT_MEMLOCK); use encrypted swap");
         }
+        fs.clamp_past_eof()?;
         if !fs.opts.read_only {
             fs.drop_orphans()?;
             background::start(&fs);
@@ -328,6 +329,40 @@ impl Fs {
             log::error!("{e}");
             FsError::Io(e)
         })
+    }
+
+    /// A crash can leave a flushed chunk mapping bytes past the journaled
+    /// size (the size record was still waiting for a later chunk). Those
+    /// bytes must never reappear when the file grows, so every map is cut
+    /// back to its file's size before anything else happens.
+    fn clamp_past_eof(&self) -> FsResult<()> {
+        let mut core = self.core();
+        let cs = self.chunk_size;
+        let records: Vec<Record> = core
+            .ns
+            .inodes
+            .iter()
+            .filter(|(_, i)| i.chunks().is_some_and(|m| m.extends_past(i.attr.size, cs)))
+            .map(|(&ino, i)| Record::Truncate {
+                ino,
+                size: i.attr.size,
+            })
+            .collect();
+        if records.is_empty() {
+            return Ok(());
+        }
+        log::info!(
+            "cutting {} files back to their journaled size after a crash",
+            records.len()
+        );
+        if self.opts.read_only {
+            for r in &records {
+                core.ns.apply(r).map_err(|e| FsError::Io(e.to_string()))?;
+            }
+            Ok(())
+        } else {
+            self.apply(&mut core, records).map(|_| ())
+        }
     }
 
     /// Inodes left as orphans by an earlier mount are dropped now: no
