@@ -1,0 +1,396 @@
+//! Operation counts: how many store calls common work costs, pinned with
+//! a `CountingStore` so performance regressions fail without any timing.
+//! Each test prints its figures (`--nocapture` shows them).
+
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::store::{CountingStore, MemoryStore, ObjectInfo, Op, OpCounts, StoreResult};
+
+/// Logs (op, key) of every call, so a test can wait for the mount's
+/// background work to finish and explain a figure when it is off.
+#[derive(Clone, Debug, Default)]
+struct Recorder {
+    inner: MemoryStore,
+    log: Arc<Mutex<Vec<(Op, String)>>>,
+}
+
+impl Recorder {
+    fn note(&self, op: Op, key: &str) {
+        self.log.lock().unwrap().push((op, key.to_owned()));
+    }
+
+    fn len(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
+
+    fn since(&self, from: usize) -> Vec<(Op, String)> {
+        self.log.lock().unwrap()[from..].to_vec()
+    }
+}
+
+impl ObjectStore for Recorder {
+    fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
+        self.note(Op::Get, key);
+        self.inner.get(key)
+    }
+    fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
+        self.note(Op::GetRange, key);
+        self.inner.get_range(key, range)
+    }
+    fn put(&self, key: &str, body: &[u8]) -> StoreResult<()> {
+        self.note(Op::Put, key);
+        self.inner.put(key, body)
+    }
+    fn put_if_absent(&self, key: &str, body: &[u8]) -> StoreResult<()> {
+        self.note(Op::PutIfAbsent, key);
+        self.inner.put_if_absent(key, body)
+    }
+    fn delete(&self, key: &str) -> StoreResult<()> {
+        self.note(Op::Delete, key);
+        self.inner.delete(key)
+    }
+    fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectInfo>> {
+        self.note(Op::List, prefix);
+        self.inner.list(prefix)
+    }
+    fn head(&self, key: &str) -> StoreResult<Option<ObjectInfo>> {
+        self.note(Op::Head, key);
+        self.inner.head(key)
+    }
+}
+
+/// A volume whose every store call is counted (and logged).
+struct Counted {
+    vol: Vol,
+    counts: CountingStore<Recorder>,
+    rec: Recorder,
+}
+
+impl Counted {
+    fn new(chunk: u32) -> Counted {
+        let mem = MemoryStore::new();
+        let rec = Recorder {
+            inner: mem.clone(),
+            log: Arc::default(),
+        };
+        let counts = CountingStore::new(rec.clone());
+        let vol = Vol::create(mem, Arc::new(counts.clone()), chunk);
+        Counted { vol, counts, rec }
+    }
+
+    /// Mounts with production options and waits until the mount's one-off
+    /// background work (the garbage collector's scan, which ends with a
+    /// listing of `data/`) is done, so later counts are the test's own.
+    fn mount(&self) -> Arc<Fs> {
+        let from = self.rec.len();
+        let fs = self.vol.mount_with(FsOptions::default());
+        let start = Instant::now();
+        while !self
+            .rec
+            .since(from)
+            .iter()
+            .any(|(op, key)| *op == Op::List && key == "data/")
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the mount's garbage-collection scan never ran"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        fs
+    }
+
+    fn reset(&self) -> usize {
+        self.counts.reset();
+        self.rec.len()
+    }
+
+    fn counts(&self) -> OpCounts {
+        self.counts.counts()
+    }
+
+    /// The calls logged since `from`, summarized by op and key prefix.
+    fn explain(&self, from: usize) -> String {
+        let mut by: std::collections::BTreeMap<String, u32> = Default::default();
+        for (op, key) in self.rec.since(from) {
+            let prefix = key.rsplit_once('/').map_or(key.as_str(), |(p, _)| p);
+            let prefix = if prefix.starts_with("data/") {
+                "data/*"
+            } else {
+                prefix
+            };
+            *by.entry(format!("{op:?} {prefix}")).or_default() += 1;
+        }
+        format!("{by:?}")
+    }
+}
+
+#[test]
+fn mount_of_an_empty_volume_costs_a_few_reads() {
+    let c = Counted::new(65536);
+    let from = c.reset();
+    let fs = c.mount();
+    let n = c.counts();
+    eprintln!(
+        "mount of an empty volume: {n:?}\n  calls: {}",
+        c.explain(from)
+    );
+    assert_eq!(n.puts() + n.delete, 0, "mounting writes nothing");
+    assert!(
+        n.reads() + n.list + n.head <= 10,
+        "mount made {} read calls",
+        n.reads() + n.list + n.head
+    );
+    fs.shutdown().unwrap();
+}
+
+#[test]
+fn stat_and_lookup_of_1000_files_read_nothing() {
+    let c = Counted::new(65536);
+    let fs = c.mount();
+    for i in 0..1000 {
+        put_file(&fs, &format!("f{i}"), &pattern(100 + i, i as u8));
+    }
+    fs.shutdown().unwrap();
+    drop(fs);
+    let fs = c.mount();
+    let from = c.reset();
+    let mut total = 0;
+    for i in 0..1000 {
+        let a = fs.lookup(&ME, ROOT, os(&format!("f{i}"))).unwrap();
+        total += fs.getattr(a.ino).unwrap().size;
+    }
+    assert_eq!(list_dir(&fs, ROOT).unwrap().len(), 1002);
+    let n = c.counts();
+    eprintln!("lookup + getattr of 1000 files and a readdir: {n:?}");
+    assert_eq!(total, (100..1100).sum::<usize>() as u64);
+    assert_eq!(n.calls(), 0, "store calls: {}", c.explain(from));
+    fs.shutdown().unwrap();
+}
+
+#[test]
+fn cold_4k_read_is_one_ranged_get() {
+    let c = Counted::new(65536);
+    let fs = c.mount();
+    let data = pattern(1 << 20, 3);
+    let ino = put_file(&fs, "f", &data);
+    put_file(&fs, "g", &pattern(300_000, 4));
+    fs.shutdown().unwrap();
+    drop(fs);
+    let fs = c.mount();
+    for (off, label) in [(300_000u64, "middle"), (0, "start")] {
+        let from = c.reset();
+        let o = fs.open(&ME, ino, libc::O_RDONLY).unwrap();
+        let got = fs.read(ino, o.fh, off, 4096).unwrap();
+        fs.release(ino, o.fh).unwrap();
+        let n = c.counts();
+        eprintln!("cold 4 KiB read at the {label}: {n:?}");
+        assert_eq!(got, &data[off as usize..off as usize + 4096]);
+        assert_eq!((n.get_range, n.get), (1, 0), "calls: {}", c.explain(from));
+        assert_eq!(n.calls(), 1, "calls: {}", c.explain(from));
+        // One 64 KiB segment (nonce and tag around it), not the pack.
+        assert!(n.bytes_read <= 65536 + 64, "read {} bytes", n.bytes_read);
+    }
+    fs.shutdown().unwrap();
+}
+
+#[test]
+fn creating_5000_small_files_costs_a_few_dozen_puts() {
+    let c = Counted::new(65536);
+    let fs = c.mount();
+    let from = c.reset();
+    for i in 0..5000usize {
+        put_file(&fs, &format!("small{i}"), &pattern(50 + i % 3000, i as u8));
+    }
+    fs.sync_all().unwrap();
+    let n = c.counts();
+    eprintln!(
+        "5000 small files + sync_all: {} PUTs ({} put, {} create-only), {} bytes written\n  calls: {}",
+        n.puts(),
+        n.put,
+        n.put_if_absent,
+        n.bytes_written,
+        c.explain(from)
+    );
+    assert!(n.puts() <= 50, "{} PUTs: {}", n.puts(), c.explain(from));
+    fs.shutdown().unwrap();
+    drop(fs);
+    let fs = c.mount();
+    let ino = fs.lookup(&ME, ROOT, os("small4999")).unwrap().ino;
+    assert_eq!(
+        read_all(&fs, ino),
+        pattern(50 + 4999 % 3000, 4999usize as u8)
+    );
+    fs.shutdown().unwrap();
+}
+
+const BIG: usize = 64 << 20;
+
+#[test]
+fn writing_64_mib_and_fsync_costs_about_8_pack_puts() {
+    let c = Counted::new(65536);
+    let fs = c.mount();
+    let from = c.reset();
+    let data = pattern(BIG, 9);
+    let (attr, o) = fs
+        .create(&ME, ROOT, os("big"), 0o644, 0o022, libc::O_WRONLY)
+        .unwrap();
+    for (i, piece) in data.chunks(1 << 20).enumerate() {
+        fs.write(&ME, attr.ino, o.fh, (i << 20) as u64, piece)
+            .unwrap();
+    }
+    fs.fsync(attr.ino, o.fh, false).unwrap();
+    fs.release(attr.ino, o.fh).unwrap();
+    let n = c.counts();
+    eprintln!(
+        "write 64 MiB + fsync: {} PUTs ({} put, {} create-only), {} bytes written\n  calls: {}",
+        n.puts(),
+        n.put,
+        n.put_if_absent,
+        n.bytes_written,
+        c.explain(from)
+    );
+    assert!(n.puts() <= 20, "{} PUTs: {}", n.puts(), c.explain(from));
+    fs.shutdown().unwrap();
+}
+
+/// Every dirty chunk should be uploaded once: 8 packs of 8 MiB, about
+/// 64 MiB sent. `take_for_flush` does not mark chunks in flight, so
+/// fsync's inline flush and the flusher thread (woken by backpressure)
+/// snapshot and upload the same lowest dirty chunks; the loser's chunks
+/// fail `settle`, its pack is retired and deleted.
+#[test]
+#[ignore = "PERF: fsync's inline flush and the flusher thread upload the same dirty chunks (64 MiB + fsync: 13-14 pack PUTs, 110-117 MB sent; 6 duplicate packs deleted after the commit)"]
+fn writing_64_mib_uploads_each_chunk_once() {
+    let c = Counted::new(65536);
+    let fs = c.mount();
+    let from = c.reset();
+    let data = pattern(BIG, 9);
+    let (attr, o) = fs
+        .create(&ME, ROOT, os("big"), 0o644, 0o022, libc::O_WRONLY)
+        .unwrap();
+    for (i, piece) in data.chunks(1 << 20).enumerate() {
+        fs.write(&ME, attr.ino, o.fh, (i << 20) as u64, piece)
+            .unwrap();
+    }
+    fs.fsync(attr.ino, o.fh, false).unwrap();
+    fs.release(attr.ino, o.fh).unwrap();
+    let n = c.counts();
+    eprintln!(
+        "write 64 MiB + fsync: {} pack PUTs, {} deletes, {} bytes written\n  calls: {}",
+        n.put,
+        n.delete,
+        n.bytes_written,
+        c.explain(from)
+    );
+    assert!(n.put <= 9, "{} pack PUTs", n.put);
+    assert!(
+        n.bytes_written < BIG as u64 * 11 / 10,
+        "{} bytes written for {BIG}",
+        n.bytes_written
+    );
+    fs.shutdown().unwrap();
+}
+
+/// A cold 1 MiB read spans 16 consecutive segments of one extent: one
+/// ranged GET could fetch them all. The read-ahead window starts at one
+/// chunk and `read` fetches chunk by chunk, so it costs 16 GETs.
+#[test]
+#[ignore = "PERF: a cold 1 MiB read costs 16 ranged GETs (one per 64 KiB chunk), not 1"]
+fn cold_1_mib_read_is_one_ranged_get() {
+    let c = Counted::new(65536);
+    let fs = c.mount();
+    let data = pattern(4 << 20, 5);
+    let ino = put_file(&fs, "f", &data);
+    fs.shutdown().unwrap();
+    drop(fs);
+    let fs = c.mount();
+    let from = c.reset();
+    let o = fs.open(&ME, ino, libc::O_RDONLY).unwrap();
+    let got = fs.read(ino, o.fh, 1 << 20, 1 << 20).unwrap();
+    fs.release(ino, o.fh).unwrap();
+    assert!(got == data[1 << 20..2 << 20]);
+    let n = c.counts();
+    eprintln!("cold 1 MiB read: {n:?}");
+    assert_eq!(n.get_range, 1, "calls: {}", c.explain(from));
+    fs.shutdown().unwrap();
+}
+
+/// Packs are cut at `PACK_TARGET` bytes of *unpadded* chunk data, but
+/// every segment is padded to 4 KiB: 20,000 one-byte files make a single
+/// pack of ~80 MiB (and a million would make one of ~4 GiB, sealed in
+/// memory in one piece). Packs should stay "up to a few MiB".
+#[test]
+#[ignore = "PERF: pack size is bounded by unpadded bytes: 20,000 one-byte files make one ~80 MiB pack"]
+fn tiny_files_make_packs_of_a_few_mib() {
+    let c = Counted::new(65536);
+    let fs = c.mount();
+    c.reset();
+    for i in 0..20_000usize {
+        put_file(&fs, &format!("t{i}"), &[i as u8]);
+    }
+    fs.sync_all().unwrap();
+    let sizes: Vec<u64> = c
+        .rec
+        .inner
+        .list("data/")
+        .unwrap()
+        .iter()
+        .map(|o| o.size)
+        .collect();
+    let n = c.counts();
+    eprintln!(
+        "20,000 one-byte files: {} PUTs, packs of {sizes:?} bytes",
+        n.puts()
+    );
+    assert!(
+        sizes.iter().all(|s| *s <= 16 << 20),
+        "a pack of {} MiB",
+        sizes.iter().max().unwrap() >> 20
+    );
+    fs.shutdown().unwrap();
+}
+
+#[test]
+fn sequential_cold_read_of_64_mib_uses_growing_read_ahead() {
+    let c = Counted::new(65536);
+    let fs = c.mount();
+    let data = pattern(BIG, 11);
+    let (attr, o) = fs
+        .create(&ME, ROOT, os("big"), 0o644, 0o022, libc::O_WRONLY)
+        .unwrap();
+    for (i, piece) in data.chunks(1 << 20).enumerate() {
+        fs.write(&ME, attr.ino, o.fh, (i << 20) as u64, piece)
+            .unwrap();
+    }
+    fs.release(attr.ino, o.fh).unwrap();
+    fs.shutdown().unwrap();
+    drop(fs);
+    let fs = c.mount();
+    let from = c.reset();
+    let o = fs.open(&ME, attr.ino, libc::O_RDONLY).unwrap();
+    let mut per_read = Vec::new();
+    for i in 0..BIG >> 20 {
+        let before = c.counts().get_range;
+        let got = fs.read(attr.ino, o.fh, (i << 20) as u64, 1 << 20).unwrap();
+        assert!(got == data[i << 20..(i + 1) << 20], "MiB {i} differs");
+        per_read.push(c.counts().get_range - before);
+    }
+    fs.release(attr.ino, o.fh).unwrap();
+    let n = c.counts();
+    eprintln!(
+        "sequential cold read of 64 MiB in 1 MiB reads: {} ranged GETs, {} GETs, {} bytes read\n  ranged GETs per read: {per_read:?}",
+        n.get_range, n.get, n.bytes_read
+    );
+    assert_eq!(n.get, 0, "calls: {}", c.explain(from));
+    assert!(n.get_range <= 40, "{} ranged GETs", n.get_range);
+    assert!(
+        n.bytes_read < BIG as u64 * 11 / 10,
+        "read {} bytes for {BIG}",
+        n.bytes_read
+    );
+    fs.shutdown().unwrap();
+}
