@@ -58,6 +58,7 @@ fi
 
 log "mounting it at $mnt"
 SEALEDFS_LOG_FILE=$demo/sealedfs.log "$SEALEDFS_BIN" mount "$vault" "$mnt"
+check_fuse_mounted "$mnt" || die "see $demo/sealedfs.log"
 
 # Sample files: a text file, a directory of docs, a symlink and 4 MiB of
 # random bytes (with its checksum, to check after a remount).

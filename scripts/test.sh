@@ -4,7 +4,8 @@
 #   fmt        cargo fmt --check
 #   clippy     cargo clippy --all-targets -- -D warnings
 #   build      cargo build                      (target/debug/sealedfs)
-#   test       cargo test -- --test-threads=2   (unit tests and the e2e binary)
+#   test       cargo test -- --test-threads=2   (unit tests and the e2e binary;
+#              deadline SEALEDFS_TEST_TIMEOUT, default 1200 s)
 #   pjdfstest  scripts/pjdfstest.sh             (fresh mount, -o allow_other)
 #   fsx        scripts/fsx.sh                   (fresh mount, FSX_OPS per seed)
 #
@@ -60,7 +61,16 @@ run_stage() {
         ;;
     clippy) cargo clippy --all-targets -- -D warnings ;;
     build) cargo build ;;
-    test) cargo test -- --test-threads=2 ;;
+    test)
+        # A deadline, so a deadlocked test fails the run instead of eating
+        # CI's whole budget (timeout kills cargo and the test binaries).
+        timeout --kill-after=30 "${SEALEDFS_TEST_TIMEOUT:-1200}" cargo test -- --test-threads=2 || {
+            local rc=$?
+            [[ $rc == 124 || $rc == 137 ]] &&
+                echo "cargo test did not finish within ${SEALEDFS_TEST_TIMEOUT:-1200}s (SEALEDFS_TEST_TIMEOUT); a test hangs: look for 'has been running for over 60 seconds' above" >&2
+            return "$rc"
+        }
+        ;;
     pjdfstest) bash scripts/pjdfstest.sh ;;
     fsx) bash scripts/fsx.sh ;;
     esac
