@@ -7,5 +7,8 @@ mod golden;
 #[allow(dead_code)] // helpers used by some test modules only
 mod harness;
 mod integrity;
+mod perms;
+mod posix;
 mod roundtrip;
 mod smoke;
+mod tools;
