@@ -78,6 +78,9 @@ impl From<StoreError> for CliError {
             StoreError::NotFound { .. } => EXIT_INTEGRITY,
             // Create-only writes lose only to another writer: fenced.
             StoreError::AlreadyExists { .. } => EXIT_BUSY,
+            // Only the lease and header are replaced conditionally: losing
+            // that race means another writer got there first.
+            StoreError::PreconditionFailed { .. } => EXIT_BUSY,
             StoreError::AccessDenied { .. } => EXIT_STORE,
             StoreError::Io { .. } => EXIT_STORE,
             StoreError::Injected { .. } => EXIT_STORE,

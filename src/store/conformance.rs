@@ -15,6 +15,7 @@ use super::{ObjectStore, StoreError};
 pub fn check_all(store: &dyn ObjectStore) {
     round_trip_and_replace(store);
     put_if_absent_fences(store);
+    put_if_match_replaces_only_the_version_read(store);
     get_range_boundaries(store);
     list_is_sorted_and_filtered_by_prefix(store);
     delete_is_idempotent(store);
@@ -27,6 +28,7 @@ fn io_kind(err: StoreError) -> ErrorKind {
         StoreError::Io { source, .. } => source.kind(),
         other @ (StoreError::NotFound { .. }
         | StoreError::AlreadyExists { .. }
+        | StoreError::PreconditionFailed { .. }
         | StoreError::AccessDenied { .. }
         | StoreError::Injected { .. }) => panic!("expected an Io error, got {other}"),
     }
@@ -49,6 +51,26 @@ fn round_trip_and_replace(store: &dyn ObjectStore) {
     assert_eq!(store.get("rt/a").unwrap(), b"");
     store.put("rt/a", b"three").unwrap();
     assert_eq!(store.get("rt/a").unwrap(), b"three");
+}
+
+fn put_if_match_replaces_only_the_version_read(store: &dyn ObjectStore) {
+    let etag = |key| store.head(key).unwrap().unwrap().etag;
+    let refused = |r: Result<(), StoreError>| matches!(r, Err(StoreError::PreconditionFailed { ref key }) if key == "cas/lease");
+    assert!(refused(store.put_if_match("cas/lease", b"x", "any")));
+    store.put_if_absent("cas/lease", b"one").unwrap();
+    let first = etag("cas/lease");
+    assert_eq!(store.list("cas/").unwrap()[0].etag, first);
+    store.put_if_match("cas/lease", b"two", &first).unwrap();
+    assert_eq!(store.get("cas/lease").unwrap(), b"two");
+    let second = etag("cas/lease");
+    assert_ne!(first, second);
+    // A stale tag loses, and so does the right tag after an identical
+    // rewrite: the tag names a version, not a content.
+    assert!(refused(store.put_if_match("cas/lease", b"three", &first)));
+    store.put("cas/lease", b"two").unwrap();
+    assert_ne!(etag("cas/lease"), second);
+    assert!(refused(store.put_if_match("cas/lease", b"three", &second)));
+    assert_eq!(store.get("cas/lease").unwrap(), b"two");
 }
 
 fn put_if_absent_fences(store: &dyn ObjectStore) {

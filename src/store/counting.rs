@@ -30,6 +30,7 @@ pub struct OpCounts {
     pub get_range: u64,
     pub put: u64,
     pub put_if_absent: u64,
+    pub put_if_match: u64,
     pub delete: u64,
     pub list: u64,
     pub head: u64,
@@ -40,7 +41,7 @@ pub struct OpCounts {
 impl OpCounts {
     /// Object writes of either kind.
     pub fn puts(&self) -> u64 {
-        self.put + self.put_if_absent
+        self.put + self.put_if_absent + self.put_if_match
     }
 
     /// Object reads, whole or ranged.
@@ -60,6 +61,7 @@ struct Counters {
     get_range: AtomicU64,
     put: AtomicU64,
     put_if_absent: AtomicU64,
+    put_if_match: AtomicU64,
     delete: AtomicU64,
     list: AtomicU64,
     head: AtomicU64,
@@ -68,12 +70,13 @@ struct Counters {
 }
 
 impl Counters {
-    fn all(&self) -> [&AtomicU64; 9] {
+    fn all(&self) -> [&AtomicU64; 10] {
         [
             &self.get,
             &self.get_range,
             &self.put,
             &self.put_if_absent,
+            &self.put_if_match,
             &self.delete,
             &self.list,
             &self.head,
@@ -109,6 +112,7 @@ impl<S: ObjectStore> CountingStore<S> {
             get_range: load(&c.get_range),
             put: load(&c.put),
             put_if_absent: load(&c.put_if_absent),
+            put_if_match: load(&c.put_if_match),
             delete: load(&c.delete),
             list: load(&c.list),
             head: load(&c.head),
@@ -153,6 +157,12 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
         bump(&self.counters.put_if_absent, 1);
         bump(&self.counters.bytes_written, body.len() as u64);
         self.inner.put_if_absent(key, body)
+    }
+
+    fn put_if_match(&self, key: &str, body: &[u8], etag: &str) -> StoreResult<()> {
+        bump(&self.counters.put_if_match, 1);
+        bump(&self.counters.bytes_written, body.len() as u64);
+        self.inner.put_if_match(key, body, etag)
     }
 
     fn delete(&self, key: &str) -> StoreResult<()> {
@@ -204,6 +214,7 @@ mod tests {
             get_range: 2,
             put: 1,
             put_if_absent: 2,
+            put_if_match: 0,
             delete: 1,
             list: 2,
             head: 1,

@@ -7,7 +7,7 @@
 //!
 //! Rules, checked in this order for every call:
 //! 1. Crash: after `fail_after_mutations(n)`, the next `n` mutating calls
-//!    (put, put_if_absent, delete) pass and every later one fails, until
+//!    (put, put_if_absent, put_if_match, delete) pass and every later one fails, until
 //!    `heal`: the process is dead from that point, so nothing more reaches
 //!    the store. Each mutating call spends one of the `n` even if a later
 //!    rule fails it. Reads keep working, so a dying filesystem can still
@@ -37,6 +37,7 @@ pub enum Op {
     GetRange,
     Put,
     PutIfAbsent,
+    PutIfMatch,
     Delete,
     List,
     Head,
@@ -46,7 +47,7 @@ impl Op {
     /// Calls that change the store, the ones a crash cuts off.
     pub fn is_mutation(self) -> bool {
         match self {
-            Op::Put | Op::PutIfAbsent | Op::Delete => true,
+            Op::Put | Op::PutIfAbsent | Op::PutIfMatch | Op::Delete => true,
             Op::Get | Op::GetRange | Op::List | Op::Head => false,
         }
     }
@@ -238,6 +239,9 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
     }
     fn put_if_absent(&self, key: &str, body: &[u8]) -> StoreResult<()> {
         self.call(Op::PutIfAbsent, key, |s| s.put_if_absent(key, body))
+    }
+    fn put_if_match(&self, key: &str, body: &[u8], etag: &str) -> StoreResult<()> {
+        self.call(Op::PutIfMatch, key, |s| s.put_if_match(key, body, etag))
     }
     fn delete(&self, key: &str) -> StoreResult<()> {
         self.call(Op::Delete, key, |s| s.delete(key))

@@ -48,6 +48,8 @@ use super::{ObjectInfo, ObjectStore, StoreError, StoreResult, check_key, check_r
 /// The advisory lock file, and the `key` of the error that reports it held.
 pub(crate) const LOCK_FILE: &str = ".lock";
 const TEMP_PREFIX: &str = ".tmp-";
+/// Serialises conditional replaces between processes (`flock`).
+const CAS_LOCK_FILE: &str = ".cas-lock";
 
 #[derive(Clone, Debug)]
 pub struct LocalStore {
@@ -101,6 +103,22 @@ impl LocalStore {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Waits for the lock that makes a conditional replace's check and
+    /// rename one step, across every process using this directory.
+    fn cas_lock(&self) -> StoreResult<File> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join(CAS_LOCK_FILE))
+            .map_err(|e| io_err(CAS_LOCK_FILE, e))?;
+        // SAFETY: a valid open descriptor; the lock lives as long as `file`.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io_err(CAS_LOCK_FILE, io::Error::last_os_error()));
+        }
+        Ok(file)
     }
 
     /// Takes the advisory lock on `<root>/.lock` without waiting. When
@@ -268,6 +286,23 @@ impl ObjectStore for LocalStore {
         }
     }
 
+    fn put_if_match(&self, key: &str, body: &[u8], etag: &str) -> StoreResult<()> {
+        let path = self.path_of(key)?;
+        let _cas = self.cas_lock()?;
+        let current = match fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => {
+                Some(info(key.into(), &meta).map_err(|e| io_err(key, e))?)
+            }
+            Ok(_) => None,
+            Err(e) if is_missing(&e) => None,
+            Err(e) => return Err(io_err(key, e)),
+        };
+        if current.is_none_or(|c| c.etag != etag) {
+            return Err(StoreError::PreconditionFailed { key: key.into() });
+        }
+        self.put(key, body)
+    }
+
     fn delete(&self, key: &str) -> StoreResult<()> {
         let path = self.path_of(key)?;
         match fs::remove_file(&path) {
@@ -301,11 +336,7 @@ impl ObjectStore for LocalStore {
         let mut found = Vec::new();
         walk(&start, &rel_start, prefix, &mut |rel, name, meta| {
             if !name.starts_with('.') && rel.starts_with(prefix) {
-                found.push(ObjectInfo {
-                    key: rel,
-                    size: meta.len(),
-                    modified: meta.modified()?,
-                });
+                found.push(info(rel, meta)?);
             }
             Ok(())
         })
@@ -317,17 +348,34 @@ impl ObjectStore for LocalStore {
     fn head(&self, key: &str) -> StoreResult<Option<ObjectInfo>> {
         let path = self.path_of(key)?;
         match fs::metadata(path) {
-            Ok(meta) if meta.is_file() => Ok(Some(ObjectInfo {
-                key: key.into(),
-                size: meta.len(),
-                modified: meta.modified().map_err(|e| io_err(key, e))?,
-            })),
+            Ok(meta) if meta.is_file() => {
+                Ok(Some(info(key.into(), &meta).map_err(|e| io_err(key, e))?))
+            }
             // A directory is a key prefix, not an object.
             Ok(_) => Ok(None),
             Err(e) if is_missing(&e) => Ok(None),
             Err(e) => Err(io_err(key, e)),
         }
     }
+}
+
+/// An object's ETag is its file's identity and change time: every `put`
+/// renames a new inode into place, so (inode, ctime, size) changes with each
+/// replacement, even one with identical bytes.
+fn info(key: String, meta: &fs::Metadata) -> io::Result<ObjectInfo> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(ObjectInfo {
+        key,
+        size: meta.len(),
+        modified: meta.modified()?,
+        etag: format!(
+            "{:x}-{:x}.{:x}-{:x}",
+            meta.ino(),
+            meta.ctime(),
+            meta.ctime_nsec(),
+            meta.len()
+        ),
+    })
 }
 
 /// Visits every regular file under `dir` (whose key prefix is `rel_dir`,

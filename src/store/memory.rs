@@ -1,4 +1,5 @@
-//! In-memory store for tests: a sorted map from key to (body, modified).
+//! In-memory store for tests: a sorted map from key to (body, modified,
+//! version), the version being a store-wide counter that serves as ETag.
 //!
 //! Rules:
 //! - Same contract as the local store, checked by the same conformance
@@ -22,7 +23,39 @@ use std::time::SystemTime;
 
 use super::{ObjectInfo, ObjectStore, StoreError, StoreResult, check_key, check_range};
 
-type Map = BTreeMap<String, (Vec<u8>, SystemTime)>;
+#[derive(Debug)]
+struct Object {
+    body: Vec<u8>,
+    modified: SystemTime,
+    version: u64,
+}
+
+#[derive(Debug, Default)]
+struct Map {
+    objects: BTreeMap<String, Object>,
+    versions: u64,
+}
+
+impl Map {
+    fn insert(&mut self, key: &str, body: &[u8], modified: SystemTime) {
+        self.versions += 1;
+        let object = Object {
+            body: body.to_vec(),
+            modified,
+            version: self.versions,
+        };
+        self.objects.insert(key.to_owned(), object);
+    }
+}
+
+fn info(key: &str, object: &Object) -> ObjectInfo {
+    ObjectInfo {
+        key: key.to_owned(),
+        size: object.body.len() as u64,
+        modified: object.modified,
+        etag: object.version.to_string(),
+    }
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
@@ -36,12 +69,12 @@ impl MemoryStore {
 
     /// Every key, sorted.
     pub fn keys(&self) -> Vec<String> {
-        self.map().keys().cloned().collect()
+        self.map().objects.keys().cloned().collect()
     }
 
     /// The stored bytes of `key`, without key checks.
     pub fn raw(&self, key: &str) -> Option<Vec<u8>> {
-        self.map().get(key).map(|(body, _)| body.clone())
+        self.map().objects.get(key).map(|o| o.body.clone())
     }
 
     /// Replaces (or plants) an object's bytes behind the filesystem's
@@ -49,16 +82,19 @@ impl MemoryStore {
     /// access, for tamper tests. No key checks.
     pub fn overwrite_raw(&self, key: &str, body: &[u8]) {
         let mut map = self.map();
-        let modified = map.get(key).map_or_else(SystemTime::now, |(_, t)| *t);
-        map.insert(key.to_owned(), (body.to_vec(), modified));
+        let modified = map
+            .objects
+            .get(key)
+            .map_or_else(SystemTime::now, |o| o.modified);
+        map.insert(key, body, modified);
     }
 
     /// Sets the store's timestamp of `key`, so garbage-collection tests can
     /// age objects. `NotFound` if there is no such object.
     pub fn set_modified(&self, key: &str, t: SystemTime) -> StoreResult<()> {
-        match self.map().get_mut(key) {
-            Some((_, modified)) => {
-                *modified = t;
+        match self.map().objects.get_mut(key) {
+            Some(object) => {
+                object.modified = t;
                 Ok(())
             }
             None => Err(StoreError::NotFound { key: key.into() }),
@@ -85,9 +121,11 @@ impl ObjectStore for MemoryStore {
     fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
         check_key(key)?;
         let map = self.map();
-        let (body, _) = map
+        let body = &map
+            .objects
             .get(key)
-            .ok_or_else(|| StoreError::NotFound { key: key.into() })?;
+            .ok_or_else(|| StoreError::NotFound { key: key.into() })?
+            .body;
         check_range(key, &range, body.len() as u64)?;
         // In bounds of an in-memory Vec, so both ends fit in usize.
         Ok(body[range.start as usize..range.end as usize].to_vec())
@@ -95,48 +133,52 @@ impl ObjectStore for MemoryStore {
 
     fn put(&self, key: &str, body: &[u8]) -> StoreResult<()> {
         check_key(key)?;
-        self.map()
-            .insert(key.to_owned(), (body.to_vec(), SystemTime::now()));
+        self.map().insert(key, body, SystemTime::now());
         Ok(())
     }
 
     fn put_if_absent(&self, key: &str, body: &[u8]) -> StoreResult<()> {
         check_key(key)?;
         let mut map = self.map();
-        if map.contains_key(key) {
+        if map.objects.contains_key(key) {
             return Err(StoreError::AlreadyExists { key: key.into() });
         }
-        map.insert(key.to_owned(), (body.to_vec(), SystemTime::now()));
+        map.insert(key, body, SystemTime::now());
         Ok(())
+    }
+
+    fn put_if_match(&self, key: &str, body: &[u8], etag: &str) -> StoreResult<()> {
+        check_key(key)?;
+        let mut map = self.map();
+        match map.objects.get(key) {
+            Some(object) if object.version.to_string() == etag => {
+                map.insert(key, body, SystemTime::now());
+                Ok(())
+            }
+            _ => Err(StoreError::PreconditionFailed { key: key.into() }),
+        }
     }
 
     fn delete(&self, key: &str) -> StoreResult<()> {
         check_key(key)?;
-        self.map().remove(key);
+        self.map().objects.remove(key);
         Ok(())
     }
 
     fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectInfo>> {
         let map = self.map();
         let found = map
+            .objects
             .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(|(key, _)| key.starts_with(prefix))
-            .map(|(key, (body, modified))| ObjectInfo {
-                key: key.clone(),
-                size: body.len() as u64,
-                modified: *modified,
-            })
+            .map(|(key, object)| info(key, object))
             .collect();
         Ok(found)
     }
 
     fn head(&self, key: &str) -> StoreResult<Option<ObjectInfo>> {
         check_key(key)?;
-        Ok(self.map().get(key).map(|(body, modified)| ObjectInfo {
-            key: key.to_owned(),
-            size: body.len() as u64,
-            modified: *modified,
-        }))
+        Ok(self.map().objects.get(key).map(|o| info(key, o)))
     }
 }
 

@@ -12,6 +12,9 @@
 //!   object or nothing, never a prefix, even after a crash.
 //! - `put_if_absent` fails with [`StoreError::AlreadyExists`] when the key
 //!   exists: this is the fencing primitive for journal segments.
+//! - `put_if_match` replaces an object only while its ETag is the one the
+//!   caller read; the lease and the volume header are the only objects
+//!   ever replaced, and only this way.
 //! - Calls block the calling thread; callers never hold filesystem locks
 //!   across them.
 //! - Keys are checked the same way by every backend ([`check_key`]), so a
@@ -41,6 +44,9 @@ pub struct ObjectInfo {
     /// The store's own timestamp of the write; garbage collection judges
     /// object age by this clock, never by ours.
     pub modified: SystemTime,
+    /// Opaque version tag: changes whenever the object is replaced, even
+    /// by identical bytes. Compared for equality only.
+    pub etag: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +55,9 @@ pub enum StoreError {
     NotFound { key: String },
     #[error("object {key} already exists")]
     AlreadyExists { key: String },
+    /// A conditional replace found another version (or none).
+    #[error("object {key} changed since it was read")]
+    PreconditionFailed { key: String },
     #[error("access denied to {key}: {reason}")]
     AccessDenied { key: String, reason: String },
     #[error("store I/O failed on {key}: {source}")]
@@ -76,6 +85,7 @@ impl StoreError {
             }
             StoreError::NotFound { .. }
             | StoreError::AlreadyExists { .. }
+            | StoreError::PreconditionFailed { .. }
             | StoreError::AccessDenied { .. }
             | StoreError::Injected { .. } => false,
         }
@@ -160,6 +170,9 @@ pub trait ObjectStore: Send + Sync {
     fn put(&self, key: &str, body: &[u8]) -> StoreResult<()>;
     /// Create only; `AlreadyExists` if the key is taken.
     fn put_if_absent(&self, key: &str, body: &[u8]) -> StoreResult<()>;
+    /// Replace only if the object exists with ETag `etag` (from `head` or
+    /// `list`); `PreconditionFailed` otherwise.
+    fn put_if_match(&self, key: &str, body: &[u8], etag: &str) -> StoreResult<()>;
     /// Deleting a missing object is not an error.
     fn delete(&self, key: &str) -> StoreResult<()>;
     /// All objects whose key starts with `prefix`, sorted by key.
@@ -184,6 +197,9 @@ impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
     }
     fn put_if_absent(&self, key: &str, body: &[u8]) -> StoreResult<()> {
         (**self).put_if_absent(key, body)
+    }
+    fn put_if_match(&self, key: &str, body: &[u8], etag: &str) -> StoreResult<()> {
+        (**self).put_if_match(key, body, etag)
     }
     fn delete(&self, key: &str) -> StoreResult<()> {
         (**self).delete(key)

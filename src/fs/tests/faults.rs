@@ -535,6 +535,9 @@ impl crate::store::ObjectStore for Gate {
     fn get(&self, key: &str) -> crate::store::StoreResult<Vec<u8>> {
         self.inner.get(key)
     }
+    fn put_if_match(&self, key: &str, body: &[u8], etag: &str) -> crate::store::StoreResult<()> {
+        self.inner.put_if_match(key, body, etag)
+    }
     fn get_range(
         &self,
         key: &str,

@@ -48,6 +48,10 @@ impl ObjectStore for Recorder {
         self.note(Op::PutIfAbsent, key);
         self.inner.put_if_absent(key, body)
     }
+    fn put_if_match(&self, key: &str, body: &[u8], etag: &str) -> StoreResult<()> {
+        self.note(Op::PutIfMatch, key);
+        self.inner.put_if_match(key, body, etag)
+    }
     fn delete(&self, key: &str) -> StoreResult<()> {
         self.note(Op::Delete, key);
         self.inner.delete(key)
