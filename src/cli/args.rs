@@ -41,6 +41,28 @@ pub struct InitArgs {
     /// Tests only: a key derivation that costs nothing and protects nothing.
     #[arg(long, hide = true)]
     pub insecure_fast_kdf: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+/// How to reach an `s3://` store; ignored for local directories.
+#[derive(Debug, Clone, Default, Args)]
+pub struct S3Args {
+    /// S3 endpoint URL (default: AWS_ENDPOINT_URL, else AWS for the region).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Address buckets as ENDPOINT/BUCKET (most S3-compatible servers).
+    #[arg(long)]
+    pub path_style: bool,
+    /// Also ask the store to encrypt at rest: AES256 or aws:kms.
+    #[arg(long, value_name = "MODE")]
+    pub sse: Option<String>,
+    /// The KMS key for --sse aws:kms (default: the bucket's AWS managed key).
+    #[arg(long, value_name = "ID", requires = "sse")]
+    pub sse_kms_key_id: Option<String>,
+    /// Allow a plain http:// endpoint that is not on this host.
+    #[arg(long)]
+    pub allow_http: bool,
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +86,12 @@ pub struct MountArgs {
     /// Read the passphrase from this file (one trailing newline is dropped).
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// Take the writer's lease even though another mount holds it (that
+    /// mount can no longer commit). Logged.
+    #[arg(long)]
+    pub force_takeover: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 #[derive(Debug, Args)]
