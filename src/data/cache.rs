@@ -16,7 +16,7 @@
 //! - Callers hold the filesystem's per-inode data lock when they change a
 //!   chunk; the cache's own lock is never held across store I/O.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use lru::LruCache;
@@ -37,6 +37,9 @@ struct Dirty {
 
 pub struct Cache {
     clean: LruCache<ChunkKey, Buf>,
+    /// The keys of `clean`, ordered, so dropping one file's chunks (unlink,
+    /// truncate) costs its own chunks, not a walk of the whole LRU.
+    clean_keys: BTreeSet<ChunkKey>,
     clean_bytes: u64,
     dirty: BTreeMap<ChunkKey, Dirty>,
     dirty_bytes: u64,
@@ -55,6 +58,7 @@ impl Cache {
     pub fn new(budget: u64) -> Cache {
         Cache {
             clean: LruCache::unbounded(),
+            clean_keys: BTreeSet::new(),
             clean_bytes: 0,
             dirty: BTreeMap::new(),
             dirty_bytes: 0,
@@ -91,6 +95,7 @@ impl Cache {
             return;
         }
         self.clean_bytes += data.len() as u64;
+        self.clean_keys.insert(key);
         if let Some(old) = self.clean.put(key, data) {
             self.clean_bytes -= old.len() as u64;
         }
@@ -100,17 +105,25 @@ impl Cache {
     fn evict(&mut self) {
         while self.clean_bytes + self.dirty_bytes > self.budget {
             match self.clean.pop_lru() {
-                Some((_, b)) => self.clean_bytes -= b.len() as u64,
+                Some((key, b)) => {
+                    self.clean_keys.remove(&key);
+                    self.clean_bytes -= b.len() as u64;
+                }
                 None => break,
             }
         }
     }
 
+    fn pop_clean(&mut self, key: ChunkKey) {
+        if let Some(b) = self.clean.pop(&key) {
+            self.clean_keys.remove(&key);
+            self.clean_bytes -= b.len() as u64;
+        }
+    }
+
     /// Makes `key` dirty with `data` as its new content.
     pub fn put_dirty(&mut self, key: ChunkKey, data: Vec<u8>) {
-        if let Some(old) = self.clean.pop(&key) {
-            self.clean_bytes -= old.len() as u64;
-        }
+        self.pop_clean(key);
         let version = self.bump();
         self.dirty_bytes += data.len() as u64;
         match self.dirty.get_mut(&key) {
@@ -161,15 +174,12 @@ impl Cache {
             self.dirty_bytes -= d.data.len() as u64;
         }
         let clean: Vec<ChunkKey> = self
-            .clean
-            .iter()
-            .filter(|(k, _)| k.0 == ino && k.1 >= first && k.1 < end)
-            .map(|(k, _)| *k)
+            .clean_keys
+            .range((ino, first)..(ino, end))
+            .copied()
             .collect();
         for k in clean {
-            if let Some(b) = self.clean.pop(&k) {
-                self.clean_bytes -= b.len() as u64;
-            }
+            self.pop_clean(k);
         }
     }
 
@@ -180,9 +190,7 @@ impl Cache {
     /// Cuts chunk `key` to `len` bytes. A dirty chunk is re-born so an
     /// in-flight flush of its longer content is not applied.
     pub fn clamp(&mut self, key: ChunkKey, len: usize) {
-        if let Some(b) = self.clean.pop(&key) {
-            self.clean_bytes -= b.len() as u64;
-        }
+        self.pop_clean(key);
         let version = self.bump();
         if let Some(d) = self.dirty.get_mut(&key) {
             if d.data.len() > len {
@@ -329,6 +337,7 @@ impl Cache {
     /// Drops every clean chunk (the `lock` command, tests).
     pub fn drop_clean(&mut self) {
         self.clean.clear();
+        self.clean_keys.clear();
         self.clean_bytes = 0;
     }
 
@@ -372,6 +381,26 @@ mod tests {
         c.remove_range(1, 0, 1);
         assert!(!c.settle((1, 0), v2));
         assert_eq!(c.dirty_bytes(), 0);
+    }
+
+    #[test]
+    fn remove_range_drops_only_that_files_clean_chunks() {
+        let mut c = Cache::new(1 << 20);
+        for ino in 1..=3 {
+            for chunk in 0..4 {
+                c.put_clean((ino, chunk), Arc::new(vec![0; 10]));
+            }
+        }
+        c.remove_range(2, 1, 2);
+        let kept = |ino| (0..4).filter(|&i| c.clean.contains(&(ino, i))).count();
+        assert_eq!((kept(1), kept(2), kept(3)), (4, 2, 4));
+        c.remove_inode(3);
+        assert_eq!(c.clean_bytes(), 60);
+        assert_eq!(c.clean_keys.len(), c.clean.len());
+        // Eviction keeps the index in step too.
+        c.put_dirty((9, 0), vec![0; (1 << 20) - 20]);
+        assert_eq!(c.clean_bytes(), 20);
+        assert_eq!(c.clean_keys.len(), 2);
     }
 
     #[test]

@@ -21,7 +21,8 @@ use fuser::{
 use log::{debug, error, info};
 
 use super::convert::{
-    DirOut, DirPlusOut, GENERATION, caller, errno, file_attr, fopen_flags, reply_xattr, time_set,
+    DirOut, DirPlusOut, GENERATION, caller, errno, file_attr, fopen_flags, kernel_time,
+    reply_xattr, time_set,
 };
 use super::{FuseFs, MAX_BACKGROUND, TTL};
 use crate::fs::{FsError, SetAttr};
@@ -117,7 +118,7 @@ impl Filesystem for FuseFs {
             size,
             atime: atime.map(time_set),
             mtime: mtime.map(time_set),
-            ctime,
+            ctime: ctime.map(kernel_time),
         };
         match self.fs.setattr(&caller(req), ino.0, fh.map(|h| h.0), set) {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),

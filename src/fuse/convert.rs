@@ -3,6 +3,7 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     Errno, FileAttr, FileType, FopenFlags, Generation, INodeNo, ReplyDirectory, ReplyDirectoryPlus,
@@ -67,7 +68,21 @@ pub(super) fn file_attr(a: &Attr) -> FileAttr {
 pub(super) fn time_set(t: TimeOrNow) -> TimeSet {
     match t {
         TimeOrNow::Now => TimeSet::Now,
-        TimeOrNow::SpecificTime(at) => TimeSet::At(at),
+        TimeOrNow::SpecificTime(at) => TimeSet::At(kernel_time(at)),
+    }
+}
+
+/// Undoes fuser 0.18's decoding of a pre-1970 time from the kernel: it
+/// builds `(sec, nsec)` with `sec < 0` as `EPOCH - (|sec| + nsec)` where the
+/// kernel means `EPOCH - |sec| + nsec`. Since `nsec < 1 s`, the two parts
+/// come back out of the wrong value exactly.
+pub(super) fn kernel_time(at: SystemTime) -> SystemTime {
+    match UNIX_EPOCH.duration_since(at) {
+        Ok(before) if before.subsec_nanos() != 0 => {
+            UNIX_EPOCH - Duration::from_secs(before.as_secs())
+                + Duration::from_nanos(u64::from(before.subsec_nanos()))
+        }
+        _ => at,
     }
 }
 
@@ -123,7 +138,6 @@ impl DirPlusReplier for DirPlusOut<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     #[test]
     fn attr_maps_field_for_field() {
@@ -162,6 +176,24 @@ mod tests {
         assert_eq!(time_set(TimeOrNow::Now), TimeSet::Now);
         let at = SystemTime::now();
         assert_eq!(time_set(TimeOrNow::SpecificTime(at)), TimeSet::At(at));
+    }
+
+    #[test]
+    fn pre_1970_times_from_the_kernel_are_repaired() {
+        // The kernel's (-2, 250_000_000) is 1.75 s before the epoch;
+        // fuser hands over 2.25 s before it.
+        let from_fuser = UNIX_EPOCH - Duration::new(2, 250_000_000);
+        assert_eq!(
+            kernel_time(from_fuser),
+            UNIX_EPOCH - Duration::from_millis(1750)
+        );
+        for exact in [
+            UNIX_EPOCH - Duration::from_secs(86_400),
+            UNIX_EPOCH,
+            UNIX_EPOCH + Duration::new(1, 5),
+        ] {
+            assert_eq!(kernel_time(exact), exact);
+        }
         let keep = Opened {
             fh: 1,
             keep_cache: true,

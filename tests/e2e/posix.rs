@@ -1163,7 +1163,6 @@ fn timestamps_before_1970_and_after_2038() {
 }
 
 #[test]
-#[ignore = "BUG: utimensat with tv_sec<0 and tv_nsec>0 stores the time 2*tv_nsec early (fuser 0.18 setattr conversion)"]
 fn timestamps_before_1970_with_nanoseconds() {
     let mut v = Volume::new();
     v.mount();

@@ -588,7 +588,6 @@ impl crate::store::ObjectStore for Gate {
 /// reaching past it; growing the file then shows the stale bytes where
 /// zeros belong. Found by the model test (seed 106, chunk 64 KiB).
 #[test]
-#[ignore = "BUG: after a crash, bytes past EOF reappear when the file grows (chunk mapped past the journaled size)"]
 fn crash_never_leaves_mapped_bytes_past_eof() {
     let gate = Gate::default();
     let vol = Vol::create(gate.inner.clone(), Arc::new(gate.clone()), 65536);

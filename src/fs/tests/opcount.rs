@@ -267,7 +267,6 @@ fn writing_64_mib_and_fsync_costs_about_8_pack_puts() {
 /// snapshot and upload the same lowest dirty chunks; the loser's chunks
 /// fail `settle`, its pack is retired and deleted.
 #[test]
-#[ignore = "PERF: fsync's inline flush and the flusher thread upload the same dirty chunks (64 MiB + fsync: 13-14 pack PUTs, 110-117 MB sent; 6 duplicate packs deleted after the commit)"]
 fn writing_64_mib_uploads_each_chunk_once() {
     let c = Counted::new(65536);
     let fs = c.mount();
@@ -303,7 +302,6 @@ fn writing_64_mib_uploads_each_chunk_once() {
 /// ranged GET could fetch them all. The read-ahead window starts at one
 /// chunk and `read` fetches chunk by chunk, so it costs 16 GETs.
 #[test]
-#[ignore = "PERF: a cold 1 MiB read costs 16 ranged GETs (one per 64 KiB chunk), not 1"]
 fn cold_1_mib_read_is_one_ranged_get() {
     let c = Counted::new(65536);
     let fs = c.mount();
@@ -328,7 +326,6 @@ fn cold_1_mib_read_is_one_ranged_get() {
 /// pack of ~80 MiB (and a million would make one of ~4 GiB, sealed in
 /// memory in one piece). Packs should stay "up to a few MiB".
 #[test]
-#[ignore = "PERF: pack size is bounded by unpadded bytes: 20,000 one-byte files make one ~80 MiB pack"]
 fn tiny_files_make_packs_of_a_few_mib() {
     let c = Counted::new(65536);
     let fs = c.mount();
