@@ -45,6 +45,10 @@ pub struct Cache {
     dirty_bytes: u64,
     budget: u64,
     next_version: u64,
+    /// Ranged GETs under way: (inode, first chunk) → end chunk. Concurrent
+    /// readers of one file (the kernel sends several reads at once) wait
+    /// for a run that covers their chunk instead of fetching it again.
+    fetching: BTreeMap<ChunkKey, u64>,
 }
 
 /// A dirty chunk snapshot taken for a flush.
@@ -64,6 +68,7 @@ impl Cache {
             dirty_bytes: 0,
             budget,
             next_version: 1,
+            fetching: BTreeMap::new(),
         }
     }
 
@@ -334,6 +339,33 @@ impl Cache {
         true
     }
 
+    /// Is a fetch of `key`'s chunk under way?
+    pub fn is_fetching(&self, (ino, chunk): ChunkKey) -> bool {
+        self.fetching
+            .range((ino, 0)..=(ino, chunk))
+            .next_back()
+            .is_some_and(|(_, &end)| chunk < end)
+    }
+
+    /// Registers a fetch of up to `want` chunks from `key` and returns how
+    /// many to fetch: the run stops where another fetch of the file starts.
+    /// The caller checked `is_fetching(key)` is false under the same lock,
+    /// and calls `end_fetch(key)` when done.
+    pub fn begin_fetch(&mut self, (ino, chunk): ChunkKey, want: u64) -> u64 {
+        let end = chunk.saturating_add(want.max(1));
+        let end = self
+            .fetching
+            .range((ino, chunk + 1)..(ino, end))
+            .next()
+            .map_or(end, |(k, _)| k.1);
+        self.fetching.insert((ino, chunk), end);
+        end - chunk
+    }
+
+    pub fn end_fetch(&mut self, key: ChunkKey) {
+        self.fetching.remove(&key);
+    }
+
     /// Drops every clean chunk (the `lock` command, tests).
     pub fn drop_clean(&mut self) {
         self.clean.clear();
@@ -401,6 +433,21 @@ mod tests {
         c.put_dirty((9, 0), vec![0; (1 << 20) - 20]);
         assert_eq!(c.clean_bytes(), 20);
         assert_eq!(c.clean_keys.len(), 2);
+    }
+
+    #[test]
+    fn concurrent_fetches_of_one_file_do_not_overlap() {
+        let mut c = Cache::new(1 << 20);
+        assert_eq!(c.begin_fetch((1, 4), 8), 8);
+        assert!(c.is_fetching((1, 4)) && c.is_fetching((1, 11)));
+        assert!(!c.is_fetching((1, 12)) && !c.is_fetching((1, 3)));
+        assert!(!c.is_fetching((2, 5)), "other files are not affected");
+        // A run starting before stops where the one under way starts.
+        assert_eq!(c.begin_fetch((1, 0), 16), 4);
+        assert_eq!(c.begin_fetch((2, 0), 16), 16);
+        c.end_fetch((1, 4));
+        assert!(!c.is_fetching((1, 5)));
+        assert!(c.is_fetching((1, 3)));
     }
 
     #[test]

@@ -143,13 +143,26 @@ impl Fs {
     /// The current content of a chunk (`None` for a hole): cache first,
     /// else one ranged GET of up to `readahead` consecutive segments.
     fn chunk_content(&self, ino: u64, chunk: u64, readahead: u64) -> FsResult<Option<Buf>> {
-        if let Some(b) = self.cache().get((ino, chunk)) {
-            return Ok(Some(b));
-        }
-        match self.fetch_run(ino, chunk, readahead) {
+        let key = (ino, chunk);
+        let run = {
+            let mut cache = self.cache();
+            loop {
+                if let Some(b) = cache.get(key) {
+                    return Ok(Some(b));
+                }
+                if !cache.is_fetching(key) {
+                    break cache.begin_fetch(key, readahead);
+                }
+                // Woken by `end_fetch` below (or other cache news); then
+                // the chunk is cached, or evicted or failed: look again.
+                cache = self.cache_cv.wait(cache).unwrap();
+            }
+        };
+        let _done = FetchDone { fs: self, key };
+        match self.fetch_run(ino, chunk, run) {
             // Compaction may have moved the chunk and retired its old pack
             // between our map lookup and the GET: look again, once.
-            Err(FsError::Store(e)) if e.is_not_found() => self.fetch_run(ino, chunk, readahead),
+            Err(FsError::Store(e)) if e.is_not_found() => self.fetch_run(ino, chunk, run),
             other => other,
         }
     }
@@ -571,5 +584,19 @@ impl Fs {
             done += buf.len() as u64;
         }
         Ok(done)
+    }
+}
+
+/// Ends a registered fetch however `chunk_content` leaves, and wakes the
+/// readers waiting for it.
+struct FetchDone<'a> {
+    fs: &'a Fs,
+    key: (u64, u64),
+}
+
+impl Drop for FetchDone<'_> {
+    fn drop(&mut self) {
+        self.fs.cache().end_fetch(self.key);
+        self.fs.cache_cv.notify_all();
     }
 }
