@@ -50,7 +50,10 @@ pub fn main() -> i32 {
     };
     let result = match cli.command {
         Command::Init(a) => init::run(a, env_pass),
-        Command::Mount(a) => mount::run(a, env_pass),
+        Command::Mount(a) => {
+            process::limit_malloc_arenas();
+            mount::run(a, env_pass)
+        }
         Command::Unmount(a) => unmount::run(a),
     };
     match result {
