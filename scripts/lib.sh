@@ -169,3 +169,89 @@ show_tail() {
     tail -n "$n" "$file" | sed 's/^/    /' >&2
     echo "-----" >&2
 }
+
+# --- the S3 test server (moto) ---------------------------------------------
+
+# moto >= 5.2.5: 5.2.1 wrongly answers 403 to signed listings with a / in
+# the prefix.
+MOTO_SPEC='moto[server]>=5.2.5'
+MOTO_VENV=${MOTO_VENV:-$SEALEDFS_TOOLS/moto-venv}
+
+# s3_server_install: moto's server in its own venv, reused when present.
+s3_server_install() {
+    if [[ -x $MOTO_VENV/bin/moto_server ]] &&
+        "$MOTO_VENV/bin/python" -c 'import moto, sys; v = tuple(int(x) for x in moto.__version__.split(".")[:3]); sys.exit(v < (5, 2, 5))' 2>/dev/null; then
+        log "moto $("$MOTO_VENV/bin/python" -c 'import moto; print(moto.__version__)') already in $MOTO_VENV"
+        return 0
+    fi
+    command -v python3 >/dev/null || die "missing tool: python3 (apt-get install python3 python3-venv)"
+    python3 -m venv "$MOTO_VENV" ||
+        die "cannot create a venv in $MOTO_VENV (apt-get install python3-venv)"
+    "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check "$MOTO_SPEC" ||
+        die "pip install $MOTO_SPEC failed"
+    log "installed moto $("$MOTO_VENV/bin/python" -c 'import moto; print(moto.__version__)') in $MOTO_VENV"
+}
+
+# s3_server_start DIR: starts moto on a free loopback port with auth on,
+# creates the test user, and writes DIR/env (shell exports) and DIR/pid.
+s3_server_start() {
+    local dir=$1 port pid i
+    [[ -x $MOTO_VENV/bin/moto_server ]] || s3_server_install
+    mkdir -p "$dir"
+    port=$("$MOTO_VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    INITIAL_NO_AUTH_ACTION_COUNT=3 MOTO_ALLOW_NONEXISTENT_REGION=false \
+        setsid "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$dir/moto.log" 2>&1 </dev/null &
+    pid=$!
+    echo "$pid" >"$dir/pid"
+    for ((i = 0; i < 300; i++)); do
+        if "$MOTO_VENV/bin/python" -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2)' "$port" 2>/dev/null; then
+            break
+        fi
+        kill -0 "$pid" 2>/dev/null || {
+            show_tail "$dir/moto.log"
+            die "moto exited at start"
+        }
+        sleep 0.1
+    done
+    ((i < 300)) || {
+        show_tail "$dir/moto.log"
+        s3_server_stop "$dir"
+        die "moto did not listen on 127.0.0.1:$port within 30 s"
+    }
+    # Exactly three unauthenticated actions (INITIAL_NO_AUTH_ACTION_COUNT).
+    "$MOTO_VENV/bin/python" - "http://127.0.0.1:$port" >"$dir/env" <<'PY' || {
+import json, sys
+import boto3
+iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+iam.create_user(UserName="sealedfs-test")
+iam.put_user_policy(UserName="sealedfs-test", PolicyName="all", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+key = iam.create_access_key(UserName="sealedfs-test")["AccessKey"]
+print(f"export SEALEDFS_TEST_S3_ENDPOINT={sys.argv[1]}")
+print(f"export AWS_ACCESS_KEY_ID={key['AccessKeyId']}")
+print(f"export AWS_SECRET_ACCESS_KEY={key['SecretAccessKey']}")
+print("export AWS_REGION=us-east-1")
+PY
+        show_tail "$dir/moto.log"
+        s3_server_stop "$dir"
+        die "could not create the test user on moto"
+    }
+    log "moto listening on 127.0.0.1:$port (pid $pid, log $dir/moto.log)"
+}
+
+# s3_server_stop DIR: stops the server that s3_server_start DIR started.
+s3_server_stop() {
+    local dir=$1 pid
+    [[ -r $dir/pid ]] || return 0
+    pid=$(cat "$dir/pid")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill "$pid" 2>/dev/null || true
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.2
+        done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$dir/pid"
+}

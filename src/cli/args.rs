@@ -30,7 +30,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// A local directory (PATH or file://PATH); it must be empty or missing.
+    /// A local directory (PATH or file://PATH; empty or missing) or
+    /// s3://BUCKET[/PREFIX] (the bucket must exist; the prefix must be empty).
     pub store: String,
     /// File size unit of the volume: a power of two from 4K to 1M.
     #[arg(long, value_name = "SIZE", default_value = "64K", value_parser = parse_size)]
@@ -46,7 +47,7 @@ pub struct InitArgs {
 }
 
 /// How to reach an `s3://` store; ignored for local directories.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
 pub struct S3Args {
     /// S3 endpoint URL (default: AWS_ENDPOINT_URL, else AWS for the region).
     #[arg(long, value_name = "URL")]
@@ -67,7 +68,8 @@ pub struct S3Args {
 
 #[derive(Debug, Args)]
 pub struct MountArgs {
-    /// A local directory (PATH or file://PATH) holding a volume.
+    /// A local directory (PATH or file://PATH) or s3://BUCKET[/PREFIX]
+    /// holding a volume.
     pub store: String,
     /// An existing directory to mount on.
     pub mountpoint: PathBuf,

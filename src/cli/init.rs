@@ -10,7 +10,8 @@
 //!    cannot be mounted.
 //!
 //! A local store stays locked throughout, so a `mount` cannot open the
-//! volume between steps 2 and 3.
+//! volume between steps 2 and 3. An S3 prefix has no lock: step 2's
+//! create-only PUT is what makes one of two racing `init`s lose.
 
 use super::args::InitArgs;
 use super::error::{CliError, CliResult};
@@ -25,7 +26,7 @@ use crate::volume::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, VolumeHeader};
 
 pub fn run(args: InitArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
     let chunk_size = check_chunk_size(args.chunk_size)?;
-    let spec = StoreSpec::parse(&args.store)?;
+    let spec = StoreSpec::parse(&args.store)?.with_s3(&args.s3);
     let store = spec.create()?;
     check_empty(&*store, &args.store)?;
     let _lock = spec.lock()?;
@@ -80,7 +81,9 @@ fn check_empty(store: &dyn ObjectStore, label: &str) -> CliResult<()> {
         return Err(already_a_volume(label));
     }
     if !store.list("")?.is_empty() {
-        return Err(CliError::usage(format!("store {label} is not empty")));
+        return Err(CliError::usage(format!(
+            "store {label} is not empty: it holds objects that are not a sealedfs volume"
+        )));
     }
     Ok(())
 }

@@ -1,9 +1,14 @@
 //! STORE arguments: what they name and how to open them.
 //!
 //! `PATH` and `file://PATH` name a local directory; `s3://BUCKET[/PREFIX]`
-//! names a bucket prefix (not supported yet: a `StoreSpec::S3` arm in each
-//! method below is where it slots in). Every method returns a
+//! names a bucket prefix, reached as the `S3Args` flags say (attach them
+//! with [`StoreSpec::with_s3`]). Every method returns a
 //! `dyn ObjectStore`, so the commands never know which kind they hold.
+//!
+//! Opening an S3 store checks the bucket (a wrong endpoint, region,
+//! bucket or key fails here, exit 3 within seconds) and probes whether it
+//! honours create-only PUTs. S3 has no lock: the writer's lease is the
+//! only guard.
 //!
 //! Local directories are checked here, before any store call, so that a
 //! missing or wrong directory is a one-line usage error (exit 1) rather
@@ -13,13 +18,18 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::args::S3Args;
 use super::error::{CliError, CliResult, EXIT_STORE};
-use crate::store::{LocalStore, ObjectStore};
+use crate::store::{LocalStore, ObjectStore, S3Config, S3Store, Sse, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSpec {
     Local(PathBuf),
-    S3 { bucket: String, prefix: String },
+    S3 {
+        bucket: String,
+        prefix: String,
+        s3: S3Args,
+    },
 }
 
 /// Keeps a store-level lock (the local directory's `flock`) for as long as
@@ -33,9 +43,20 @@ impl StoreSpec {
             if bucket.is_empty() {
                 return Err(CliError::usage(format!("invalid store {arg:?}: no bucket")));
             }
+            let prefix = prefix.trim_matches('/');
+            if prefix
+                .split('/')
+                .any(|s| s.is_empty() || s == "." || s == "..")
+                && !prefix.is_empty()
+            {
+                return Err(CliError::usage(format!(
+                    "invalid store {arg:?}: empty, . or .. segment in the prefix"
+                )));
+            }
             return Ok(StoreSpec::S3 {
                 bucket: bucket.to_string(),
-                prefix: prefix.trim_matches('/').to_string(),
+                prefix: prefix.to_string(),
+                s3: S3Args::default(),
             });
         }
         let path = arg.strip_prefix("file://").unwrap_or(arg);
@@ -48,6 +69,18 @@ impl StoreSpec {
         Ok(StoreSpec::Local(PathBuf::from(path)))
     }
 
+    /// Attaches the S3 connection flags (ignored for a local directory).
+    pub fn with_s3(self, args: &S3Args) -> StoreSpec {
+        match self {
+            StoreSpec::S3 { bucket, prefix, .. } => StoreSpec::S3 {
+                bucket,
+                prefix,
+                s3: args.clone(),
+            },
+            local @ StoreSpec::Local(_) => local,
+        }
+    }
+
     /// Opens an existing store.
     pub fn open(&self) -> CliResult<Arc<dyn ObjectStore>> {
         match self {
@@ -55,8 +88,38 @@ impl StoreSpec {
                 check_dir(path)?;
                 Ok(Arc::new(LocalStore::open(path)?))
             }
-            StoreSpec::S3 { .. } => Err(s3_unsupported()),
+            StoreSpec::S3 { .. } => Ok(Arc::new(self.open_s3()?)),
         }
+    }
+
+    /// The S3 settings this spec names.
+    pub fn s3_config(&self) -> CliResult<Option<S3Config>> {
+        let StoreSpec::S3 { bucket, prefix, s3 } = self else {
+            return Ok(None);
+        };
+        let mut cfg = S3Config::new(bucket, prefix);
+        cfg.endpoint = s3.endpoint.clone();
+        cfg.path_style = s3.path_style;
+        cfg.allow_http = s3.allow_http;
+        cfg.sse = match &s3.sse {
+            Some(mode) => {
+                Some(Sse::parse(mode, s3.sse_kms_key_id.clone()).map_err(CliError::usage)?)
+            }
+            None if s3.sse_kms_key_id.is_some() => {
+                return Err(CliError::usage("--sse-kms-key-id needs --sse aws:kms"));
+            }
+            None => None,
+        };
+        cfg.check_endpoint().map_err(CliError::usage)?;
+        Ok(Some(cfg))
+    }
+
+    fn open_s3(&self) -> CliResult<S3Store> {
+        let cfg = self.s3_config()?.expect("an s3 spec");
+        let label = self.to_string();
+        let store = S3Store::open(cfg).map_err(|e| s3_error(&label, e))?;
+        store.probe().map_err(|e| s3_error(&label, e))?;
+        Ok(store)
     }
 
     /// The same store named independently of the working directory (the
@@ -90,7 +153,22 @@ impl StoreSpec {
                 }
                 Ok(Arc::new(LocalStore::create(path)?))
             }
-            StoreSpec::S3 { .. } => Err(s3_unsupported()),
+            StoreSpec::S3 { .. } => {
+                let store = self.open_s3()?;
+                if !store.conditional_writes() {
+                    eprintln!(
+                        "sealedfs: note: this store ignores create-only PUTs; \
+                         only the writer's lease keeps two writers apart"
+                    );
+                }
+                let features = store
+                    .bucket_features()
+                    .map_err(|e| s3_error(&self.to_string(), e))?;
+                for line in features.consequences() {
+                    eprintln!("sealedfs: note: {line}");
+                }
+                Ok(Arc::new(store))
+            }
         }
     }
 
@@ -103,13 +181,39 @@ impl StoreSpec {
                 let guard = LocalStore::open(path)?.lock_exclusive()?;
                 Ok(Some(Box::new(guard)))
             }
-            StoreSpec::S3 { .. } => Err(s3_unsupported()),
+            StoreSpec::S3 { .. } => Ok(None),
         }
     }
 }
 
-fn s3_unsupported() -> CliError {
-    CliError::usage("S3 stores are not supported yet")
+impl std::fmt::Display for StoreSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreSpec::Local(path) => write!(f, "{}", path.display()),
+            StoreSpec::S3 { bucket, prefix, .. } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            StoreSpec::S3 { bucket, prefix, .. } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
+}
+
+/// Errors of opening an S3 store, as one line naming the store: bad
+/// settings are usage errors (1), everything the server said is exit 3.
+fn s3_error(label: &str, e: StoreError) -> CliError {
+    match e {
+        StoreError::Io { source, .. } if source.kind() == io::ErrorKind::InvalidInput => {
+            CliError::usage(format!("store {label}: {source}"))
+        }
+        StoreError::AccessDenied { reason, .. } => {
+            CliError::new(EXIT_STORE, format!("store {label}: {reason}"))
+        }
+        StoreError::Io { source, .. } if source.kind() == io::ErrorKind::TimedOut => {
+            CliError::new(EXIT_STORE, format!("store {label} unreachable: {source}"))
+        }
+        StoreError::Io { source, .. } => {
+            CliError::new(EXIT_STORE, format!("store {label}: {source}"))
+        }
+        other => CliError::from(other).context(&format!("store {label}")),
+    }
 }
 
 fn check_dir(path: &Path) -> CliResult<()> {
@@ -158,14 +262,16 @@ mod tests {
             StoreSpec::parse("s3://bucket/some/prefix/").unwrap(),
             StoreSpec::S3 {
                 bucket: "bucket".into(),
-                prefix: "some/prefix".into()
+                prefix: "some/prefix".into(),
+                s3: S3Args::default(),
             }
         );
         assert_eq!(
             StoreSpec::parse("s3://bucket").unwrap(),
             StoreSpec::S3 {
                 bucket: "bucket".into(),
-                prefix: String::new()
+                prefix: String::new(),
+                s3: S3Args::default(),
             }
         );
         assert!(StoreSpec::parse("s3://").is_err());
@@ -175,13 +281,50 @@ mod tests {
     }
 
     #[test]
-    fn s3_is_not_supported_yet() {
-        let s3 = StoreSpec::parse("s3://b/p").unwrap();
-        let e = s3.open().err().unwrap();
-        assert_eq!(
-            (e.code, e.msg.as_str()),
-            (1, "S3 stores are not supported yet")
+    fn s3_flags_and_plain_http() {
+        assert!(StoreSpec::parse("s3://b/a//c").is_err());
+        assert!(StoreSpec::parse("s3://b/a/../c").is_err());
+        let spec = StoreSpec::parse("s3://b/p/").unwrap();
+        assert_eq!(spec.to_string(), "s3://b/p");
+        assert!(spec.lock().unwrap().is_none());
+        let args = S3Args {
+            endpoint: Some("http://s3.example.com".into()),
+            ..S3Args::default()
+        };
+        let e = spec.clone().with_s3(&args).open().err().unwrap();
+        assert_eq!(e.code, 1);
+        assert!(
+            e.msg
+                .contains("refusing plain-HTTP endpoint http://s3.example.com"),
+            "{}",
+            e.msg
         );
+        let sse = S3Args {
+            endpoint: Some("https://s3.example.com".into()),
+            sse: Some("nope".into()),
+            ..S3Args::default()
+        };
+        assert_eq!(spec.clone().with_s3(&sse).open().err().unwrap().code, 1);
+        let cfg = spec
+            .with_s3(&S3Args {
+                endpoint: Some("http://127.0.0.1:1".into()),
+                path_style: true,
+                sse: Some("aws:kms".into()),
+                sse_kms_key_id: Some("k1".into()),
+                allow_http: false,
+            })
+            .s3_config()
+            .unwrap()
+            .unwrap();
+        assert!(cfg.path_style);
+        assert_eq!(
+            cfg.sse,
+            Some(Sse::Kms {
+                key_id: Some("k1".into())
+            })
+        );
+        let local = StoreSpec::parse("/v").unwrap().with_s3(&args);
+        assert_eq!(local, StoreSpec::Local("/v".into()));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Object stores: where ciphertext lives.
 //!
-//! Every backend (local directory, memory, later S3) implements the small
+//! Every backend (local directory, memory, S3) implements the small
 //! [`ObjectStore`] trait, and cross-cutting features (fault injection,
 //! operation counting) are decorators that implement it too and stack at
 //! construction time.
@@ -26,11 +26,13 @@ mod counting;
 mod fault;
 mod local;
 mod memory;
+mod s3;
 
 pub use counting::{CountingStore, OpCounts};
 pub use fault::{FaultPlan, FaultStore, Op};
 pub use local::{LocalLock, LocalStore};
 pub use memory::MemoryStore;
+pub use s3::{BucketFeatures, S3Config, S3Store, Sse, Timeouts};
 
 use std::io;
 use std::ops::Range;
@@ -178,6 +180,25 @@ pub trait ObjectStore: Send + Sync {
     /// All objects whose key starts with `prefix`, sorted by key.
     fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectInfo>>;
     fn head(&self, key: &str) -> StoreResult<Option<ObjectInfo>>;
+    /// Deletes every key (missing ones are fine), in batches where the
+    /// store has them (S3: 1,000 per request). On failure the others are
+    /// still attempted and the first error is returned: a refused delete
+    /// (Object Lock) must not stop garbage collection.
+    fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
+        let mut first_err = None;
+        for key in keys {
+            if let Err(e) = self.delete(key) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+    /// False where the store was found to ignore `If-None-Match` (some
+    /// S3-compatible servers): `put_if_absent` is then emulated with
+    /// HEAD-then-PUT, which a concurrent writer can race.
+    fn conditional_writes(&self) -> bool {
+        true
+    }
     /// (total, available) bytes where the store has a fixed size (a local
     /// disk); `None` for object stores.
     fn space(&self) -> Option<(u64, u64)> {
@@ -212,5 +233,11 @@ impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
     }
     fn space(&self) -> Option<(u64, u64)> {
         (**self).space()
+    }
+    fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
+        (**self).delete_many(keys)
+    }
+    fn conditional_writes(&self) -> bool {
+        (**self).conditional_writes()
     }
 }

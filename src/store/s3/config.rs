@@ -1,0 +1,232 @@
+//! How to reach a bucket: endpoint, addressing, SSE, timeouts, and the
+//! rule that keys never travel over plain HTTP to another host.
+//!
+//! The endpoint is `--endpoint`, else `AWS_ENDPOINT_URL_S3`, else
+//! `AWS_ENDPOINT_URL` (the SDK's own variables, read here too so that the
+//! plain-HTTP rule sees the endpoint the SDK would use), else AWS.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use aws_sdk_s3::config::Credentials;
+
+/// Server-side encryption requested on every PUT, on top of ours (many
+/// HIPAA bucket policies deny PUTs without it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sse {
+    Aes256,
+    Kms { key_id: Option<String> },
+}
+
+impl Sse {
+    /// `AES256` or `aws:kms` (with an optional key id).
+    pub fn parse(mode: &str, kms_key_id: Option<String>) -> Result<Sse, String> {
+        match (mode, kms_key_id) {
+            ("AES256", None) => Ok(Sse::Aes256),
+            ("AES256", Some(_)) => Err("--sse-kms-key-id needs --sse aws:kms".into()),
+            ("aws:kms", key_id) => Ok(Sse::Kms { key_id }),
+            (other, _) => Err(format!(
+                "unknown --sse mode {other:?}: expected AES256 or aws:kms"
+            )),
+        }
+    }
+}
+
+/// Time limits. Every request gets `attempt` (plus `attempt_per_mib` for
+/// each MiB of body) per try and is retried until `deadline`; the first
+/// request of [`S3Store::open`](super::S3Store::open) uses `open_deadline`
+/// instead, so a wrong or unreachable endpoint fails fast.
+#[derive(Clone, Debug)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub attempt: Duration,
+    pub attempt_per_mib: Duration,
+    /// Long enough to ride out a store outage of a minute or more.
+    pub deadline: Duration,
+    pub open_deadline: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            attempt: Duration::from_secs(30),
+            attempt_per_mib: Duration::from_secs(4),
+            deadline: Duration::from_secs(300),
+            open_deadline: Duration::from_secs(15),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct S3Config {
+    pub bucket: String,
+    /// The volume's prefix inside the bucket, without leading or trailing
+    /// `/`; empty for the bucket's root.
+    pub prefix: String,
+    pub endpoint: Option<String>,
+    pub path_style: bool,
+    pub sse: Option<Sse>,
+    pub allow_http: bool,
+    /// `None`: the SDK's chain (`AWS_REGION`, profile, IMDS).
+    pub region: Option<String>,
+    /// `None`: the SDK's default credential chain. Tests set keys here
+    /// rather than in the (process-wide) environment.
+    pub credentials: Option<Credentials>,
+    /// Requests in flight at once, over all threads.
+    pub max_requests: usize,
+    pub timeouts: Timeouts,
+}
+
+impl S3Config {
+    pub fn new(bucket: &str, prefix: &str) -> S3Config {
+        S3Config {
+            bucket: bucket.to_owned(),
+            prefix: prefix.trim_matches('/').to_owned(),
+            endpoint: None,
+            path_style: false,
+            sse: None,
+            allow_http: false,
+            region: None,
+            credentials: None,
+            max_requests: 32,
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    /// `--endpoint`, else the SDK's environment variables.
+    pub fn effective_endpoint(&self) -> Option<String> {
+        self.endpoint
+            .clone()
+            .or_else(|| env_nonempty("AWS_ENDPOINT_URL_S3"))
+            .or_else(|| env_nonempty("AWS_ENDPOINT_URL"))
+    }
+
+    /// Refuses an endpoint that would carry requests in the clear to
+    /// another host: object names and the (sealed) bodies are ours to
+    /// protect in flight too.
+    pub fn check_endpoint(&self) -> Result<(), String> {
+        let Some(url) = self.effective_endpoint() else {
+            return Ok(());
+        };
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(format!(
+                "endpoint {url:?} has no http:// or https:// scheme"
+            ));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "https" => Ok(()),
+            "http" if self.allow_http || is_loopback(host_of(rest)) => Ok(()),
+            "http" => Err(format!(
+                "refusing plain-HTTP endpoint {url}: requests would travel unencrypted; \
+                 use https://, or --allow-http if that is really intended"
+            )),
+            other => Err(format!("endpoint {url:?}: unsupported scheme {other:?}")),
+        }
+    }
+
+    /// The store key of volume key `key`.
+    pub(crate) fn full_key(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}/{key}", self.prefix)
+        }
+    }
+
+    /// The volume key of store key `full`, if it lies under the prefix.
+    pub(crate) fn volume_key<'a>(&self, full: &'a str) -> Option<&'a str> {
+        if self.prefix.is_empty() {
+            Some(full)
+        } else {
+            full.strip_prefix(self.prefix.as_str())?.strip_prefix('/')
+        }
+    }
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The host of `authority[/path]`: without userinfo, port or IPv6 brackets.
+fn host_of(rest: &str) -> &str {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = host_port.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or("");
+    }
+    host_port.split(':').next().unwrap_or("")
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+        || host.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_endpoint(url: &str, allow_http: bool) -> Result<(), String> {
+        let mut c = S3Config::new("b", "p");
+        c.endpoint = Some(url.into());
+        c.allow_http = allow_http;
+        c.check_endpoint()
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_or_when_allowed() {
+        for ok in [
+            "https://s3.example.com",
+            "https://10.1.2.3:9000/",
+            "http://127.0.0.1:9000",
+            "http://127.8.9.10",
+            "http://localhost:4566/path",
+            "HTTP://LOCALHOST",
+            "http://[::1]:9000",
+            "http://user:pw@127.0.0.1:1/",
+        ] {
+            assert_eq!(with_endpoint(ok, false), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://s3.example.com",
+            "http://10.0.0.1:9000",
+            "http://[::2]:9000",
+            "http://localhost.evil.com",
+            "http://127.0.0.1.nip.io",
+            "http://127.0.0.1@evil.com/",
+        ] {
+            let e = with_endpoint(bad, false).unwrap_err();
+            assert!(e.contains("refusing plain-HTTP"), "{bad}: {e}");
+            assert_eq!(with_endpoint(bad, true), Ok(()), "{bad}");
+        }
+        assert!(with_endpoint("ftp://x", true).is_err());
+        assert!(with_endpoint("s3.example.com", true).is_err());
+    }
+
+    #[test]
+    fn keys_map_under_the_prefix() {
+        let c = S3Config::new("b", "/vols/one/");
+        assert_eq!(c.prefix, "vols/one");
+        assert_eq!(c.full_key("volume"), "vols/one/volume");
+        assert_eq!(c.volume_key("vols/one/data/ab"), Some("data/ab"));
+        assert_eq!(c.volume_key("vols/onex/data"), None);
+        let root = S3Config::new("b", "");
+        assert_eq!(root.full_key("volume"), "volume");
+        assert_eq!(root.volume_key("volume"), Some("volume"));
+    }
+
+    #[test]
+    fn sse_modes() {
+        assert_eq!(Sse::parse("AES256", None), Ok(Sse::Aes256));
+        assert_eq!(
+            Sse::parse("aws:kms", Some("k".into())),
+            Ok(Sse::Kms {
+                key_id: Some("k".into())
+            })
+        );
+        assert!(Sse::parse("aes256", None).is_err());
+        assert!(Sse::parse("AES256", Some("k".into())).is_err());
+    }
+}
