@@ -133,6 +133,11 @@ pub fn start(fs: &Arc<Fs>) {
 fn flusher(weak: Weak<Fs>, control: Arc<FlushControl>, interval: Duration) {
     while let Some((ino, urgent)) = control.wait(interval) {
         let Some(fs) = weak.upgrade() else { return };
+        if fs.is_failed() {
+            // Fenced or failed: nothing may reach the store any more.
+            fs.cache_cv.notify_all();
+            continue;
+        }
         if !urgent && fs.cache().dirty_bytes() == 0 {
             // Idle: tidy up mostly-dead packs, one pack's worth per tick.
             if let Err(e) = fs.compact_once() {
@@ -176,6 +181,9 @@ impl Fs {
     /// Flushes one pack's worth: `ino`'s chunks first (only them when
     /// `only`). Returns whether anything was taken.
     fn flush_pack(&self, ino: Option<u64>, only: bool) -> FsResult<bool> {
+        if let Some(f) = self.journal.failure() {
+            return Err(FsError::Io(f));
+        }
         let items = self.cache().take_for_flush(PACK_TARGET, ino, only);
         if items.is_empty() {
             return Ok(false);
@@ -232,6 +240,7 @@ impl Fs {
                 Ok(()) => return Ok(()),
                 Err(e)
                     if start.elapsed() >= UPLOAD_DEADLINE
+                        || self.is_failed()
                         || self.shut.load(Ordering::Relaxed)
                             && start.elapsed() > Duration::from_secs(5) =>
                 {
@@ -426,6 +435,9 @@ impl Fs {
     /// journal segments past the end of replay. Only objects older than the
     /// grace period (by the store's clock) are touched.
     pub(crate) fn collect_unreferenced(&self) -> FsResult<()> {
+        if self.is_failed() {
+            return Ok(());
+        }
         let retained: Vec<u64> = self
             .gc
             .lock()

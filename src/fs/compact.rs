@@ -38,6 +38,9 @@ impl Fs {
     /// Moves up to one pack's worth of live chunks out of mostly-dead
     /// packs. Returns whether anything was moved.
     pub(crate) fn compact_once(&self) -> FsResult<bool> {
+        if self.is_failed() {
+            return Ok(false);
+        }
         let moves = self.pick_moves();
         if moves.is_empty() {
             return Ok(false);

@@ -356,6 +356,14 @@ impl Fs {
         if self.opts.read_only {
             return Ok(());
         }
+        if let Some(f) = self.journal.failure() {
+            // Fenced or failed: what is committed stays so; anything still
+            // in memory never will be.
+            let pending = self.cache().dirty_version(ino) != 0
+                || self.core().unjournaled.contains_key(&ino)
+                || self.journal.has_unacknowledged();
+            return if pending { Err(FsError::Io(f)) } else { Ok(()) };
+        }
         self.flush_inode(ino)?;
         let id = {
             let mut core = self.core();

@@ -60,6 +60,10 @@ pub struct FsOptions {
     pub gc_grace: Duration,
     /// Journal bytes after which a checkpoint is written.
     pub checkpoint_bytes: u64,
+    /// Commit a (maybe empty) journal segment before anything else: set by
+    /// a mount that took the writer's lease over, so the writer it
+    /// replaced can no longer commit (see `crate::lease`).
+    pub claim_journal: bool,
 }
 
 impl Default for FsOptions {
@@ -70,6 +74,7 @@ impl Default for FsOptions {
             commit_interval: Duration::from_secs(1),
             gc_grace: Duration::from_secs(6 * 3600),
             checkpoint_bytes: 8 << 20,
+            claim_journal: false,
         }
     }
 }
@@ -168,6 +173,9 @@ impl Fs {
         if !crate::crypto::keys::lock_in_memory(&fs.keys) {
             log::warn!("could not lock the keys in memory (RLIMIT_MEMLOCK); use encrypted swap");
         }
+        if fs.opts.claim_journal && !fs.opts.read_only {
+            fs.claim_journal()?;
+        }
         fs.clamp_past_eof()?;
         if !fs.opts.read_only {
             fs.drop_orphans()?;
@@ -217,6 +225,44 @@ impl Fs {
         for t in threads {
             let _ = t.join();
         }
+    }
+
+    /// Turns the filesystem read-only for good because another writer may
+    /// own the volume now (lost lease): writes fail with EROFS, `fsync` of
+    /// anything not yet committed with EIO, and nothing more is uploaded,
+    /// committed or deleted. The caller logs why.
+    pub fn fence(&self, why: &str) {
+        self.journal.fail(format!("fenced: {why}"));
+        self.read_only.store(true, Ordering::SeqCst);
+        self.cache_cv.notify_all();
+    }
+
+    /// Commits a segment at the next seq before anything else happens.
+    /// Losing that create-only PUT means another writer committed since
+    /// the journal was replayed: the volume is busy (`AlreadyExists`).
+    fn claim_journal(&self) -> FsResult<()> {
+        self.journal.request_segment();
+        let batch = self.journal.take().expect("a requested segment");
+        let seq = batch.seq;
+        match self
+            .journal
+            .commit(&*self.store, &self.keys, &self.volume_id, batch)
+        {
+            Ok(_) => {
+                log::info!("took the writer's lease over: claimed journal seq {seq:016x}");
+                Ok(())
+            }
+            Err(MetaError::Fenced { seq }) => Err(FsError::Store(StoreError::AlreadyExists {
+                key: journal_key(seq),
+            })),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// True once the filesystem can commit nothing more (fenced, or an
+    /// upload or commit failed for good).
+    pub(crate) fn is_failed(&self) -> bool {
+        self.journal.failure().is_some()
     }
 
     pub fn is_read_only(&self) -> bool {

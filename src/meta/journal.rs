@@ -12,6 +12,10 @@
 //!   present reads it back: our own bytes mean success, anything else means
 //!   another writer, and the journal turns failed (read-only).
 //! - After a failure nothing is acknowledged again: waiters get the error.
+//! - A segment may hold no records: a writer that took the lease over
+//!   commits one at once ([`Journal::request_segment`]) to claim the next
+//!   seq, so the writer it replaced fails its next commit with
+//!   [`MetaError::Fenced`] and turns read-only instead of forking history.
 
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -98,6 +102,8 @@ struct State {
     next_seq: u64,
     prev_hash: [u8; 32],
     failed: Option<String>,
+    /// Commit a segment even with no records (a new writer's claim).
+    forced: bool,
 }
 
 /// Records taken for one segment.
@@ -125,6 +131,7 @@ impl Journal {
                 next_seq: last_seq + 1,
                 prev_hash,
                 failed: None,
+                forced: false,
             }),
             cv: Condvar::new(),
             writer: rand::random(),
@@ -215,9 +222,10 @@ impl Journal {
     /// checkpoint snapshot must match the batch exactly).
     pub fn take(&self) -> Option<Batch> {
         let mut s = self.state.lock().unwrap();
-        if s.pending.is_empty() || s.failed.is_some() {
+        if s.pending.is_empty() && !s.forced || s.failed.is_some() {
             return None;
         }
+        s.forced = false;
         s.pending_bytes = 0;
         s.oldest_pending = None;
         s.urgent = false;
@@ -266,6 +274,23 @@ impl Journal {
                 Err(e)
             }
         }
+    }
+
+    /// Makes the next `take` return a batch even if no record waits: a
+    /// writer that took the lease over commits one at once, so the old
+    /// writer's next create-only PUT at that seq fails (it is fenced).
+    pub fn request_segment(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.forced = true;
+        s.urgent = true;
+        s.oldest_pending.get_or_insert_with(Instant::now);
+        self.cv.notify_all();
+    }
+
+    /// True while records are appended but not yet acknowledged.
+    pub fn has_unacknowledged(&self) -> bool {
+        let s = self.state.lock().unwrap();
+        s.appended > s.durable
     }
 
     /// The seq the next segment will get.

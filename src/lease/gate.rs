@@ -1,0 +1,68 @@
+//! The store as a lease holder sees it: reads always, writes only while
+//! the lease is valid.
+//!
+//! A decorator rather than checks sprinkled through the filesystem: every
+//! PUT (packs, journal segments, checkpoints) and every DELETE (garbage)
+//! passes here, so none can slip out after the lease lapsed or was lost.
+//! A refused call is `StoreError::Io` naming the key and the reason; the
+//! filesystem's retry loops treat it as a store outage, and a lost lease
+//! has already turned the filesystem read-only through the fencing hook.
+
+use std::io;
+use std::ops::Range;
+use std::sync::Arc;
+
+use super::Holder;
+use crate::store::{ObjectInfo, ObjectStore, StoreError, StoreResult};
+
+pub struct LeasedStore {
+    inner: Arc<dyn ObjectStore>,
+    holder: Arc<Holder>,
+}
+
+impl LeasedStore {
+    pub fn new(inner: Arc<dyn ObjectStore>, holder: Arc<Holder>) -> LeasedStore {
+        LeasedStore { inner, holder }
+    }
+
+    fn check(&self, key: &str) -> StoreResult<()> {
+        self.holder.may_write().map_err(|why| StoreError::Io {
+            key: key.to_string(),
+            source: io::Error::new(io::ErrorKind::PermissionDenied, why),
+        })
+    }
+}
+
+impl ObjectStore for LeasedStore {
+    fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
+        self.inner.get(key)
+    }
+    fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
+        self.inner.get_range(key, range)
+    }
+    fn put(&self, key: &str, body: &[u8]) -> StoreResult<()> {
+        self.check(key)?;
+        self.inner.put(key, body)
+    }
+    fn put_if_absent(&self, key: &str, body: &[u8]) -> StoreResult<()> {
+        self.check(key)?;
+        self.inner.put_if_absent(key, body)
+    }
+    fn put_if_match(&self, key: &str, body: &[u8], etag: &str) -> StoreResult<()> {
+        self.check(key)?;
+        self.inner.put_if_match(key, body, etag)
+    }
+    fn delete(&self, key: &str) -> StoreResult<()> {
+        self.check(key)?;
+        self.inner.delete(key)
+    }
+    fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectInfo>> {
+        self.inner.list(prefix)
+    }
+    fn head(&self, key: &str) -> StoreResult<Option<ObjectInfo>> {
+        self.inner.head(key)
+    }
+    fn space(&self) -> Option<(u64, u64)> {
+        self.inner.space()
+    }
+}
