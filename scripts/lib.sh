@@ -193,7 +193,8 @@ s3_server_install() {
 }
 
 # s3_server_start DIR: starts moto on a free loopback port with auth on,
-# creates the test user, and writes DIR/env (shell exports) and DIR/pid.
+# creates the test user and the bucket sealedfs-e2e, and writes DIR/env
+# (shell exports) and DIR/pid.
 s3_server_start() {
     local dir=$1 port pid i
     [[ -x $MOTO_VENV/bin/moto_server ]] || s3_server_install
@@ -228,7 +229,13 @@ iam.create_user(UserName="sealedfs-test")
 iam.put_user_policy(UserName="sealedfs-test", PolicyName="all", PolicyDocument=json.dumps(
     {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
 key = iam.create_access_key(UserName="sealedfs-test")["AccessKey"]
+# Signed from here on: a bucket for the end-to-end tests (each test uses
+# its own random prefix in it).
+boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+             aws_access_key_id=key["AccessKeyId"],
+             aws_secret_access_key=key["SecretAccessKey"]).create_bucket(Bucket="sealedfs-e2e")
 print(f"export SEALEDFS_TEST_S3_ENDPOINT={sys.argv[1]}")
+print("export SEALEDFS_TEST_S3_BUCKET=sealedfs-e2e")
 print(f"export AWS_ACCESS_KEY_ID={key['AccessKeyId']}")
 print(f"export AWS_SECRET_ACCESS_KEY={key['SecretAccessKey']}")
 print("export AWS_REGION=us-east-1")

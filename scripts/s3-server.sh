@@ -4,7 +4,8 @@
 #
 #   scripts/s3-server.sh install        moto[server] into its own venv (reused if present)
 #   scripts/s3-server.sh start DIR      start it on a free port; prints shell exports:
-#                                       SEALEDFS_TEST_S3_ENDPOINT, AWS_ACCESS_KEY_ID,
+#                                       SEALEDFS_TEST_S3_ENDPOINT, SEALEDFS_TEST_S3_BUCKET,
+#                                       AWS_ACCESS_KEY_ID,
 #                                       AWS_SECRET_ACCESS_KEY, AWS_REGION
 #                                       (DIR holds its pid, log and env file)
 #   scripts/s3-server.sh stop DIR       stop the server started with DIR

@@ -5,7 +5,9 @@
 #   clippy     cargo clippy --all-targets -- -D warnings
 #   build      cargo build                      (target/debug/sealedfs)
 #   test       cargo test -- --test-threads=2   (unit tests and the e2e binary;
-#              deadline SEALEDFS_TEST_TIMEOUT, default 1200 s)
+#              deadline SEALEDFS_TEST_TIMEOUT, default 1200 s). An S3 server
+#              (moto, scripts/s3-server.sh) runs on 127.0.0.1 for this stage:
+#              the S3 tests fail, never skip, without it.
 #   pjdfstest  scripts/pjdfstest.sh             (fresh mount, -o allow_other)
 #   fsx        scripts/fsx.sh                   (fresh mount, FSX_OPS per seed)
 #
@@ -44,6 +46,15 @@ if [[ $quick == 0 ]]; then
     need_tool pjdfstest "$PJDFSTEST_VERSION"
     need_tool fsx "$FSX_VERSION"
 fi
+[[ -x $MOTO_VENV/bin/moto_server ]] ||
+    die "missing tool: moto (the S3 test server). Install it once with \`bash .ci/run\` or \`scripts/s3-server.sh install\` (needs python3-venv)"
+
+S3_STATE=$(mktemp -d "${TMPDIR:-/tmp}/sealedfs-s3.XXXXXX")
+stop_s3() {
+    s3_server_stop "$S3_STATE"
+    rm -rf "$S3_STATE"
+}
+trap stop_s3 EXIT
 
 stages=(fmt clippy build test)
 [[ $quick == 1 ]] || stages+=(pjdfstest fsx)
@@ -62,6 +73,9 @@ run_stage() {
     clippy) cargo clippy --all-targets -- -D warnings ;;
     build) cargo build ;;
     test)
+        s3_server_start "$S3_STATE"
+        # shellcheck disable=SC1091 # written by s3_server_start
+        . "$S3_STATE/env"
         # A deadline, so a deadlocked test fails the run instead of eating
         # CI's whole budget (timeout kills cargo and the test binaries).
         timeout --kill-after=30 "${SEALEDFS_TEST_TIMEOUT:-1200}" cargo test -- --test-threads=2 || {

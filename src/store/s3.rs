@@ -423,7 +423,7 @@ async fn build_client(cfg: &S3Config) -> StoreResult<Client> {
     };
     let mut builder = aws_sdk_s3::config::Builder::from(&shared)
         .region(region)
-        .force_path_style(cfg.path_style)
+        .force_path_style(cfg.effective_path_style())
         // Checksums only where S3 requires them (DeleteObjects): bodies
         // are authenticated by our own sealing, and many S3-compatible
         // servers reject the newer checksum trailers.

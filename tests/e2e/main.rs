@@ -10,5 +10,6 @@ mod integrity;
 mod perms;
 mod posix;
 mod roundtrip;
+mod s3;
 mod smoke;
 mod tools;

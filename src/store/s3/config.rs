@@ -125,6 +125,18 @@ impl S3Config {
         }
     }
 
+    /// Path-style addressing: when asked, or when the endpoint's host is
+    /// an IP address or `localhost`, where `BUCKET.HOST` cannot resolve.
+    pub fn effective_path_style(&self) -> bool {
+        self.path_style
+            || self.effective_endpoint().is_some_and(|url| {
+                let host = host_of(url.split_once("://").map_or(url.as_str(), |(_, r)| r));
+                host.eq_ignore_ascii_case("localhost")
+                    || host.parse::<Ipv4Addr>().is_ok()
+                    || host.parse::<Ipv6Addr>().is_ok()
+            })
+    }
+
     /// The store key of volume key `key`.
     pub(crate) fn full_key(&self, key: &str) -> String {
         if self.prefix.is_empty() {
@@ -203,6 +215,22 @@ mod tests {
         }
         assert!(with_endpoint("ftp://x", true).is_err());
         assert!(with_endpoint("s3.example.com", true).is_err());
+    }
+
+    #[test]
+    fn path_style_for_ip_endpoints() {
+        let mut c = S3Config::new("b", "");
+        for (url, want) in [
+            ("http://127.0.0.1:9000", true),
+            ("https://[::1]:9000", true),
+            ("http://localhost:4566", true),
+            ("https://s3.example.com", false),
+        ] {
+            c.endpoint = Some(url.into());
+            assert_eq!(c.effective_path_style(), want, "{url}");
+        }
+        c.path_style = true;
+        assert!(c.effective_path_style());
     }
 
     #[test]
