@@ -152,7 +152,15 @@ impl Volume {
         let pid = self.daemon_pid().expect("daemon running");
         unsafe { libc::kill(pid, libc::SIGKILL) };
         let start = Instant::now();
-        while self.daemon_pid().is_some() {
+        // Wait for this pid to be a zombie or gone, not for its command
+        // line to vanish: a dying process loses its memory (and so its
+        // cmdline) before it closes its files and so drops its volume lock.
+        let stat = format!("/proc/{pid}/stat");
+        let exited = || {
+            std::fs::read_to_string(&stat)
+                .map_or(true, |s| s.split(") ").nth(1).is_some_and(|st| st.starts_with('Z')))
+        };
+        while !exited() {
             assert!(
                 start.elapsed() < Duration::from_secs(20),
                 "daemon did not die"
