@@ -29,6 +29,8 @@ pub struct Volume {
     pub mnt: PathBuf,
     pub log: PathBuf,
     mounted: bool,
+    /// Extra environment for every mount (e.g. a short lease TTL).
+    env: Vec<(String, String)>,
 }
 
 impl Volume {
@@ -60,7 +62,36 @@ impl Volume {
             mnt,
             log,
             mounted: false,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for every later mount of this volume.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.into(), value.into()));
+    }
+
+    /// Mounts the same volume on another mountpoint `name` (beside the
+    /// first), with this volume's environment; the mount is unmounted
+    /// when the returned guard drops.
+    pub fn mount_elsewhere(&self, name: &str, extra: &[&str]) -> (Output, OtherMount) {
+        let mnt = self.dir.path().join(name);
+        std::fs::create_dir_all(&mnt).unwrap();
+        let mut args = vec!["mount", self.store.to_str().unwrap(), mnt.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = Command::new(bin())
+            .args(&args)
+            .env("SEALEDFS_PASSPHRASE", PASS)
+            .env(
+                "SEALEDFS_LOG_FILE",
+                self.dir.path().join(format!("{name}.log")),
+            )
+            .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("run sealedfs mount");
+        let mounted = out.status.success();
+        (out, OtherMount { mnt, mounted })
     }
 
     /// Mounts with extra options (e.g. `["-o", "allow_other"]`); panics on failure.
@@ -94,6 +125,7 @@ impl Volume {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("run sealedfs mount");
         if out.status.success() {
@@ -157,8 +189,9 @@ impl Volume {
         // cmdline) before it closes its files and so drops its volume lock.
         let stat = format!("/proc/{pid}/stat");
         let exited = || {
-            std::fs::read_to_string(&stat)
-                .map_or(true, |s| s.split(") ").nth(1).is_some_and(|st| st.starts_with('Z')))
+            std::fs::read_to_string(&stat).map_or(true, |s| {
+                s.split(") ").nth(1).is_some_and(|st| st.starts_with('Z'))
+            })
         };
         while !exited() {
             assert!(
@@ -217,4 +250,50 @@ pub fn sh(cmd: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A second mount of a volume (see [`Volume::mount_elsewhere`]).
+pub struct OtherMount {
+    pub mnt: PathBuf,
+    mounted: bool,
+}
+
+impl OtherMount {
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    pub fn unmount(&mut self) {
+        let out = sealedfs(&["unmount", self.mnt.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "unmount failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.mounted = false;
+    }
+}
+
+impl Drop for OtherMount {
+    fn drop(&mut self) {
+        if self.mounted {
+            let out = sealedfs(&["unmount", self.mnt.to_str().unwrap()]);
+            if !out.status.success() {
+                let _ = Command::new("fusermount3")
+                    .args(["-u", "-z"])
+                    .arg(&self.mnt)
+                    .status();
+            }
+        }
+    }
+}
+
+/// Runs a shell command (bash -c); returns whether it succeeded and its
+/// stderr.
+pub fn try_sh(cmd: &str) -> (bool, String) {
+    let out = Command::new("bash").arg("-c").arg(cmd).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
