@@ -3,13 +3,16 @@
 //! In the foreground, before any thread exists: options, mountpoint (a
 //! dead mount left by a killed daemon is cleared), store, header,
 //! passphrase, unlock (a wrong passphrase fails here, exit 2, with nothing
-//! written), the local lock unless read-only. Core dumps are disabled
-//! before the key is derived. Then [`daemon::fork`], unless
+//! written), then, unless read-only, the writer's lease and the local lock
+//! ([`lease`]: a refusal is exit 4 naming the holder). Core dumps are
+//! disabled before the key is derived. Then [`daemon::fork`], unless
 //! `--foreground`, and the child serves:
 //!
 //! 1. block the shutdown signals (every later thread inherits the mask);
-//! 2. reopen the store and `Fs::mount` (starts the core's threads),
-//!    then drop the master key;
+//! 2. reopen the store, renew the lease as this process and start its
+//!    renewal thread, then `Fs::mount` through the lease's gate (starts the
+//!    core's threads; after a takeover it first claims the next journal
+//!    seq), then drop the master key;
 //! 3. `Session::new` mounts and answers FUSE INIT (fuser's handshake runs
 //!    inside it); the session then runs on its own thread, and a signal
 //!    thread waits for SIGTERM/SIGINT/SIGHUP to unmount;
@@ -17,10 +20,13 @@
 //!    are served; record the pid file and report "ok" to the parent;
 //! 5. after the unmount the session ends, fuser calls `destroy`
 //!    (→ `Fs::shutdown`, which commits everything), and the process exits
-//!    0 only if that succeeded. The lock is released last.
+//!    0 only if that succeeded. Then the lease is released (deleted if
+//!    still ours), and the lock last.
 //!
 //! An unmount from outside (`fusermount3 -u`, `umount`) ends the session
 //! the same way.
+
+mod lease;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,7 +37,7 @@ use log::{error, info, warn};
 
 use super::args::{MountArgs, parse_mount_opts};
 use super::daemon::{self, Forked, Readiness};
-use super::error::{CliError, CliResult};
+use super::error::{CliError, CliResult, EXIT_BUSY};
 use super::header;
 use super::location::{LockGuard, StoreSpec};
 use super::mounts;
@@ -53,6 +59,8 @@ struct Plan {
     fs_opts: FsOptions,
     /// The store's lock, held until the daemon exits.
     lock: Option<LockGuard>,
+    /// The writer's lease, taken before the fork (read-write mounts).
+    lease: Option<lease::Taken>,
 }
 
 pub fn run(args: MountArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
@@ -64,15 +72,20 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
     let store = spec.open()?;
     let spec = spec.resolved()?;
     let header = header::read(&*store)?;
-    // The daemon opens its own store after the fork: a store may start
-    // threads or a runtime, which would not survive it.
-    drop(store);
 
     process::forbid_core_dumps()?;
     let pass = passphrase::obtain(args.passphrase_file.as_deref(), env_pass, Prompt::Once)?;
     let master = header.unlock(&pass)?;
     drop(pass);
-    let lock = if read_only { None } else { spec.lock()? };
+    let (lease, lock) = if read_only {
+        (None, None)
+    } else {
+        let (taken, lock) = lease::take(&store, &spec, &header, &master, args.force_takeover)?;
+        (Some(taken), lock)
+    };
+    // The daemon opens its own store after the fork: a store may start
+    // threads or a runtime, which would not survive it.
+    drop(store);
 
     let plan = Plan {
         spec,
@@ -83,9 +96,11 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
         fs_opts: FsOptions {
             read_only,
             cache_bytes: args.cache_size,
+            claim_journal: lease.as_ref().is_some_and(|l| l.acquired.took_over),
             ..FsOptions::default()
         },
         lock,
+        lease,
     };
     if args.foreground {
         return serve(plan, &mut Readiness::foreground());
@@ -136,15 +151,57 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
         config,
         fs_opts,
         lock: _lock,
+        lease,
     } = plan;
     process::set_process_name();
     let signals = ShutdownSignals::block()?;
 
-    let fs = Fs::mount(spec.open()?, &header, &master, fs_opts)?;
+    let store = spec.open()?;
+    let (store, holder) = match lease {
+        Some(taken) => {
+            let (gated, holder) = lease::hold(store, taken)?;
+            (gated, Some(holder))
+        }
+        None => (store, None),
+    };
+    let fs = match Fs::mount(store, &header, &master, fs_opts) {
+        Ok(fs) => fs,
+        Err(e) => {
+            if let Some(h) = &holder {
+                lease::release(h);
+            }
+            return Err(CliError::from(e));
+        }
+    };
     drop(master);
+    if let Some(h) = &holder {
+        lease::fence_on_loss(h, &fs);
+    }
+    let result = serve_mounted(&fs, &config, mount_point, signals, ready);
+    let result = match &holder {
+        Some(h) if h.is_fenced() => Err(CliError::new(
+            EXIT_BUSY,
+            "lost the writer's lease to another mount; changes not committed before were dropped",
+        )),
+        _ => result,
+    };
+    if let Some(h) = &holder {
+        lease::release(h);
+    }
+    result
+}
+
+fn serve_mounted(
+    fs: &Arc<Fs>,
+    config: &fuser::Config,
+    mount_point: PathBuf,
+    signals: ShutdownSignals,
+    ready: &mut Readiness,
+) -> CliResult<()> {
+    let fs = Arc::clone(fs);
     let fuse = FuseFs::new(Arc::clone(&fs));
     let outcome = fuse.shutdown_outcome();
-    let mut session = match Session::new(fuse, &mount_point, &config) {
+    let mut session = match Session::new(fuse, &mount_point, config) {
         Ok(s) => s,
         Err(e) => {
             let err = CliError::usage(format!("cannot mount on {}: {e}", mount_point.display()));

@@ -7,6 +7,7 @@ mod golden;
 #[allow(dead_code)] // helpers used by some test modules only
 mod harness;
 mod integrity;
+mod lease;
 mod perms;
 mod posix;
 mod roundtrip;

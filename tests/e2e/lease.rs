@@ -1,0 +1,165 @@
+//! The writer's lease through real mounts of a local volume: one
+//! read-write mount at a time, instant remount after a crash, and a forced
+//! takeover from a stopped daemon that fences it for good.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{Volume, sh, try_sh};
+
+fn host_name() -> String {
+    sh("hostname").trim().to_string()
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn second_read_write_mount_is_refused_naming_the_holder() {
+    let mut v = Volume::new();
+    v.mount();
+    let pid = v.daemon_pid().unwrap();
+    let (out, _other) = v.mount_elsewhere("mnt2", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    let want = format!(
+        "volume is mounted read-write by host {} (pid {pid}) until ",
+        host_name()
+    );
+    assert!(err.contains(&want), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // A read-only mount takes no lease and is not refused.
+    let (out, mut ro) = v.mount_elsewhere("mnt3", &["--read-only"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ro.unmount();
+
+    v.unmount();
+    assert!(
+        !v.store.join("lease").exists(),
+        "unmount releases the lease"
+    );
+}
+
+#[test]
+fn remount_after_a_crash_is_instant() {
+    let mut v = Volume::new();
+    v.mount();
+    sh(&format!(
+        "echo kept > {0} && sync {0}",
+        v.path("f").display()
+    ));
+    v.kill();
+    assert!(v.store.join("lease").exists(), "a crash leaves the lease");
+    let start = Instant::now();
+    v.mount();
+    // The default TTL is 30 s: a watch would take that long.
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        v.log_text()
+            .contains("a process gone from this host; taking it")
+    );
+    assert_eq!(sh(&format!("cat {}", v.path("f").display())), "kept\n");
+}
+
+/// The old daemon is stopped (SIGSTOP) while a forced mount takes over,
+/// then continued: it must not commit anything, while everything the new
+/// mount fsynced survives.
+#[test]
+fn forced_takeover_fences_a_stopped_writer() {
+    let mut v = Volume::new();
+    v.set_env("SEALEDFS_LEASE_TTL_MS", "2000");
+    v.mount();
+    sh(&format!(
+        "echo before > {0} && sync {0}",
+        v.path("before").display()
+    ));
+    let old = v.daemon_pid().unwrap();
+    struct Cont(i32);
+    impl Drop for Cont {
+        fn drop(&mut self) {
+            unsafe { libc::kill(self.0, libc::SIGCONT) };
+        }
+    }
+    unsafe { libc::kill(old, libc::SIGSTOP) };
+    let cont = Cont(old);
+
+    let (out, mut new) = v.mount_elsewhere("mnt2", &["--force-takeover"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new_log = std::fs::read_to_string(v.dir.path().join("mnt2.log")).unwrap();
+    assert!(
+        new_log.contains("--force-takeover: taking the writer's lease from host"),
+        "{new_log}"
+    );
+    assert!(new_log.contains("claimed journal seq"), "{new_log}");
+    assert_eq!(
+        sh(&format!("cat {}", new.path("before").display())),
+        "before\n"
+    );
+    for i in 0..5 {
+        sh(&format!(
+            "echo new{i} > {0} && sync {0}",
+            new.path(&format!("new{i}")).display()
+        ));
+    }
+    // Past the old holder's TTL, so it also finds its lease lapsed.
+    std::thread::sleep(Duration::from_millis(2500));
+    drop(cont);
+
+    // Whatever it does first (a create the gate or the fence refuses, an
+    // fsync of data it can never commit), nothing succeeds durably.
+    let (ok, err) = try_sh(&format!(
+        "echo early > {0} && sync {0}",
+        v.path("early").display()
+    ));
+    assert!(!ok, "write+fsync on the fenced mount succeeded");
+    assert!(
+        err.contains("Read-only file system") || err.contains("Input/output error"),
+        "{err}"
+    );
+    wait_for(
+        "the old daemon to fence itself",
+        Duration::from_secs(10),
+        || v.log_text().contains("lost the writer's lease"),
+    );
+    let (ok, err) = try_sh(&format!("echo late > {}", v.path("late").display()));
+    assert!(!ok && err.contains("Read-only file system"), "{err}");
+    let (ok, err) = try_sh(&format!("mkdir {}", v.path("dir").display()));
+    assert!(!ok && err.contains("Read-only file system"), "{err}");
+
+    // The new mount keeps working after the old one woke up.
+    sh(&format!(
+        "echo last > {0} && sync {0}",
+        new.path("last").display()
+    ));
+    v.unmount();
+    new.unmount();
+    assert!(
+        !v.store.join("lease").exists(),
+        "the new holder released it"
+    );
+
+    v.mount();
+    let ls = sh(&format!("ls {}", v.mnt.display()));
+    assert_eq!(ls, "before\nlast\nnew0\nnew1\nnew2\nnew3\nnew4\n");
+    for i in 0..5 {
+        let got = sh(&format!("cat {}", v.path(&format!("new{i}")).display()));
+        assert_eq!(got, format!("new{i}\n"));
+    }
+}
