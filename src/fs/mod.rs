@@ -265,8 +265,11 @@ impl Fs {
         self.journal.failure().is_some()
     }
 
+    /// Read-only by option, or since the filesystem failed or was fenced
+    /// (a failed journal counts at once: the thread that saw the failure
+    /// may not have flagged it yet).
     pub fn is_read_only(&self) -> bool {
-        self.read_only.load(Ordering::Relaxed)
+        self.read_only.load(Ordering::Relaxed) || self.is_failed()
     }
 
     pub fn chunk_size(&self) -> u32 {

@@ -2,6 +2,7 @@
 
 mod basic;
 mod faults;
+mod lease;
 mod model;
 mod opcount;
 
