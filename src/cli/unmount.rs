@@ -1,5 +1,6 @@
 //! `sealedfs unmount MOUNTPOINT`: returns only after everything is
-//! committed.
+//! committed and the writer's lease released (the daemon does both before
+//! it exits).
 //!
 //! With a live daemon (found by its pid file): SIGTERM, then wait until the
 //! process is gone — it exits only after `Fs::shutdown` returned — and the

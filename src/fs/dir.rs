@@ -453,6 +453,10 @@ impl Fs {
             return Ok(());
         }
         self.core().ns.get(ino).ok_or(FsError::NotFound)?;
+        if self.is_failed() && !self.journal.has_unacknowledged() {
+            // Fenced or failed with every change already committed.
+            return Ok(());
+        }
         self.wait_durable(self.journal.appended())
     }
 

@@ -74,6 +74,26 @@ fn remount_after_a_crash_is_instant() {
     assert_eq!(sh(&format!("cat {}", v.path("f").display())), "kept\n");
 }
 
+#[test]
+fn a_tampered_lease_refuses_the_mount_until_forced() {
+    let mut v = Volume::new();
+    v.mount();
+    v.kill();
+    let lease = v.store.join("lease");
+    let mut body = std::fs::read(&lease).unwrap();
+    body[30] ^= 1;
+    std::fs::write(&lease, &body).unwrap();
+    let out = v.try_mount(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("lease is unreadable") && err.contains("--force-takeover"),
+        "{err}"
+    );
+    v.mount_with(&["--force-takeover"]);
+    v.unmount();
+}
+
 /// The old daemon is stopped (SIGSTOP) while a forced mount takes over,
 /// then continued: it must not commit anything, while everything the new
 /// mount fsynced survives.
