@@ -66,7 +66,7 @@ struct Plan {
 pub fn run(args: MountArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
     let opts = parse_mount_opts(&args.options)?;
     let read_only = args.read_only || opts.read_only;
-    let spec = StoreSpec::parse(&args.store)?;
+    let spec = StoreSpec::parse(&args.store)?.with_s3(&args.s3);
     let mount_point = prepare_mount_point(&args.mountpoint)?;
 
     let store = spec.open()?;

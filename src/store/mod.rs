@@ -46,8 +46,8 @@ pub struct ObjectInfo {
     /// The store's own timestamp of the write; garbage collection judges
     /// object age by this clock, never by ours.
     pub modified: SystemTime,
-    /// Opaque version tag: changes whenever the object is replaced, even
-    /// by identical bytes. Compared for equality only.
+    /// Opaque version tag: changes whenever the object's content changes
+    /// (on S3 an identical rewrite may keep it). Compared for equality only.
     pub etag: String,
 }
 

@@ -76,162 +76,10 @@ fn io_kind(e: StoreError) -> ErrorKind {
     }
 }
 
-/// The `ObjectStore` contract as S3 can keep it. It is
-/// `conformance::check_all` but for one rule: an S3 ETag is the MD5 of
-/// the content, so after an identical rewrite the old tag still matches
-/// (the lease and header never rewrite identical bytes: each write
-/// carries a fresh nonce). Once the conformance suite makes that one
-/// check conditional, `check_all` should replace this.
-fn contract(store: &dyn ObjectStore) {
-    // Round trip and replace.
-    assert!(store.get("rt/a").unwrap_err().is_not_found());
-    for body in [&b"one"[..], b"", b"three"] {
-        store.put("rt/a", body).unwrap();
-        assert_eq!(store.get("rt/a").unwrap(), body);
-    }
-    // Create-only fencing; `put` still replaces.
-    store.put_if_absent("fence/1", b"first").unwrap();
-    let e = store.put_if_absent("fence/1", b"second").unwrap_err();
-    assert!(
-        matches!(e, StoreError::AlreadyExists { ref key } if key == "fence/1"),
-        "{e}"
-    );
-    assert_eq!(store.get("fence/1").unwrap(), b"first");
-    store.put("fence/1", b"replaced").unwrap();
-    assert_eq!(store.get("fence/1").unwrap(), b"replaced");
-    // Conditional replace.
-    let etag = |key| store.head(key).unwrap().unwrap().etag;
-    let refused = |r: StoreResult<()>| matches!(r, Err(StoreError::PreconditionFailed { ref key }) if key == "cas/l");
-    assert!(refused(store.put_if_match("cas/l", b"x", "\"any\"")));
-    store.put_if_absent("cas/l", b"one").unwrap();
-    let first = etag("cas/l");
-    assert_eq!(store.list("cas/").unwrap()[0].etag, first);
-    store.put_if_match("cas/l", b"two", &first).unwrap();
-    let second = etag("cas/l");
-    assert_ne!(first, second);
-    assert!(refused(store.put_if_match("cas/l", b"three", &first)));
-    store.put("cas/l", b"other").unwrap();
-    assert!(refused(store.put_if_match("cas/l", b"three", &second)));
-    assert_eq!(store.get("cas/l").unwrap(), b"other");
-    // Ranges.
-    store.put("range/o", b"0123456789").unwrap();
-    for (r, want) in [
-        (0..0, &b""[..]),
-        (0..1, b"0"),
-        (3..7, b"3456"),
-        (9..10, b"9"),
-        (0..10, b"0123456789"),
-        (10..10, b""),
-    ] {
-        assert_eq!(
-            store.get_range("range/o", r.clone()).unwrap(),
-            want,
-            "{r:?}"
-        );
-    }
-    for past in [9..11, 10..11, 11..11, 0..u64::MAX] {
-        assert_eq!(
-            io_kind(store.get_range("range/o", past.clone()).unwrap_err()),
-            ErrorKind::UnexpectedEof,
-            "{past:?}"
-        );
-    }
-    #[allow(clippy::reversed_empty_ranges)]
-    let reversed = 7..3;
-    assert_eq!(
-        io_kind(store.get_range("range/o", reversed).unwrap_err()),
-        ErrorKind::InvalidInput
-    );
-    assert!(
-        store
-            .get_range("range/none", 0..0)
-            .unwrap_err()
-            .is_not_found()
-    );
-    assert!(
-        store
-            .get_range("range/none", 0..5)
-            .unwrap_err()
-            .is_not_found()
-    );
-    // Listing: sorted, by prefix, nothing outside.
-    for key in [
-        "ls/meta/journal/0002",
-        "ls/data/ff/p3",
-        "ls/meta/journal/0001",
-        "ls/data/0a/p1",
-        "ls/datum",
-    ] {
-        store.put(key, key.as_bytes()).unwrap();
-    }
-    let keys = |p| {
-        store
-            .list(p)
-            .unwrap()
-            .into_iter()
-            .map(|o| o.key)
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        keys("ls/dat"),
-        ["ls/data/0a/p1", "ls/data/ff/p3", "ls/datum"]
-    );
-    assert_eq!(
-        keys("ls/meta/jour"),
-        ["ls/meta/journal/0001", "ls/meta/journal/0002"]
-    );
-    for nothing in ["ls/nope/", "ls/datum/", "ls//", "../", "/"] {
-        assert!(keys(nothing).is_empty(), "{nothing}");
-    }
-    let all = store.list("").unwrap();
-    assert!(all.windows(2).all(|w| w[0].key < w[1].key));
-    assert_eq!(all.iter().find(|o| o.key == "ls/datum").unwrap().size, 8);
-    // Deletes are idempotent; a deleted key can be created again.
-    store.delete("del/never").unwrap();
-    store.put("del/o", b"x").unwrap();
-    store.delete("del/o").unwrap();
-    store.delete("del/o").unwrap();
-    assert_eq!(store.head("del/o").unwrap(), None);
-    store.put_if_absent("del/o", b"y").unwrap();
-    // Head.
-    let before = std::time::SystemTime::now() - Duration::from_secs(5);
-    store.put("head/o", &[7; 1000]).unwrap();
-    let info = store.head("head/o").unwrap().unwrap();
-    assert_eq!((info.key.as_str(), info.size), ("head/o", 1000));
-    assert!(info.modified >= before, "{info:?}");
-    assert_eq!(store.list("head/").unwrap(), [info]);
-    // Keys every backend refuses.
-    for key in [
-        "", "/abs", "trail/", "dou//ble", "..", "a/../b", ".lock", "nul\0",
-    ] {
-        assert_eq!(
-            io_kind(store.put(key, b"x").unwrap_err()),
-            ErrorKind::InvalidInput,
-            "{key:?}"
-        );
-        assert_eq!(
-            io_kind(store.put_if_absent(key, b"x").unwrap_err()),
-            ErrorKind::InvalidInput
-        );
-        assert_eq!(
-            io_kind(store.get(key).unwrap_err()),
-            ErrorKind::InvalidInput
-        );
-        assert_eq!(
-            io_kind(store.delete(key).unwrap_err()),
-            ErrorKind::InvalidInput
-        );
-        assert_eq!(
-            io_kind(store.head(key).unwrap_err()),
-            ErrorKind::InvalidInput
-        );
-    }
-}
-
 #[test]
 fn contract_under_a_prefix() {
     let store = open("vols/one");
-    contract(&store);
+    crate::store::conformance::check_all(&store);
     // Nothing leaked outside the prefix.
     let root = S3Store::open(config(&server(), &store.cfg.bucket, "")).unwrap();
     assert!(
@@ -244,13 +92,13 @@ fn contract_under_a_prefix() {
 
 #[test]
 fn contract_at_the_bucket_root() {
-    contract(&open(""));
+    crate::store::conformance::check_all(&open(""));
 }
 
 #[test]
 fn no_metadata_tags_or_content_type_of_ours() {
     let store = open("v");
-    contract(&store);
+    crate::store::conformance::check_all(&store);
     for obj in store.list("").unwrap() {
         let full = store.cfg.full_key(&obj.key);
         let head = store
