@@ -385,11 +385,13 @@ impl Fs {
             gc.freed = later;
             now.into_iter().map(|(_, p)| p).collect()
         };
-        for id in doomed {
-            if let Err(e) = self.store.delete(&id.key()) {
-                // A refused delete (object lock, versioning) is tolerated.
-                log::warn!("could not delete retired {id:?}: {e}");
-            }
+        let keys: Vec<String> = doomed.iter().map(PackId::key).collect();
+        if let Err(e) = self.store.delete_many(&keys) {
+            // A refused delete (object lock, versioning) is tolerated.
+            log::warn!(
+                "could not delete every one of {} retired packs: {e}",
+                keys.len()
+            );
         }
     }
 
@@ -421,13 +423,15 @@ impl Fs {
     }
 
     fn delete_journal_through(&self, seq: u64) -> FsResult<()> {
-        for o in self.store.list(JOURNAL_PREFIX)? {
-            match seq_of_key(&o.key) {
-                Some(s) if s <= seq => self.store.delete(&journal_key(s))?,
-                _ => {}
-            }
-        }
-        Ok(())
+        let doomed: Vec<String> = self
+            .store
+            .list(JOURNAL_PREFIX)?
+            .iter()
+            .filter_map(|o| seq_of_key(&o.key))
+            .filter(|&s| s <= seq)
+            .map(journal_key)
+            .collect();
+        Ok(self.store.delete_many(&doomed)?)
     }
 
     /// Deletes objects left by a crash between PUT and commit: packs that
@@ -455,7 +459,7 @@ impl Fs {
         let cutoff = std::time::SystemTime::now()
             .checked_sub(self.opts.gc_grace)
             .unwrap_or(std::time::UNIX_EPOCH);
-        let mut removed = 0;
+        let mut doomed = Vec::new();
         for o in self.store.list("data/")? {
             let Some(id) = PackId::from_key(&o.key) else {
                 continue;
@@ -468,11 +472,18 @@ impl Fs {
             if self.core().ns.packs.contains_key(&id) {
                 continue;
             }
-            self.store.delete(&o.key)?;
-            removed += 1;
+            doomed.push(o.key);
         }
-        if removed > 0 {
-            log::info!("removed {removed} unreferenced packs");
+        if !doomed.is_empty() {
+            // A refused delete (object lock) must not stop the sweep: the
+            // rest are still removed, and the next sweep tries again.
+            match self.store.delete_many(&doomed) {
+                Ok(()) => log::info!("removed {} unreferenced packs", doomed.len()),
+                Err(e) => log::warn!(
+                    "could not remove every one of {} unreferenced packs: {e}",
+                    doomed.len()
+                ),
+            }
         }
         Ok(())
     }

@@ -56,6 +56,16 @@ impl ObjectStore for LeasedStore {
         self.check(key)?;
         self.inner.delete(key)
     }
+    fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
+        match keys.first() {
+            Some(key) => self.check(key)?,
+            None => return Ok(()),
+        }
+        self.inner.delete_many(keys)
+    }
+    fn conditional_writes(&self) -> bool {
+        self.inner.conditional_writes()
+    }
     fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectInfo>> {
         self.inner.list(prefix)
     }

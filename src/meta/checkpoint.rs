@@ -272,9 +272,9 @@ pub fn sweep(
         }
     }
     let removed = doomed_indexes.len() + doomed_shards.len();
-    // Indexes first, so no checkpoint is ever "complete" with a shard gone.
-    for key in doomed_indexes.into_iter().chain(doomed_shards) {
-        store.delete(&key)?;
-    }
+    // Indexes first, so no checkpoint is ever "complete" with a shard gone:
+    // if one index cannot go, no shard goes either.
+    store.delete_many(&doomed_indexes)?;
+    store.delete_many(&doomed_shards)?;
     Ok(removed)
 }

@@ -175,6 +175,9 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
         self.inner.list(prefix)
     }
 
+    fn conditional_writes(&self) -> bool {
+        self.inner.conditional_writes()
+    }
     fn head(&self, key: &str) -> StoreResult<Option<ObjectInfo>> {
         bump(&self.counters.head, 1);
         self.inner.head(key)

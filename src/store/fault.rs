@@ -249,6 +249,9 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
     fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectInfo>> {
         self.call(Op::List, prefix, |s| s.list(prefix))
     }
+    fn conditional_writes(&self) -> bool {
+        self.inner.conditional_writes()
+    }
     fn head(&self, key: &str) -> StoreResult<Option<ObjectInfo>> {
         self.call(Op::Head, key, |s| s.head(key))
     }
