@@ -7,10 +7,14 @@
 # failing seed and prints the tail of fsx's output (the last operations,
 # then fsx's own dump of its recent-operations log on a miscompare).
 #
-# In the sealedfs mode, the final file of every seed is checksummed, the
+# In the sealedfs modes (local and --s3), the final file of every seed is checksummed, the
 # volume is unmounted and mounted again, and the checksums must match.
 #
 #   scripts/fsx.sh                  fresh local volume
+#   scripts/fsx.sh --s3             fresh volume on the S3 test server (moto): a random
+#                                   prefix in SEALEDFS_TEST_S3_BUCKET at
+#                                   SEALEDFS_TEST_S3_ENDPOINT (moto is started here when
+#                                   that is unset)
 #   scripts/fsx.sh --dir PATH       an existing directory (tmpfs, ext4, ...)
 #
 # Environment: FSX_OPS (operations per seed, default 100000),
@@ -32,6 +36,7 @@ while [[ $# -gt 0 ]]; do
         dir=${2:?--dir needs a path}
         shift
         ;;
+    --s3) mode=s3 ;;
     --keep) keep=1 ;;
     -h | --help)
         sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
@@ -49,7 +54,7 @@ read -r -a seeds <<<"${FSX_SEEDS:-1 2 3 4}"
 
 need_tool fsx "$FSX_VERSION"
 case $mode in
-sealedfs)
+sealedfs | s3)
     need_tool fusermount3
     need_sealedfs
     ;;
@@ -68,6 +73,7 @@ cleanup() {
     if [[ $mounted_here == 1 ]] && is_mounted "$mnt"; then
         sfs_unmount "$mnt" >/dev/null 2>&1 || force_unmount "$mnt" || true
     fi
+    [[ $mode == s3 ]] && s3_server_stop "$work/s3"
     if [[ $keep == 1 ]]; then
         log "kept $work"
     else
@@ -79,8 +85,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+vault=$work/vault
 mount_volume() {
-    if ! sfs_mount "$work/vault" "$mnt" "$daemon_log" >"$work/mount.log" 2>&1; then
+    if ! sfs_mount "$vault" "$mnt" "$daemon_log" >"$work/mount.log" 2>&1; then
         cat "$work/mount.log" >&2
         show_tail "$daemon_log"
         die "sealedfs mount failed"
@@ -98,14 +105,19 @@ unmount_volume() {
 }
 
 case $mode in
-sealedfs)
-    sfs_init "$work/vault" >"$work/init.log" 2>&1 || {
+sealedfs | s3)
+    if [[ $mode == s3 ]]; then
+        s3_test_volume "$work/s3" fsx
+        vault=$S3_VOLUME
+    fi
+    sfs_init "$vault" >"$work/init.log" 2>&1 || {
         cat "$work/init.log" >&2
         die "sealedfs init failed"
     }
     mount_volume
     target=$mnt
     what="a fresh sealedfs mount"
+    [[ $mode == s3 ]] && what="a fresh sealedfs mount of $vault at $AWS_ENDPOINT_URL"
     ;;
 dir)
     target=$(mktemp -d "$(cd "$dir" && pwd -P)/fsx.XXXXXX")
@@ -179,7 +191,7 @@ for seed in "${seeds[@]}"; do
     if [[ $status != 0 ]] || ! grep -q 'All operations completed A-OK!' "$out"; then
         cp "$artifacts"/* "$SEALEDFS_TEST_LOGS/" 2>/dev/null || true
         show_tail "$out" 60
-        [[ $mode == sealedfs ]] && show_tail "$daemon_log"
+        [[ $mode != dir ]] && show_tail "$daemon_log"
         [[ $status == 124 || $status == 137 ]] && die "seed $seed timed out after ${elapsed}s"
         die "seed $seed failed (exit $status) after ${elapsed}s;" \
             "replay: fsx -f $config -N $ops -S $seed FILE"
@@ -188,7 +200,7 @@ for seed in "${seeds[@]}"; do
     # -v logs every operation (so a panic shows the ones before it); keep
     # only the end of a good run's log.
     tail -n 20 "$out" >"$out.tail" && mv "$out.tail" "$out"
-    if [[ $mode == sealedfs ]]; then
+    if [[ $mode != dir ]]; then
         sums[$seed]=$(timeout --kill-after=5 300 sha256sum "$file" | cut -d' ' -f1) ||
             die "cannot read $file to checksum it"
     else
@@ -196,7 +208,7 @@ for seed in "${seeds[@]}"; do
     fi
 done
 
-if [[ $mode == sealedfs ]]; then
+if [[ $mode != dir ]]; then
     # What fsx left must survive unmount + mount unchanged.
     cd /
     unmount_volume

@@ -4,13 +4,14 @@
 #
 # Variables (all may be set by the caller):
 #   SEALEDFS_ROOT       the repository (found from this file)
-#   SEALEDFS_BIN        the binary under test   (default target/debug/sealedfs)
+#   SEALEDFS_BIN        the binary under test   (default $CARGO_TARGET_DIR or
+#                       target, then /debug/sealedfs)
 #   SEALEDFS_TOOLS      where .ci/run installs pjdfstest and fsx
 #                       (default ~/.cache/sealedfs-tools; its bin/ is put on PATH)
 #   SEALEDFS_TEST_LOGS  where logs of the mount tests go (default target/test-logs)
 
 SEALEDFS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SEALEDFS_BIN=${SEALEDFS_BIN:-$SEALEDFS_ROOT/target/debug/sealedfs}
+SEALEDFS_BIN=${SEALEDFS_BIN:-${CARGO_TARGET_DIR:-$SEALEDFS_ROOT/target}/debug/sealedfs}
 SEALEDFS_TOOLS=${SEALEDFS_TOOLS:-$HOME/.cache/sealedfs-tools}
 SEALEDFS_TEST_LOGS=${SEALEDFS_TEST_LOGS:-$SEALEDFS_ROOT/target/test-logs}
 SCRIPT_NAME=${SCRIPT_NAME:-$(basename "$0" .sh)}
@@ -261,4 +262,25 @@ s3_server_stop() {
         kill -9 "$pid" 2>/dev/null || true
     fi
     rm -f "$dir/pid"
+}
+
+# --- volumes on the S3 test server -----------------------------------------
+
+# s3_test_volume STATE_DIR NAME: sets S3_VOLUME to s3://BUCKET/NAME-<random>
+# on the test server and exports AWS_ENDPOINT_URL for sealedfs. Uses the
+# server named by SEALEDFS_TEST_S3_ENDPOINT (scripts/test.sh starts one);
+# without it starts moto in STATE_DIR (stop it with s3_server_stop), so the
+# scripts also run on their own. A fresh prefix per run: moto keeps every
+# object of a run in memory, and a prefix is never shared between runs.
+s3_test_volume() {
+    local state=$1 name=$2
+    if [[ -z ${SEALEDFS_TEST_S3_ENDPOINT:-} ]]; then
+        s3_server_start "$state"
+        # shellcheck disable=SC1091 # written by s3_server_start
+        . "$state/env"
+    fi
+    [[ -n ${SEALEDFS_TEST_S3_BUCKET:-} ]] || die "SEALEDFS_TEST_S3_ENDPOINT is set but SEALEDFS_TEST_S3_BUCKET is not"
+    export AWS_ENDPOINT_URL=$SEALEDFS_TEST_S3_ENDPOINT
+    # shellcheck disable=SC2034 # read by the caller
+    S3_VOLUME=s3://$SEALEDFS_TEST_S3_BUCKET/$name-$$-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
 }

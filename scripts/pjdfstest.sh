@@ -3,6 +3,10 @@
 # fail when fewer cases pass than the minimum in tests/pjdfstest.expected.
 #
 #   scripts/pjdfstest.sh                 fresh local volume, mounted -o allow_other
+#   scripts/pjdfstest.sh --s3            fresh volume on the S3 test server (moto), a random
+#                                        prefix in SEALEDFS_TEST_S3_BUCKET at
+#                                        SEALEDFS_TEST_S3_ENDPOINT (moto is started here
+#                                        when that is unset); minimum in tests/pjdfstest-s3.expected
 #   scripts/pjdfstest.sh --ext4          the same suite on an ext4 loop image (baseline)
 #   scripts/pjdfstest.sh --dir PATH      the same suite in an existing directory
 #   scripts/pjdfstest.sh [...] -- PATTERN...   only the cases whose name contains PATTERN
@@ -27,6 +31,7 @@ patterns=()
 while [[ $# -gt 0 ]]; do
     case $1 in
     --ext4) mode=ext4 ;;
+    --s3) mode=s3 ;;
     --dir)
         mode=dir
         dir=${2:?--dir needs a path}
@@ -56,7 +61,7 @@ done
 need_root "pjdfstest switches users and chowns files"
 need_tool pjdfstest "$PJDFSTEST_VERSION"
 case $mode in
-sealedfs)
+sealedfs | s3)
     need_tool fusermount3
     need_sealedfs
     ;;
@@ -65,9 +70,10 @@ dir) [[ -d $dir ]] || die "--dir $dir: not a directory" ;;
 esac
 
 if [[ $check == auto ]]; then
-    [[ $mode == sealedfs ]] && check=yes || check=no
+    [[ $mode == sealedfs || $mode == s3 ]] && check=yes || check=no
 fi
 expected_file=$SEALEDFS_ROOT/tests/pjdfstest.expected
+[[ $mode == s3 ]] && expected_file=$SEALEDFS_ROOT/tests/pjdfstest-s3.expected
 min_from_file=0
 if [[ $check == yes && -z $min ]]; then
     min_from_file=1
@@ -103,10 +109,11 @@ cleanup() {
     cd /
     if [[ $mounted_here == 1 ]] && is_mounted "$mnt"; then
         case $mode in
-        sealedfs) sfs_unmount "$mnt" >/dev/null 2>&1 || force_unmount "$mnt" || true ;;
+        sealedfs | s3) sfs_unmount "$mnt" >/dev/null 2>&1 || force_unmount "$mnt" || true ;;
         ext4) umount "$mnt" 2>/dev/null || umount -l "$mnt" || true ;;
         esac
     fi
+    [[ $mode == s3 ]] && s3_server_stop "$work/s3"
     if [[ $keep == 1 ]]; then
         log "kept $work"
     else
@@ -119,12 +126,17 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 case $mode in
-sealedfs)
-    sfs_init "$work/vault" >"$work/init.log" 2>&1 || {
+sealedfs | s3)
+    vault=$work/vault
+    if [[ $mode == s3 ]]; then
+        s3_test_volume "$work/s3" pjdfstest
+        vault=$S3_VOLUME
+    fi
+    sfs_init "$vault" >"$work/init.log" 2>&1 || {
         cat "$work/init.log" >&2
         die "sealedfs init failed"
     }
-    if ! sfs_mount "$work/vault" "$mnt" "$daemon_log" -o allow_other >"$work/mount.log" 2>&1; then
+    if ! sfs_mount "$vault" "$mnt" "$daemon_log" -o allow_other >"$work/mount.log" 2>&1; then
         cat "$work/mount.log" >&2
         show_tail "$daemon_log"
         die "sealedfs mount failed"
@@ -132,6 +144,7 @@ sealedfs)
     mounted_here=1
     target=$mnt
     what="sealedfs mount (-o allow_other) of a fresh local volume"
+    [[ $mode == s3 ]] && what="sealedfs mount (-o allow_other) of a fresh S3 volume ($vault at $AWS_ENDPOINT_URL)"
     ;;
 ext4)
     truncate -s 512M "$work/ext4.img"
@@ -192,7 +205,7 @@ sed -i -E 's/\x1b\[[0-9;]*m//g' "$out"
 summary=$(grep -E '^Summary: ' "$out" | tail -n1 || true)
 if [[ -z $summary ]]; then
     show_tail "$out" 30
-    [[ $mode == sealedfs ]] && show_tail "$daemon_log"
+    [[ $mode == sealedfs || $mode == s3 ]] && show_tail "$daemon_log"
     [[ $status == 124 || $status == 137 ]] && die "pjdfstest timed out after ${elapsed}s"
     die "pjdfstest ended (exit $status) without a summary line"
 fi
@@ -210,7 +223,7 @@ printf 'passed=%s failed=%s skipped=%s total=%s seconds=%s mode=%s\n' \
     "$passed" "$failed" "$skipped" "$total" "$elapsed" "$mode" >"$result_file"
 
 unmount_failed=0
-if [[ $mode == sealedfs ]]; then
+if [[ $mode == sealedfs || $mode == s3 ]]; then
     cd /
     if sfs_unmount "$mnt" >"$work/unmount.log" 2>&1; then
         mounted_here=0
@@ -219,17 +232,17 @@ if [[ $mode == sealedfs ]]; then
         cat "$work/unmount.log" >&2
         show_tail "$daemon_log"
     fi
-    cp "$daemon_log" "$SEALEDFS_TEST_LOGS/pjdfstest-daemon.log" 2>/dev/null || true
+    cp "$daemon_log" "$SEALEDFS_TEST_LOGS/pjdfstest-$mode-daemon.log" 2>/dev/null || true
 fi
 
 line="pjdfstest on $mode: passed $passed, failed $failed, skipped $skipped of $total in ${elapsed}s"
 if [[ $check == yes ]]; then
     if [[ $passed -lt $min ]]; then
         echo "$line"
-        die "pjdfstest passed $passed, below the minimum $min (tests/pjdfstest.expected)"
+        die "pjdfstest passed $passed, below the minimum $min ($(basename "$expected_file"))"
     fi
     line+=" (minimum $min)"
-    [[ $passed -gt $min && $min_from_file == 1 ]] && line+="; raise tests/pjdfstest.expected to $passed"
+    [[ $passed -gt $min && $min_from_file == 1 ]] && line+="; raise tests/$(basename "$expected_file") to $passed"
 fi
 echo "$line"
 [[ $unmount_failed == 0 ]] || die "sealedfs unmount failed after the run"

@@ -5,11 +5,18 @@
 #   clippy     cargo clippy --all-targets -- -D warnings
 #   build      cargo build                      (target/debug/sealedfs)
 #   test       cargo test -- --test-threads=2   (unit tests and the e2e binary;
-#              deadline SEALEDFS_TEST_TIMEOUT, default 1200 s). An S3 server
-#              (moto, scripts/s3-server.sh) runs on 127.0.0.1 for this stage:
-#              the S3 tests fail, never skip, without it.
+#              deadline SEALEDFS_TEST_TIMEOUT, default 1200 s; output also in
+#              SEALEDFS_TEST_LOGS/cargo-test.log)
 #   pjdfstest  scripts/pjdfstest.sh             (fresh mount, -o allow_other)
+#   pjdfstest-s3  scripts/pjdfstest.sh --s3     (the same on an S3 volume;
+#              minimum in tests/pjdfstest-s3.expected)
 #   fsx        scripts/fsx.sh                   (fresh mount, FSX_OPS per seed)
+#   fsx-s3     scripts/fsx.sh --s3              (FSX_S3_SEEDS, default "1 2",
+#              FSX_S3_OPS per seed, default 20000)
+#
+# An S3 server (moto, scripts/s3-server.sh) runs on 127.0.0.1 during the
+# test, pjdfstest-s3 and fsx-s3 stages, a fresh one for each (moto keeps
+# every object in memory): the S3 tests fail, never skip, without it.
 #
 # Run as root (the mount tests mount FUSE file systems and switch users).
 # pjdfstest and fsx must be installed: `bash .ci/run` does it once, or
@@ -57,7 +64,7 @@ stop_s3() {
 trap stop_s3 EXIT
 
 stages=(fmt clippy build test)
-[[ $quick == 1 ]] || stages+=(pjdfstest fsx)
+[[ $quick == 1 ]] || stages+=(pjdfstest pjdfstest-s3 fsx fsx-s3)
 declare -A took=()
 suite_start=$SECONDS
 
@@ -72,48 +79,89 @@ run_stage() {
         ;;
     clippy) cargo clippy --all-targets -- -D warnings ;;
     build) cargo build ;;
-    test)
-        s3_server_start "$S3_STATE"
-        # shellcheck disable=SC1091 # written by s3_server_start
-        . "$S3_STATE/env"
-        # A deadline, so a deadlocked test fails the run instead of eating
-        # CI's whole budget (timeout kills cargo and the test binaries).
-        timeout --kill-after=30 "${SEALEDFS_TEST_TIMEOUT:-1200}" cargo test -- --test-threads=2 || {
-            local rc=$?
-            [[ $rc == 124 || $rc == 137 ]] &&
-                echo "cargo test did not finish within ${SEALEDFS_TEST_TIMEOUT:-1200}s (SEALEDFS_TEST_TIMEOUT); a test hangs: look for 'has been running for over 60 seconds' above" >&2
-            return "$rc"
-        }
-        ;;
+    test) with_s3 cargo_test ;;
     pjdfstest) bash scripts/pjdfstest.sh ;;
+    pjdfstest-s3) with_s3 bash scripts/pjdfstest.sh --s3 ;;
     fsx) bash scripts/fsx.sh ;;
+    fsx-s3) FSX_OPS=${FSX_S3_OPS:-20000} FSX_SEEDS=${FSX_S3_SEEDS:-1 2} with_s3 bash scripts/fsx.sh --s3 ;;
     esac
 }
 
+# with_s3 CMD...: CMD with a fresh moto on 127.0.0.1 and its exports
+# (SEALEDFS_TEST_S3_*, AWS_*), in a subshell so that no stage sees the
+# address of a server that is gone.
+with_s3() {
+    local rc=0
+    (
+        s3_server_start "$S3_STATE"
+        # shellcheck disable=SC1091 # written by s3_server_start
+        . "$S3_STATE/env"
+        "$@"
+    ) || rc=$?
+    s3_server_stop "$S3_STATE"
+    return "$rc"
+}
+
+cargo_test() {
+    mkdir -p "$SEALEDFS_TEST_LOGS"
+    # A deadline, so a deadlocked test fails the run instead of eating
+    # CI's whole budget (timeout kills cargo and the test binaries). The
+    # log feeds the totals in the summary.
+    timeout --kill-after=30 "${SEALEDFS_TEST_TIMEOUT:-1200}" cargo test -- --test-threads=2 2>&1 |
+        tee "$SEALEDFS_TEST_LOGS/cargo-test.log" || {
+        local rc=$?
+        [[ $rc == 124 || $rc == 137 ]] &&
+            echo "cargo test did not finish within ${SEALEDFS_TEST_TIMEOUT:-1200}s (SEALEDFS_TEST_TIMEOUT); a test hangs: look for 'has been running for over 60 seconds' above" >&2
+        return "$rc"
+    }
+}
+
+# The summary ends with the real test totals (cargo's "test result:" lines
+# summed, pjdfstest's and fsx's own counts), never a count of stages, which
+# CI tooling could take for test counts.
 summary() {
-    local failed=${1:-} s n=0 passed=0
+    local failed=${1:-} s state results=() cargo_log=$SEALEDFS_TEST_LOGS/cargo-test.log
     echo
     echo "==== summary ===="
     for s in "${stages[@]}"; do
-        n=$((n + 1))
         if [[ -n ${took[$s]:-} ]]; then
-            printf '  %-10s ok      %4ss\n' "$s" "${took[$s]}"
-            passed=$((passed + 1))
+            state=passed
+            printf '  %-13s passed  %4ss\n' "$s" "${took[$s]}"
         elif [[ $s == "$failed" ]]; then
-            printf '  %-10s FAILED\n' "$s"
+            state=FAILED
+            printf '  %-13s FAILED\n' "$s"
         else
-            printf '  %-10s not run\n' "$s"
+            state="not run"
+            printf '  %-13s not run\n' "$s"
+        fi
+        results+=("$s $state")
+    done
+    if [[ -n ${took[test]:-} || $failed == test ]] && [[ -r $cargo_log ]]; then
+        # "test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; ..."
+        awk '/^test result: / {
+                for (i = 1; i <= NF; i++) {
+                    if ($(i + 1) ~ /^passed;?$/) p += $i
+                    if ($(i + 1) ~ /^failed;?$/) f += $i
+                    if ($(i + 1) ~ /^ignored;?$/) g += $i
+                }
+             }
+             END { printf "  cargo test: %d passed, %d failed, %d ignored\n", p, f, g }' "$cargo_log"
+    fi
+    local mode
+    for mode in sealedfs s3; do
+        local stage=pjdfstest
+        [[ $mode == s3 ]] && stage=pjdfstest-s3
+        if [[ -n ${took[$stage]:-} && -r $SEALEDFS_TEST_LOGS/pjdfstest-$mode.result ]]; then
+            echo "  $stage: $(cat "$SEALEDFS_TEST_LOGS/pjdfstest-$mode.result")"
         fi
     done
-    if [[ -r $SEALEDFS_TEST_LOGS/pjdfstest-sealedfs.result && -n ${took[pjdfstest]:-} ]]; then
-        echo "  pjdfstest: $(cat "$SEALEDFS_TEST_LOGS/pjdfstest-sealedfs.result")"
-    fi
     echo "  total $((SECONDS - suite_start))s; mount test logs in $SEALEDFS_TEST_LOGS"
+    local IFS=,
+    echo "stage results: ${results[*]}" | sed 's/,/, /g'
     if [[ -n $failed ]]; then
         echo "test suite FAILED at stage '$failed'"
-        echo "stages: $passed passed, 1 failed"
     else
-        echo "stages: $passed passed, 0 failed"
+        echo "test suite passed"
     fi
 }
 
