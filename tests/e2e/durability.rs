@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::harness::*;
 
 /// A small deterministic generator, so a failing round can be replayed.
-fn lcg(seed: u64) -> impl FnMut(u64) -> u64 {
+pub(crate) fn lcg(seed: u64) -> impl FnMut(u64) -> u64 {
     let mut s = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
@@ -72,7 +72,7 @@ fn crash_rounds_keep_every_fsynced_record() {
     );
 }
 
-fn check_after_crash(v: &Volume, ack: &Path, round: u64) {
+pub(crate) fn check_after_crash(v: &Volume, ack: &Path, round: u64) {
     // Acknowledged records, per writer round.
     let mut acked: BTreeMap<u64, u64> = BTreeMap::new();
     for line in std::fs::read_to_string(ack).unwrap_or_default().lines() {

@@ -22,10 +22,17 @@ pub fn sealedfs(args: &[&str]) -> Output {
         .expect("run sealedfs")
 }
 
-/// A volume in a local directory, with a mountpoint beside it.
+/// A volume in a local directory (or, from [`Volume::new_s3`], under a
+/// prefix of the S3 test bucket), with a mountpoint in a temp dir.
 pub struct Volume {
     pub dir: tempfile::TempDir,
+    /// The local store's directory (for an S3 volume, a path that does not
+    /// exist: look at [`Volume::s3_prefix`] instead).
     pub store: PathBuf,
+    /// What `init` and `mount` are given: the store's path or `s3://...`.
+    pub url: String,
+    /// The volume's prefix in the test bucket, for an S3 volume.
+    pub s3_prefix: Option<String>,
     pub mnt: PathBuf,
     pub log: PathBuf,
     mounted: bool,
@@ -58,12 +65,63 @@ impl Volume {
         let log = dir.path().join("daemon.log");
         Volume {
             dir,
+            url: store.to_str().unwrap().to_owned(),
             store,
+            s3_prefix: None,
             mnt,
             log,
             mounted: false,
             env: Vec::new(),
         }
+    }
+
+    /// A fresh volume under a random prefix of the S3 test bucket, on the
+    /// test server itself.
+    pub fn new_s3() -> Volume {
+        Volume::new_s3_via(&s3_endpoint())
+    }
+
+    /// A fresh S3 volume whose `init` and mounts reach the server through
+    /// `endpoint` (e.g. a fault proxy in front of it).
+    pub fn new_s3_via(endpoint: &str) -> Volume {
+        let dir = tempfile::Builder::new()
+            .prefix("sealedfs-e2e-s3")
+            .tempdir()
+            .unwrap();
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let prefix = s3_random_prefix();
+        let url = format!("s3://{}/{prefix}", s3_bucket());
+        let out = Command::new(bin())
+            .args(["init", &url, "--insecure-fast-kdf"])
+            .env("SEALEDFS_PASSPHRASE", PASS)
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .output()
+            .expect("run sealedfs init");
+        assert!(
+            out.status.success(),
+            "init of {url} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Volume {
+            store: dir.path().join("no-local-store"),
+            log: dir.path().join("daemon.log"),
+            dir,
+            url,
+            s3_prefix: Some(prefix),
+            mnt,
+            mounted: false,
+            env: vec![("AWS_ENDPOINT_URL".into(), endpoint.into())],
+        }
+    }
+
+    /// The S3 volume's objects, straight from the test server (never
+    /// through a proxy), with the project's own client.
+    pub fn s3_store(&self) -> sealedfs::store::S3Store {
+        let prefix = self.s3_prefix.as_deref().expect("an S3 volume");
+        let mut cfg = sealedfs::store::S3Config::new(&s3_bucket(), prefix);
+        cfg.endpoint = Some(s3_endpoint());
+        sealedfs::store::S3Store::open(cfg).expect("open the test bucket")
     }
 
     /// Sets an environment variable for every later mount of this volume.
@@ -77,7 +135,7 @@ impl Volume {
     pub fn mount_elsewhere(&self, name: &str, extra: &[&str]) -> (Output, OtherMount) {
         let mnt = self.dir.path().join(name);
         std::fs::create_dir_all(&mnt).unwrap();
-        let mut args = vec!["mount", self.store.to_str().unwrap(), mnt.to_str().unwrap()];
+        let mut args = vec!["mount", self.url.as_str(), mnt.to_str().unwrap()];
         args.extend_from_slice(extra);
         let out = Command::new(bin())
             .args(&args)
@@ -111,11 +169,7 @@ impl Volume {
     }
 
     pub fn try_mount(&mut self, extra: &[&str]) -> Output {
-        let mut args = vec![
-            "mount",
-            self.store.to_str().unwrap(),
-            self.mnt.to_str().unwrap(),
-        ];
+        let mut args = vec!["mount", self.url.as_str(), self.mnt.to_str().unwrap()];
         args.extend_from_slice(extra);
         let out = Command::new(bin())
             .args(&args)
@@ -296,4 +350,31 @@ pub fn try_sh(cmd: &str) -> (bool, String) {
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The S3 test server (scripts/test.sh starts moto). Tests that need it
+/// fail without it, never skip.
+pub fn s3_endpoint() -> String {
+    std::env::var("SEALEDFS_TEST_S3_ENDPOINT").unwrap_or_else(|_| {
+        panic!(
+            "SEALEDFS_TEST_S3_ENDPOINT is not set: the S3 tests need a server. Start one with \
+             `eval \"$(scripts/s3-server.sh start /tmp/sealedfs-s3)\"` (scripts/test.sh does)"
+        )
+    })
+}
+
+pub fn s3_bucket() -> String {
+    std::env::var("SEALEDFS_TEST_S3_BUCKET")
+        .expect("SEALEDFS_TEST_S3_BUCKET (set with the endpoint)")
+}
+
+/// A prefix no other test (or run against the same server) uses.
+pub fn s3_random_prefix() -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("e2e-{}-{n}-{nanos:x}", std::process::id())
 }

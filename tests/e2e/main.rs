@@ -10,7 +10,14 @@ mod integrity;
 mod lease;
 mod perms;
 mod posix;
+#[allow(dead_code)] // faults the e2e tests do not use
+mod proxy;
 mod roundtrip;
 mod s3;
+mod s3_durability;
+mod s3_faults;
+mod s3_integrity;
+mod s3_lease;
+mod s3_requests;
 mod smoke;
 mod tools;

@@ -14,7 +14,7 @@
 //! only for one HTTP method; when the queue has none for a request, the
 //! standing fault (default `Pass`) applies, which is how an outage is made.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -51,6 +51,7 @@ pub struct Proxy {
     plan: Arc<Mutex<Plan>>,
     requests: Arc<AtomicUsize>,
     faults_applied: Arc<AtomicUsize>,
+    kinds: Arc<Mutex<BTreeMap<String, usize>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -69,12 +70,14 @@ impl Proxy {
             plan: Arc::default(),
             requests: Arc::default(),
             faults_applied: Arc::default(),
+            kinds: Arc::default(),
             stop: Arc::default(),
         };
-        let (plan, requests, applied, stop) = (
+        let (plan, requests, applied, kinds, stop) = (
             proxy.plan.clone(),
             proxy.requests.clone(),
             proxy.faults_applied.clone(),
+            proxy.kinds.clone(),
             proxy.stop.clone(),
         );
         thread::Builder::new()
@@ -85,12 +88,16 @@ impl Proxy {
                         break;
                     }
                     let Ok(conn) = conn else { continue };
-                    let (plan, requests, applied) =
-                        (plan.clone(), requests.clone(), applied.clone());
+                    let (plan, requests, applied, kinds) = (
+                        plan.clone(),
+                        requests.clone(),
+                        applied.clone(),
+                        kinds.clone(),
+                    );
                     let _ = thread::Builder::new()
                         .name("fault-proxy-conn".into())
                         .spawn(move || {
-                            let _ = serve(conn, upstream, &plan, &requests, &applied);
+                            let _ = serve(conn, upstream, &plan, &requests, &applied, &kinds);
                         });
                 }
             })
@@ -116,6 +123,19 @@ impl Proxy {
     /// Requests seen so far.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests seen so far by kind: the method, with ` list` for a
+    /// listing, ` delete` for a batch delete (GET and POST with a query).
+    #[allow(dead_code)] // request counts are an e2e concern only
+    pub fn request_kinds(&self) -> BTreeMap<String, usize> {
+        self.kinds.lock().unwrap().clone()
+    }
+
+    /// Starts the counts of [`Proxy::request_kinds`] afresh.
+    #[allow(dead_code)]
+    pub fn reset_request_kinds(&self) {
+        self.kinds.lock().unwrap().clear();
     }
 
     /// Requests that got a fault other than `Pass`.
@@ -157,11 +177,13 @@ fn serve(
     plan: &Mutex<Plan>,
     requests: &AtomicUsize,
     applied: &AtomicUsize,
+    kinds: &Mutex<BTreeMap<String, usize>>,
 ) -> io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
     while let Some(req) = read_request(&mut reader, &mut client)? {
         requests.fetch_add(1, Ordering::Relaxed);
+        *kinds.lock().unwrap().entry(kind(&req)).or_default() += 1;
         let fault = next_fault(plan, &req.method);
         if fault != Fault::Pass {
             applied.fetch_add(1, Ordering::Relaxed);
@@ -202,6 +224,24 @@ fn serve(
         }
     }
     Ok(())
+}
+
+fn kind(req: &Request) -> String {
+    let line = req.head.split(|&b| b == b'\r').next().unwrap_or(b"");
+    let target = String::from_utf8_lossy(line);
+    let query = target
+        .split(' ')
+        .nth(1)
+        .and_then(|t| t.split_once('?'))
+        .map_or("", |(_, q)| q);
+    let what = if query.contains("list-type") {
+        " list"
+    } else if query.split('&').any(|p| p == "delete" || p == "delete=") {
+        " delete"
+    } else {
+        ""
+    };
+    format!("{}{what}", req.method)
 }
 
 fn write_simple(

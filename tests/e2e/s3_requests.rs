@@ -1,0 +1,81 @@
+//! How many S3 requests the common operations cost, counted by the proxy
+//! (proxy.rs) in front of the test server: mounting an empty volume,
+//! `stat` of 1,000 files, writing and reading a 64 MiB file. Printed for
+//! the record, with upper bounds that catch a regression to per-block or
+//! per-file requests.
+
+use std::collections::BTreeMap;
+
+use crate::harness::*;
+use crate::proxy::Proxy;
+
+fn get(counts: &BTreeMap<String, usize>, kind: &str) -> usize {
+    counts.get(kind).copied().unwrap_or(0)
+}
+
+fn total(counts: &BTreeMap<String, usize>) -> usize {
+    counts.values().sum()
+}
+
+#[test]
+fn s3_request_counts_of_common_operations() {
+    let proxy = Proxy::start(&s3_endpoint());
+    let mut v = Volume::new_s3_via(&proxy.endpoint());
+    let mut report = Vec::new();
+
+    proxy.reset_request_kinds();
+    v.mount();
+    let mount_empty = proxy.request_kinds();
+    report.push(("mount of an empty volume", mount_empty.clone()));
+
+    // 1,000 files, committed; then a fresh mount so nothing is cached but
+    // what a mount loads.
+    for i in 0..1000 {
+        std::fs::write(v.path(&format!("f{i:04}")), b"x").unwrap();
+    }
+    v.unmount();
+    v.mount();
+    proxy.reset_request_kinds();
+    for i in 0..1000 {
+        std::fs::metadata(v.path(&format!("f{i:04}"))).unwrap();
+    }
+    let stat = proxy.request_kinds();
+    report.push(("stat of 1,000 files (after mount)", stat.clone()));
+
+    proxy.reset_request_kinds();
+    let big = v.path("big");
+    sh(&format!(
+        "head -c {} /dev/urandom | dd of='{}' bs=1M iflag=fullblock conv=fsync status=none",
+        64 << 20,
+        big.display()
+    ));
+    let write = proxy.request_kinds();
+    report.push(("write of a 64 MiB file (with fsync)", write.clone()));
+
+    v.unmount();
+    v.mount();
+    proxy.reset_request_kinds();
+    sh(&format!("cat '{}' > /dev/null", big.display()));
+    let read = proxy.request_kinds();
+    report.push(("read of a 64 MiB file (after mount)", read.clone()));
+    v.unmount();
+
+    for (what, counts) in &report {
+        eprintln!("S3 requests, {what}: {} {counts:?}", total(counts));
+    }
+    assert!(total(&mount_empty) <= 25, "{mount_empty:?}");
+    assert_eq!(get(&stat, "GET"), 0, "{stat:?}");
+    assert!(
+        total(&stat) <= 2,
+        "only a lease renewal may happen: {stat:?}"
+    );
+    // 8 MiB packs: 8 pack PUTs, plus journal and lease.
+    assert!(get(&write, "PUT") <= 20, "{write:?}");
+    assert!(get(&write, "GET") <= 4, "{write:?}");
+    // Ranged GETs of a few MiB each at most, no per-chunk requests.
+    assert!(get(&read, "GET") <= 64, "{read:?}");
+    assert!(
+        get(&read, "GET") >= 8,
+        "the data came from the store: {read:?}"
+    );
+}
