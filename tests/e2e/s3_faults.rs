@@ -155,9 +155,10 @@ fn s3_outage_writes_wait_fsync_never_lies_and_all_is_committed_after() {
     writer.join().unwrap();
 
     let syncs = std::mem::take(&mut *syncs.lock().unwrap());
-    // The proxy forwards a request it has taken before the switch; a
-    // second is more than any request to moto takes.
-    let slack = Duration::from_secs(1);
+    // A commit whose requests all got through before the switch may still
+    // be answered a little later (on a loaded machine, up to a second or
+    // two); any later success would be a claim without the store.
+    let slack = Duration::from_secs(2);
     for s in &syncs {
         assert!(
             !(s.ok && s.done > outage_start + slack && s.done < outage_end),
