@@ -64,6 +64,10 @@ pub struct S3Args {
     /// Allow a plain http:// endpoint that is not on this host.
     #[arg(long)]
     pub allow_http: bool,
+    /// Whether the store honours create-only PUTs, once a probe found out:
+    /// the mount probes before the fork and the daemon reuses the answer.
+    #[arg(skip)]
+    pub conditional_writes: Option<bool>,
 }
 
 #[derive(Debug, Args)]

@@ -6,9 +6,9 @@
 //! `dyn ObjectStore`, so the commands never know which kind they hold.
 //!
 //! Opening an S3 store checks the bucket (a wrong endpoint, region,
-//! bucket or key fails here, exit 3 within seconds) and probes whether it
-//! honours create-only PUTs. S3 has no lock: the writer's lease is the
-//! only guard.
+//! bucket or key fails here, exit 3 within seconds). `init` and a writer's
+//! open (once, before the daemon forks) probe whether it honours
+//! create-only PUTs. S3 has no lock: the writer's lease is the only guard.
 //!
 //! Local directories are checked here, before any store call, so that a
 //! missing or wrong directory is a one-line usage error (exit 1) rather
@@ -81,7 +81,8 @@ impl StoreSpec {
         }
     }
 
-    /// Opens an existing store.
+    /// Opens an existing store to read it, or to write it with what an
+    /// earlier [`StoreSpec::open_for_writing`] found out about it.
     pub fn open(&self) -> CliResult<Arc<dyn ObjectStore>> {
         match self {
             StoreSpec::Local(path) => {
@@ -90,6 +91,24 @@ impl StoreSpec {
             }
             StoreSpec::S3 { .. } => Ok(Arc::new(self.open_s3()?)),
         }
+    }
+
+    /// Opens an existing store for a writer: on S3, probes once whether
+    /// create-only PUTs are honoured (a probe is itself a write, so
+    /// read-only mounts never make one) and keeps the answer in the spec,
+    /// so a later `open` of it (the daemon's, after the fork) needs no probe.
+    pub fn open_for_writing(&mut self) -> CliResult<Arc<dyn ObjectStore>> {
+        let StoreSpec::S3 { s3, .. } = self else {
+            return self.open();
+        };
+        s3.conditional_writes = None;
+        let store = self.open_s3()?;
+        let label = self.to_string();
+        let honoured = store.probe().map_err(|e| s3_error(&label, e))?;
+        if let StoreSpec::S3 { s3, .. } = self {
+            s3.conditional_writes = Some(honoured);
+        }
+        Ok(Arc::new(store))
     }
 
     /// The S3 settings this spec names.
@@ -118,7 +137,11 @@ impl StoreSpec {
         let cfg = self.s3_config()?.expect("an s3 spec");
         let label = self.to_string();
         let store = S3Store::open(cfg).map_err(|e| s3_error(&label, e))?;
-        store.probe().map_err(|e| s3_error(&label, e))?;
+        if let StoreSpec::S3 { s3, .. } = self {
+            if let Some(honoured) = s3.conditional_writes {
+                store.assume_conditional_writes(honoured);
+            }
+        }
         Ok(store)
     }
 
@@ -155,6 +178,7 @@ impl StoreSpec {
             }
             StoreSpec::S3 { .. } => {
                 let store = self.open_s3()?;
+                store.probe().map_err(|e| s3_error(&self.to_string(), e))?;
                 if !store.conditional_writes() {
                     eprintln!(
                         "sealedfs: note: this store ignores create-only PUTs; \
@@ -312,6 +336,7 @@ mod tests {
                 sse: Some("aws:kms".into()),
                 sse_kms_key_id: Some("k1".into()),
                 allow_http: false,
+                conditional_writes: None,
             })
             .s3_config()
             .unwrap()

@@ -66,10 +66,14 @@ struct Plan {
 pub fn run(args: MountArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
     let opts = parse_mount_opts(&args.options)?;
     let read_only = args.read_only || opts.read_only;
-    let spec = StoreSpec::parse(&args.store)?.with_s3(&args.s3);
+    let mut spec = StoreSpec::parse(&args.store)?.with_s3(&args.s3);
     let mount_point = prepare_mount_point(&args.mountpoint)?;
 
-    let store = spec.open()?;
+    let store = if read_only {
+        spec.open()?
+    } else {
+        spec.open_for_writing()?
+    };
     let spec = spec.resolved()?;
     let header = header::read(&*store)?;
 
