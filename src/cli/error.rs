@@ -66,7 +66,7 @@ impl From<StoreError> for CliError {
         let code = match &e {
             // The local advisory lock: another read-write mount of this
             // directory on this host.
-            StoreError::Io { .. } if e.is_locked() => {
+            StoreError::Locked => {
                 return CliError::new(
                     EXIT_BUSY,
                     "volume is already mounted read-write (lock held)",
@@ -82,6 +82,7 @@ impl From<StoreError> for CliError {
             // that race means another writer got there first.
             StoreError::PreconditionFailed { .. } => EXIT_BUSY,
             StoreError::AccessDenied { .. } => EXIT_STORE,
+            StoreError::Unavailable { .. } => EXIT_STORE,
             StoreError::Io { .. } => EXIT_STORE,
             StoreError::Injected { .. } => EXIT_STORE,
         };
@@ -174,18 +175,20 @@ mod tests {
 
     #[test]
     fn store_codes() {
-        let locked = StoreError::Io {
-            key: ".lock".into(),
-            source: io::Error::new(io::ErrorKind::WouldBlock, "held"),
-        };
-        let e = CliError::from(locked);
+        let e = CliError::from(StoreError::Locked);
         assert_eq!(e.code, EXIT_BUSY);
         assert_eq!(e.msg, "volume is already mounted read-write (lock held)");
         let io = StoreError::Io {
             key: "volume".into(),
-            source: io::Error::new(io::ErrorKind::PermissionDenied, "no"),
+            kind: io::ErrorKind::StorageFull,
+            reason: "no space".into(),
         };
         assert_eq!(CliError::from(io).code, EXIT_STORE);
+        let down = StoreError::Unavailable {
+            key: "volume".into(),
+            reason: "no answer within 30s".into(),
+        };
+        assert_eq!(CliError::from(down).code, EXIT_STORE);
         let denied = StoreError::AccessDenied {
             key: "volume".into(),
             reason: "403".into(),

@@ -5,6 +5,11 @@
 //! with [`StoreSpec::with_s3`]). Every method returns a
 //! `dyn ObjectStore`, so the commands never know which kind they hold.
 //!
+//! Stores come back wrapped in a [`RetryingStore`] with a short deadline
+//! fit for a command someone waits on ([`FOREGROUND_DEADLINE`]); the
+//! daemon takes a bare one ([`StoreSpec::open_bare`]) and stacks its own
+//! decorators (the lease's gate, its own deadline).
+//!
 //! Opening an S3 store checks the bucket (a wrong endpoint, region,
 //! bucket or key fails here, exit 3 within seconds). `init` and a writer's
 //! open (once, before the daemon forks) probe whether it honours
@@ -17,10 +22,24 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::args::S3Args;
 use super::error::{CliError, CliResult, EXIT_STORE};
-use crate::store::{LocalStore, ObjectStore, S3Config, S3Store, Sse, StoreError};
+use crate::store::{
+    LocalStore, ObjectStore, RetryPolicy, RetryingStore, S3Config, S3Store, Sse, StoreError,
+};
+
+/// How long one store call of a foreground command keeps retrying: a blip
+/// is ridden out, an outage is reported while someone is still waiting.
+pub const FOREGROUND_DEADLINE: Duration = Duration::from_secs(15);
+
+fn retrying(store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    Arc::new(RetryingStore::new(
+        store,
+        RetryPolicy::with_deadline(FOREGROUND_DEADLINE),
+    ))
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSpec {
@@ -84,6 +103,11 @@ impl StoreSpec {
     /// Opens an existing store to read it, or to write it with what an
     /// earlier [`StoreSpec::open_for_writing`] found out about it.
     pub fn open(&self) -> CliResult<Arc<dyn ObjectStore>> {
+        self.open_bare().map(retrying)
+    }
+
+    /// As [`StoreSpec::open`], without retries: every call is one attempt.
+    pub fn open_bare(&self) -> CliResult<Arc<dyn ObjectStore>> {
         match self {
             StoreSpec::Local(path) => {
                 check_dir(path)?;
@@ -108,7 +132,7 @@ impl StoreSpec {
         if let StoreSpec::S3 { s3, .. } = self {
             s3.conditional_writes = Some(honoured);
         }
-        Ok(Arc::new(store))
+        Ok(retrying(Arc::new(store)))
     }
 
     /// The S3 settings this spec names.
@@ -174,7 +198,7 @@ impl StoreSpec {
                     }
                     Err(e) => return Err(dir_error(path, e)),
                 }
-                Ok(Arc::new(LocalStore::create(path)?))
+                Ok(retrying(Arc::new(LocalStore::create(path)?)))
             }
             StoreSpec::S3 { .. } => {
                 let store = self.open_s3()?;
@@ -191,7 +215,7 @@ impl StoreSpec {
                 for line in features.consequences() {
                     eprintln!("sealedfs: note: {line}");
                 }
-                Ok(Arc::new(store))
+                Ok(retrying(Arc::new(store)))
             }
         }
     }
@@ -224,17 +248,19 @@ impl std::fmt::Display for StoreSpec {
 /// settings are usage errors (1), everything the server said is exit 3.
 fn s3_error(label: &str, e: StoreError) -> CliError {
     match e {
-        StoreError::Io { source, .. } if source.kind() == io::ErrorKind::InvalidInput => {
-            CliError::usage(format!("store {label}: {source}"))
-        }
+        StoreError::Io {
+            kind: io::ErrorKind::InvalidInput,
+            reason,
+            ..
+        } => CliError::usage(format!("store {label}: {reason}")),
         StoreError::AccessDenied { reason, .. } => {
             CliError::new(EXIT_STORE, format!("store {label}: {reason}"))
         }
-        StoreError::Io { source, .. } if source.kind() == io::ErrorKind::TimedOut => {
-            CliError::new(EXIT_STORE, format!("store {label} unreachable: {source}"))
+        StoreError::Unavailable { reason, .. } => {
+            CliError::new(EXIT_STORE, format!("store {label} unreachable: {reason}"))
         }
-        StoreError::Io { source, .. } => {
-            CliError::new(EXIT_STORE, format!("store {label}: {source}"))
+        StoreError::Io { reason, .. } => {
+            CliError::new(EXIT_STORE, format!("store {label}: {reason}"))
         }
         other => CliError::from(other).context(&format!("store {label}")),
     }

@@ -47,6 +47,7 @@ use super::process::{self, ShutdownSignals};
 use crate::crypto::MasterKey;
 use crate::fs::{Fs, FsOptions};
 use crate::fuse::{FuseFs, ShutdownOutcome, session_config};
+use crate::store::{ObjectStore, RetryPolicy, RetryingStore};
 use crate::volume::VolumeHeader;
 
 /// Everything the serving process needs, prepared before the fork.
@@ -160,7 +161,10 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
     process::set_process_name();
     let signals = ShutdownSignals::block()?;
 
-    let store = spec.open()?;
+    // The lease holder renews on its own schedule with single attempts;
+    // the filesystem's calls pass the lease's gate on every attempt and
+    // are retried above it under the daemon's one deadline.
+    let store = spec.open_bare()?;
     let (store, holder) = match lease {
         Some(taken) => {
             let (gated, holder) = lease::hold(store, taken)?;
@@ -168,6 +172,7 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
         }
         None => (store, None),
     };
+    let store: Arc<dyn ObjectStore> = Arc::new(RetryingStore::new(store, store_policy()));
     let fs = match Fs::mount(store, &header, &master, fs_opts) {
         Ok(fs) => fs,
         Err(e) => {
@@ -261,6 +266,21 @@ fn serve_mounted(
     let result = finish(&fs, &outcome);
     info!("unmounted; exiting");
     result
+}
+
+/// Test knob: a shorter store deadline, in milliseconds.
+pub const DEADLINE_VAR: &str = "SEALEDFS_STORE_DEADLINE_MS";
+
+/// How long the daemon retries one store call before the operation that
+/// needs it fails (`EIO`); long enough to ride out an outage of minutes.
+fn store_policy() -> RetryPolicy {
+    match std::env::var(DEADLINE_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(ms) => RetryPolicy::with_deadline(std::time::Duration::from_millis(ms)),
+        None => RetryPolicy::default(),
+    }
 }
 
 fn on_signals(signals: ShutdownSignals, unmounter: SessionUnmounter, mount_point: &Path) {

@@ -4,11 +4,11 @@
 //! A decorator rather than checks sprinkled through the filesystem: every
 //! PUT (packs, journal segments, checkpoints) and every DELETE (garbage)
 //! passes here, so none can slip out after the lease lapsed or was lost.
-//! A refused call is `StoreError::Io` naming the key and the reason; the
-//! filesystem's retry loops treat it as a store outage, and a lost lease
-//! has already turned the filesystem read-only through the fencing hook.
+//! A refused call is `StoreError::Unavailable` naming the key and the
+//! reason: a lapsed lease may be renewed in time, so the retrying store
+//! above this gate tries again; a lost lease has already turned the
+//! filesystem read-only through the fencing hook.
 
-use std::io;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -26,10 +26,12 @@ impl LeasedStore {
     }
 
     fn check(&self, key: &str) -> StoreResult<()> {
-        self.holder.may_write().map_err(|why| StoreError::Io {
-            key: key.to_string(),
-            source: io::Error::new(io::ErrorKind::PermissionDenied, why),
-        })
+        self.holder
+            .may_write()
+            .map_err(|why| StoreError::Unavailable {
+                key: key.to_string(),
+                reason: why,
+            })
     }
 }
 

@@ -25,11 +25,13 @@ pub fn check_all(store: &dyn ObjectStore) {
 
 fn io_kind(err: StoreError) -> ErrorKind {
     match err {
-        StoreError::Io { source, .. } => source.kind(),
+        StoreError::Io { kind, .. } => kind,
         other @ (StoreError::NotFound { .. }
         | StoreError::AlreadyExists { .. }
         | StoreError::PreconditionFailed { .. }
         | StoreError::AccessDenied { .. }
+        | StoreError::Unavailable { .. }
+        | StoreError::Locked
         | StoreError::Injected { .. }) => panic!("expected an Io error, got {other}"),
     }
 }

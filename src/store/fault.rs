@@ -17,6 +17,8 @@
 //!    `times` calls of those ops whose key (for `list`, the prefix listed)
 //!    starts with `prefix`. Rules accumulate; the first one that matches
 //!    spends a failure.
+//!    `deny_matching` is the same with a permanent refusal
+//!    ([`StoreError::AccessDenied`]) instead of a transient fault.
 //! 3. Lost answers: `lose_answer_on_next(op)` lets the next call of that op
 //!    run on the inner store and then returns `Injected` anyway, the
 //!    "PUT succeeded but the reply was lost" case that create-only commits
@@ -77,12 +79,15 @@ struct Rule {
     ops: Vec<Op>,
     key_prefix: String,
     times_left: u32,
+    /// Refuse for good (access denied) instead of failing transiently.
+    deny: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
 enum Verdict {
     Pass,
     Fail,
+    Deny,
     LoseAnswer,
 }
 
@@ -100,10 +105,22 @@ impl FaultPlan {
     /// Fail the next `times` calls of `ops` whose key starts with
     /// `key_prefix` (`""` matches all); `u32::MAX` is "until healed".
     pub fn fail_matching(&self, ops: &[Op], key_prefix: &str, times: u32) {
+        self.add_rule(ops, key_prefix, times, false);
+    }
+
+    /// As [`FaultPlan::fail_matching`], but each of those calls is refused
+    /// for good ([`StoreError::AccessDenied`]), as a changed bucket policy
+    /// would.
+    pub fn deny_matching(&self, ops: &[Op], key_prefix: &str, times: u32) {
+        self.add_rule(ops, key_prefix, times, true);
+    }
+
+    fn add_rule(&self, ops: &[Op], key_prefix: &str, times: u32, deny: bool) {
         let rule = Rule {
             ops: ops.to_vec(),
             key_prefix: key_prefix.into(),
             times_left: times,
+            deny,
         };
         self.state().rules.push(rule);
     }
@@ -175,7 +192,11 @@ impl PlanState {
             .find(|r| r.times_left > 0 && r.ops.contains(&op) && key.starts_with(&r.key_prefix));
         if let Some(rule) = rule {
             rule.times_left -= 1;
-            return Verdict::Fail;
+            return if rule.deny {
+                Verdict::Deny
+            } else {
+                Verdict::Fail
+            };
         }
         let lost = self
             .lost_answers
@@ -222,6 +243,10 @@ impl<S: ObjectStore> FaultStore<S> {
         match self.plan.decide(op, key) {
             Verdict::Pass => f(&self.inner),
             Verdict::Fail => Err(injected()),
+            Verdict::Deny => Err(StoreError::AccessDenied {
+                key: key.into(),
+                reason: format!("injected refusal of {op:?}"),
+            }),
             Verdict::LoseAnswer => f(&self.inner).and_then(|_| Err(injected())),
         }
     }

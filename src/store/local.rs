@@ -76,11 +76,11 @@ impl LocalStore {
         let root = fs::canonicalize(root).map_err(|e| io_err(&label, e))?;
         let meta = fs::metadata(&root).map_err(|e| io_err(&label, e))?;
         if !meta.is_dir() {
-            let source = io::Error::new(
+            return Err(StoreError::io(
+                &label,
                 io::ErrorKind::NotADirectory,
                 "store root is not a directory",
-            );
-            return Err(StoreError::Io { key: label, source });
+            ));
         }
         Ok(LocalStore {
             root,
@@ -143,14 +143,7 @@ impl LocalStore {
                 continue;
             }
             if err.kind() == io::ErrorKind::WouldBlock {
-                let source = io::Error::new(
-                    io::ErrorKind::WouldBlock,
-                    "the volume directory is locked by another read-write mount",
-                );
-                return Err(StoreError::Io {
-                    key: LOCK_FILE.into(),
-                    source,
-                });
+                return Err(StoreError::Locked);
             }
             return Err(io_err(LOCK_FILE, err));
         }
@@ -464,17 +457,7 @@ fn read_err(key: &str, e: io::Error) -> StoreError {
 }
 
 fn io_err(key: &str, source: io::Error) -> StoreError {
-    if source.kind() == io::ErrorKind::PermissionDenied {
-        StoreError::AccessDenied {
-            key: key.into(),
-            reason: source.to_string(),
-        }
-    } else {
-        StoreError::Io {
-            key: key.into(),
-            source,
-        }
-    }
+    StoreError::from_os(key, &source)
 }
 
 /// The set is updated by single inserts, so a panic elsewhere cannot leave

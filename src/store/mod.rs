@@ -1,9 +1,9 @@
 //! Object stores: where ciphertext lives.
 //!
 //! Every backend (local directory, memory, S3) implements the small
-//! [`ObjectStore`] trait, and cross-cutting features (fault injection,
-//! operation counting) are decorators that implement it too and stack at
-//! construction time.
+//! [`ObjectStore`] trait, and cross-cutting features (retries, fault
+//! injection, operation counting, the lease's write gate) are decorators
+//! that implement it too and stack at construction time.
 //!
 //! Rules every implementation keeps:
 //! - Keys are relative to the volume (`volume`, `meta/journal/…`,
@@ -17,6 +17,9 @@
 //!   ever replaced, and only this way.
 //! - Calls block the calling thread; callers never hold filesystem locks
 //!   across them.
+//! - Backends make one attempt per call and say whether a failure is
+//!   worth retrying ([`StoreError::is_transient`]); [`RetryingStore`] is
+//!   the only place that retries.
 //! - Keys are checked the same way by every backend ([`check_key`]), so a
 //!   key that works on the memory store in tests works on disk too.
 
@@ -26,12 +29,14 @@ mod counting;
 mod fault;
 mod local;
 mod memory;
+mod retry;
 mod s3;
 
 pub use counting::{CountingStore, OpCounts};
 pub use fault::{FaultPlan, FaultStore, Op};
 pub use local::{LocalLock, LocalStore};
 pub use memory::MemoryStore;
+pub use retry::{Outcome, RetryPolicy, RetryingStore, landed};
 pub use s3::{BucketFeatures, S3Config, S3Store, Sse, Timeouts};
 
 use std::io;
@@ -51,24 +56,38 @@ pub struct ObjectInfo {
     pub etag: String,
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Why a store call failed, reduced to what callers decide on: whether a
+/// retry can help ([`StoreError::is_transient`]), whether the object is
+/// simply absent, or whether a conditional write lost a race.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("object {key} not found")]
     NotFound { key: String },
+    /// A create-only write found the key taken.
     #[error("object {key} already exists")]
     AlreadyExists { key: String },
     /// A conditional replace found another version (or none).
     #[error("object {key} changed since it was read")]
     PreconditionFailed { key: String },
+    /// Refused for good: credentials, permissions, a bucket policy.
     #[error("access denied to {key}: {reason}")]
     AccessDenied { key: String, reason: String },
-    #[error("store I/O failed on {key}: {source}")]
+    /// No answer in time, a broken connection, a 5xx, throttling, or a
+    /// writer's lease that is not valid right now: a retry may succeed.
+    #[error("store unavailable ({key}): {reason}")]
+    Unavailable { key: String, reason: String },
+    /// A failure a retry will not fix: a disk error, a missing bucket, a
+    /// wrong region, a request the store cannot take.
+    #[error("store error on {key}: {reason}")]
     Io {
         key: String,
-        #[source]
-        source: std::io::Error,
+        kind: io::ErrorKind,
+        reason: String,
     },
-    /// Injected by [`FaultStore`] in tests.
+    /// The local volume directory is locked by another read-write mount.
+    #[error("the volume directory is locked by another read-write mount")]
+    Locked,
+    /// Injected by [`FaultStore`] in tests: a transient outage.
     #[error("injected fault on {op:?} {key}")]
     Injected { op: Op, key: String },
 }
@@ -78,25 +97,69 @@ impl StoreError {
         matches!(self, StoreError::NotFound { .. })
     }
 
-    /// True when [`LocalStore::lock_exclusive`] found the volume directory
-    /// locked by another read-write mount.
-    pub fn is_locked(&self) -> bool {
+    /// True when retrying the same call later may succeed. Everything else
+    /// is the store's final answer and is never retried.
+    pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Io { key, source } => {
-                key == local::LOCK_FILE && source.kind() == io::ErrorKind::WouldBlock
-            }
+            StoreError::Unavailable { .. } | StoreError::Injected { .. } => true,
             StoreError::NotFound { .. }
             | StoreError::AlreadyExists { .. }
             | StoreError::PreconditionFailed { .. }
             | StoreError::AccessDenied { .. }
-            | StoreError::Injected { .. } => false,
+            | StoreError::Io { .. }
+            | StoreError::Locked => false,
         }
     }
 
+    /// True when [`LocalStore::lock_exclusive`] found the volume directory
+    /// locked by another read-write mount.
+    pub fn is_locked(&self) -> bool {
+        matches!(self, StoreError::Locked)
+    }
+
+    /// The key the failed call named ("" when none).
+    pub fn key(&self) -> &str {
+        match self {
+            StoreError::NotFound { key }
+            | StoreError::AlreadyExists { key }
+            | StoreError::PreconditionFailed { key }
+            | StoreError::AccessDenied { key, .. }
+            | StoreError::Unavailable { key, .. }
+            | StoreError::Io { key, .. }
+            | StoreError::Injected { key, .. } => key,
+            StoreError::Locked => "",
+        }
+    }
+
+    /// A caller bug (a bad key or range), not a store condition.
     fn invalid_input(key: &str, why: String) -> StoreError {
+        StoreError::io(key, io::ErrorKind::InvalidInput, why)
+    }
+
+    pub(crate) fn io(key: &str, kind: io::ErrorKind, reason: impl Into<String>) -> StoreError {
         StoreError::Io {
             key: key.to_owned(),
-            source: io::Error::new(io::ErrorKind::InvalidInput, why),
+            kind,
+            reason: reason.into(),
+        }
+    }
+
+    /// An error of the operating system, classified: a refused permission
+    /// is `AccessDenied`, an interrupted or timed-out call `Unavailable`,
+    /// anything else (a full disk, a read-only filesystem, EIO) `Io`.
+    pub(crate) fn from_os(key: &str, e: &io::Error) -> StoreError {
+        match e.kind() {
+            io::ErrorKind::PermissionDenied => StoreError::AccessDenied {
+                key: key.to_owned(),
+                reason: e.to_string(),
+            },
+            io::ErrorKind::TimedOut | io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock => {
+                StoreError::Unavailable {
+                    key: key.to_owned(),
+                    reason: e.to_string(),
+                }
+            }
+            kind => StoreError::io(key, kind, e.to_string()),
         }
     }
 }
@@ -146,16 +209,14 @@ pub(crate) fn check_range(key: &str, range: &Range<u64>, len: u64) -> StoreResul
         ));
     }
     if range.end > len {
-        return Err(StoreError::Io {
-            key: key.to_owned(),
-            source: io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!(
-                    "range {}..{} ends past the object's {len} bytes",
-                    range.start, range.end
-                ),
+        return Err(StoreError::io(
+            key,
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "range {}..{} ends past the object's {len} bytes",
+                range.start, range.end
             ),
-        });
+        ));
     }
     Ok(())
 }

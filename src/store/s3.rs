@@ -10,17 +10,18 @@
 //! - Object keys are `<prefix>/<volume key>`; no user metadata, tags or
 //!   content type are ever sent, only the optional SSE headers.
 //! - At most `max_requests` requests are in flight over all threads.
-//! - Every request is retried by [`retry`], with a per-attempt timeout
-//!   that grows with the body; a 412 to a create-only or conditional PUT
-//!   that follows an ambiguous failure is resolved by reading the object
-//!   back: our own bytes mean our write landed.
+//! - Every call is one attempt with a timeout that grows with the body,
+//!   its failure classified by [`classify`]: transient ones come back as
+//!   `StoreError::Unavailable` for [`crate::store::RetryingStore`] to
+//!   retry (and to resolve a lost answer by reading back). Only opening
+//!   retries here, under its own short deadline, with the same policy.
 //! - Stores that ignore `If-None-Match` (found by [`S3Store::probe`]) get
 //!   a HEAD-then-PUT instead, which is weaker: see docs/SEMANTICS.md.
 //! - Logs name keys, never bodies or credentials.
 
+mod classify;
 mod config;
 mod probe;
-mod retry;
 #[cfg(test)]
 mod tests;
 
@@ -44,8 +45,10 @@ use bytes::Bytes;
 use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
 
-use self::retry::{Failure, classify};
-use super::{ObjectInfo, ObjectStore, StoreError, StoreResult, check_key, check_range};
+use self::classify::{Failure, classify, one_line};
+use super::{
+    ObjectInfo, ObjectStore, RetryPolicy, StoreError, StoreResult, check_key, check_range,
+};
 
 /// DeleteObjects takes at most this many keys.
 const DELETE_BATCH: usize = 1000;
@@ -83,10 +86,7 @@ impl S3Store {
             .thread_name(format!("s3-{n}"))
             .enable_all()
             .build()
-            .map_err(|e| StoreError::Io {
-                key: String::new(),
-                source: e,
-            })?;
+            .map_err(|e| StoreError::from_os("", &e))?;
         let client = rt.block_on(build_client(&cfg))?;
         let store = S3Store {
             permits: Semaphore::new(cfg.max_requests.max(1)),
@@ -136,48 +136,35 @@ impl S3Store {
                 .mul_f64(body_len as f64 / f64::from(1u32 << 20))
     }
 
-    /// One request with retries: `op` builds and sends a fresh attempt.
-    fn call<T, F, Fut>(
-        &self,
-        what: &'static str,
-        key: &str,
-        deadline: Duration,
-        body_len: usize,
-        mut op: F,
-    ) -> (Result<T, Failure>, bool)
+    /// One attempt: `op` builds and sends the request, bounded by the
+    /// attempt timeout and the in-flight limit.
+    fn call<T, F, Fut>(&self, body_len: usize, op: F) -> Result<T, Failure>
     where
-        F: FnMut(&Client) -> Fut,
+        F: FnOnce(&Client) -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
     {
-        let client = self.client();
         let limit = self.attempt_timeout(body_len);
-        let permits = &self.permits;
-        self.rt().block_on(retry::run(what, key, deadline, || {
-            let attempt = op(client);
-            async move {
-                let _permit = permits.acquire().await.expect("semaphore never closed");
-                match tokio::time::timeout(limit, attempt).await {
-                    Ok(r) => r,
-                    Err(_) => Err(Failure::transport(format!(
-                        "no answer within {}s",
-                        limit.as_secs()
-                    ))),
-                }
+        let attempt = op(self.client());
+        self.rt().block_on(async {
+            let _permit = self
+                .permits
+                .acquire()
+                .await
+                .expect("semaphore never closed");
+            match tokio::time::timeout(limit, attempt).await {
+                Ok(r) => r,
+                Err(_) => Err(Failure::transport(format!(
+                    "no answer within {}s",
+                    limit.as_secs()
+                ))),
             }
-        }))
-    }
-
-    fn deadline(&self) -> Duration {
-        self.cfg.timeouts.deadline
+        })
     }
 
     /// Maps a final failure on `key` to the store's error.
     fn error(&self, key: &str, f: Failure) -> StoreError {
         let bucket = &self.cfg.bucket;
-        let io = |kind, msg: String| StoreError::Io {
-            key: key.to_owned(),
-            source: io::Error::new(kind, msg),
-        };
+        let io = |kind, msg: String| StoreError::io(key, kind, msg);
         if f.code_is("NoSuchBucket") {
             return io(
                 io::ErrorKind::NotFound,
@@ -224,28 +211,33 @@ impl S3Store {
                 key: key.to_owned(),
             };
         }
-        let kind = if f.transient {
-            io::ErrorKind::TimedOut
-        } else {
-            io::ErrorKind::Other
-        };
-        io(kind, f.detail)
+        if f.transient {
+            return StoreError::Unavailable {
+                key: key.to_owned(),
+                reason: f.detail,
+            };
+        }
+        io(io::ErrorKind::Other, f.detail)
     }
 
     /// A cheap request that every later one depends on: the bucket exists
     /// and answers us in this region.
     fn check_bucket(&self) -> StoreResult<()> {
         let prefix = self.cfg.full_key("");
-        let (bucket, deadline) = (&self.cfg.bucket, self.cfg.timeouts.open_deadline);
-        let (res, _) = self.call("list", &prefix, deadline, 0, |c| {
-            let req = c
-                .list_objects_v2()
-                .bucket(bucket)
-                .prefix(&prefix)
-                .max_keys(1);
-            async move { req.send().await.map(|_| ()).map_err(classify) }
-        });
-        res.map_err(|f| self.error("", f))
+        let bucket = &self.cfg.bucket;
+        let policy = RetryPolicy::with_deadline(self.cfg.timeouts.open_deadline);
+        let attempt = || {
+            self.call(0, |c| {
+                let req = c
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(&prefix)
+                    .max_keys(1);
+                async move { req.send().await.map(|_| ()).map_err(classify) }
+            })
+            .map_err(|f| self.error("", f))
+        };
+        policy.run("list", &prefix, attempt).result
     }
 
     fn put_request(
@@ -271,17 +263,16 @@ impl S3Store {
         req
     }
 
-    /// PUT with an optional condition; `Err` carries the failure and
-    /// whether an earlier attempt was ambiguous.
+    /// PUT with an optional condition.
     fn put_with(
         &self,
         key: &str,
         body: &[u8],
         if_none_match: bool,
         if_match: Option<&str>,
-    ) -> (Result<(), Failure>, bool) {
+    ) -> Result<(), Failure> {
         let bytes = Bytes::copy_from_slice(body);
-        self.call("put", key, self.deadline(), body.len(), |_| {
+        self.call(body.len(), |_| {
             let mut req = self.put_request(key, &bytes);
             if if_none_match {
                 req = req.if_none_match("*");
@@ -293,32 +284,13 @@ impl S3Store {
         })
     }
 
-    /// After an ambiguous failure and then a refusal: did our write land?
-    fn is_our_write(&self, key: &str, body: &[u8]) -> bool {
-        match self.get(key) {
-            Ok(now) if now == body => {
-                log::info!(
-                    "put {key}: an earlier attempt's answer was lost; the object holds our write"
-                );
-                true
-            }
-            Ok(_) | Err(_) => false,
-        }
-    }
-
     fn put_if_absent_conditional(&self, key: &str, body: &[u8]) -> StoreResult<()> {
         match self.put_with(key, body, true, None) {
-            (Ok(()), _) => Ok(()),
-            (Err(f), ambiguous) if f.is(412) => {
-                if ambiguous && self.is_our_write(key, body) {
-                    Ok(())
-                } else {
-                    Err(StoreError::AlreadyExists {
-                        key: key.to_owned(),
-                    })
-                }
-            }
-            (Err(f), _) => Err(self.error(key, f)),
+            Ok(()) => Ok(()),
+            Err(f) if f.is(412) => Err(StoreError::AlreadyExists {
+                key: key.to_owned(),
+            }),
+            Err(f) => Err(self.error(key, f)),
         }
     }
 
@@ -349,14 +321,12 @@ impl S3Store {
             .build()
             .map_err(|e| StoreError::invalid_input("", e.to_string()))?;
         let first = keys.first().map_or("", String::as_str);
-        let (res, _) = self.call("delete-many", first, self.deadline(), 0, |c| {
-            let req = c
-                .delete_objects()
-                .bucket(&self.cfg.bucket)
-                .delete(delete.clone());
-            async move { req.send().await.map_err(classify) }
-        });
-        let out = res.map_err(|f| self.error(first, f))?;
+        let out = self
+            .call(0, |c| {
+                let req = c.delete_objects().bucket(&self.cfg.bucket).delete(delete);
+                async move { req.send().await.map_err(classify) }
+            })
+            .map_err(|f| self.error(first, f))?;
         // Per-key refusals (Object Lock, a policy): report the first, after
         // the rest were deleted.
         let mut first_err = None;
@@ -374,10 +344,11 @@ impl S3Store {
                     reason: format!("delete refused ({code})"),
                 }
             } else {
-                StoreError::Io {
-                    key,
-                    source: io::Error::other(format!("delete refused ({code})")),
-                }
+                StoreError::io(
+                    &key,
+                    io::ErrorKind::Other,
+                    format!("delete refused ({code})"),
+                )
             });
         }
         first_err.map_or(Ok(()), Err)
@@ -455,20 +426,17 @@ impl ObjectStore for S3Store {
     fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
         check_key(key)?;
         let full = self.cfg.full_key(key);
-        let (res, _) = self.call("get", key, self.deadline(), 0, |c| {
+        self.call(0, |c| {
             let req = c.get_object().bucket(&self.cfg.bucket).key(&full);
             async move {
                 let out = req.send().await.map_err(classify)?;
                 let body = out.body.collect().await.map_err(|e| {
-                    Failure::transport(format!(
-                        "body broke off: {}",
-                        retry::one_line(&e.to_string())
-                    ))
+                    Failure::transport(format!("body broke off: {}", one_line(&e.to_string())))
                 })?;
                 Ok(body.into_bytes().to_vec())
             }
-        });
-        res.map_err(|f| self.error(key, f))
+        })
+        .map_err(|f| self.error(key, f))
     }
 
     fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
@@ -484,7 +452,7 @@ impl ObjectStore for S3Store {
         }
         let full = self.cfg.full_key(key);
         let header = format!("bytes={}-{}", range.start, range.end - 1);
-        let (res, _) = self.call("get", key, self.deadline(), 0, |c| {
+        let res = self.call(0, |c| {
             let req = c
                 .get_object()
                 .bucket(&self.cfg.bucket)
@@ -494,10 +462,7 @@ impl ObjectStore for S3Store {
                 let out = req.send().await.map_err(classify)?;
                 let total = range_total(out.content_range());
                 let body = out.body.collect().await.map_err(|e| {
-                    Failure::transport(format!(
-                        "body broke off: {}",
-                        retry::one_line(&e.to_string())
-                    ))
+                    Failure::transport(format!("body broke off: {}", one_line(&e.to_string())))
                 })?;
                 Ok((total, body.into_bytes()))
             }
@@ -516,13 +481,11 @@ impl ObjectStore for S3Store {
                     body
                 };
                 if body.len() as u64 != range.end - range.start {
-                    return Err(StoreError::Io {
-                        key: key.to_owned(),
-                        source: io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            format!("short ranged read: {} bytes for {range:?}", body.len()),
-                        ),
-                    });
+                    return Err(StoreError::io(
+                        key,
+                        io::ErrorKind::UnexpectedEof,
+                        format!("short ranged read: {} bytes for {range:?}", body.len()),
+                    ));
                 }
                 Ok(body.to_vec())
             }
@@ -540,7 +503,6 @@ impl ObjectStore for S3Store {
     fn put(&self, key: &str, body: &[u8]) -> StoreResult<()> {
         check_key(key)?;
         self.put_with(key, body, false, None)
-            .0
             .map_err(|f| self.error(key, f))
     }
 
@@ -556,24 +518,20 @@ impl ObjectStore for S3Store {
     fn put_if_match(&self, key: &str, body: &[u8], etag: &str) -> StoreResult<()> {
         check_key(key)?;
         match self.put_with(key, body, false, Some(etag)) {
-            (Ok(()), _) => Ok(()),
-            (Err(f), ambiguous) if f.is(412) || f.is(404) || f.code_is("NoSuchKey") => {
-                if ambiguous && self.is_our_write(key, body) {
-                    Ok(())
-                } else {
-                    Err(StoreError::PreconditionFailed {
-                        key: key.to_owned(),
-                    })
-                }
+            Ok(()) => Ok(()),
+            Err(f) if f.is(412) || f.is(404) || f.code_is("NoSuchKey") => {
+                Err(StoreError::PreconditionFailed {
+                    key: key.to_owned(),
+                })
             }
-            (Err(f), _) => Err(self.error(key, f)),
+            Err(f) => Err(self.error(key, f)),
         }
     }
 
     fn delete(&self, key: &str) -> StoreResult<()> {
         check_key(key)?;
         let full = self.cfg.full_key(key);
-        let (res, _) = self.call("delete", key, self.deadline(), 0, |c| {
+        let res = self.call(0, |c| {
             let req = c.delete_object().bucket(&self.cfg.bucket).key(&full);
             async move { req.send().await.map(|_| ()).map_err(classify) }
         });
@@ -604,15 +562,16 @@ impl ObjectStore for S3Store {
         let mut found = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let (res, _) = self.call("list", prefix, self.deadline(), 0, |c| {
-                let req = c
-                    .list_objects_v2()
-                    .bucket(&self.cfg.bucket)
-                    .prefix(&full_prefix)
-                    .set_continuation_token(token.clone());
-                async move { req.send().await.map_err(classify) }
-            });
-            let page = res.map_err(|f| self.error(prefix, f))?;
+            let page = self
+                .call(0, |c| {
+                    let req = c
+                        .list_objects_v2()
+                        .bucket(&self.cfg.bucket)
+                        .prefix(&full_prefix)
+                        .set_continuation_token(token.clone());
+                    async move { req.send().await.map_err(classify) }
+                })
+                .map_err(|f| self.error(prefix, f))?;
             for obj in page.contents() {
                 let Some(key) = obj.key().and_then(|k| self.cfg.volume_key(k)) else {
                     continue;
@@ -636,7 +595,7 @@ impl ObjectStore for S3Store {
     fn head(&self, key: &str) -> StoreResult<Option<ObjectInfo>> {
         check_key(key)?;
         let full = self.cfg.full_key(key);
-        let (res, _) = self.call("head", key, self.deadline(), 0, |c| {
+        let res = self.call(0, |c| {
             let req = c.head_object().bucket(&self.cfg.bucket).key(&full);
             async move { req.send().await.map_err(classify) }
         });

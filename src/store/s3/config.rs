@@ -33,16 +33,15 @@ impl Sse {
 }
 
 /// Time limits. Every request gets `attempt` (plus `attempt_per_mib` for
-/// each MiB of body) per try and is retried until `deadline`; the first
-/// request of [`S3Store::open`](super::S3Store::open) uses `open_deadline`
-/// instead, so a wrong or unreachable endpoint fails fast.
+/// each MiB of body); retries are the [`RetryingStore`](crate::store::RetryingStore)'s,
+/// except for the first request of [`S3Store::open`](super::S3Store::open),
+/// retried only until `open_deadline`, so a wrong or unreachable endpoint
+/// fails fast.
 #[derive(Clone, Debug)]
 pub struct Timeouts {
     pub connect: Duration,
     pub attempt: Duration,
     pub attempt_per_mib: Duration,
-    /// Long enough to ride out a store outage of a minute or more.
-    pub deadline: Duration,
     pub open_deadline: Duration,
 }
 
@@ -52,7 +51,6 @@ impl Default for Timeouts {
             connect: Duration::from_secs(5),
             attempt: Duration::from_secs(30),
             attempt_per_mib: Duration::from_secs(4),
-            deadline: Duration::from_secs(300),
             open_deadline: Duration::from_secs(15),
         }
     }

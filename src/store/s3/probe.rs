@@ -12,8 +12,8 @@ use std::sync::atomic::Ordering;
 use rand::RngCore;
 
 use super::S3Store;
-use super::retry::classify;
-use crate::store::{ObjectStore, StoreError, StoreResult};
+use super::classify::classify;
+use crate::store::{ObjectStore, RetryPolicy, StoreError, StoreResult};
 
 /// Versioning and Object Lock, as far as our credentials may read them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -65,7 +65,14 @@ impl S3Store {
             "probe/{}",
             id.iter().map(|b| format!("{b:02x}")).collect::<String>()
         );
-        match self.put_if_absent_conditional(&key, b"sealedfs probe 1") {
+        // Opening retries under its own short deadline (see `S3Store::open`).
+        let policy = RetryPolicy::with_deadline(self.config().timeouts.open_deadline);
+        let create = |body: &[u8]| {
+            policy
+                .run("put", &key, || self.put_if_absent_conditional(&key, body))
+                .result
+        };
+        match create(b"sealedfs probe 1") {
             Ok(()) => {}
             Err(StoreError::AccessDenied { .. }) => {
                 log::warn!(
@@ -75,7 +82,7 @@ impl S3Store {
             }
             Err(e) => return Err(e),
         }
-        let second = self.put_if_absent_conditional(&key, b"sealedfs probe 2");
+        let second = create(b"sealedfs probe 2");
         if let Err(e) = self.delete(&key) {
             log::warn!("could not delete probe object {key}: {e}");
         }
@@ -98,9 +105,9 @@ impl S3Store {
     /// Versioning and Object Lock of the bucket; parts our credentials
     /// may not read are left unknown.
     pub fn bucket_features(&self) -> StoreResult<BucketFeatures> {
+        // One attempt each: these only inform `init`'s report.
         let bucket = &self.cfg.bucket;
-        let deadline = self.cfg.timeouts.open_deadline;
-        let (versioning, _) = self.call("get-bucket-versioning", "", deadline, 0, |c| {
+        let versioning = self.call(0, |c| {
             let req = c.get_bucket_versioning().bucket(bucket);
             async move { req.send().await.map_err(classify) }
         });
@@ -111,7 +118,7 @@ impl S3Store {
                 None
             }
         };
-        let (lock, _) = self.call("get-object-lock", "", deadline, 0, |c| {
+        let lock = self.call(0, |c| {
             let req = c.get_object_lock_configuration().bucket(bucket);
             async move { req.send().await.map_err(classify) }
         });

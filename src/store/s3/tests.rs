@@ -14,6 +14,7 @@ use aws_sdk_s3::config::Credentials;
 use rand::RngCore;
 
 use super::*;
+use crate::store::RetryingStore;
 
 #[path = "../../../tests/e2e/proxy.rs"]
 mod proxy;
@@ -41,8 +42,18 @@ fn config(endpoint: &str, bucket: &str, prefix: &str) -> S3Config {
     cfg.path_style = true;
     cfg.region = Some("us-east-1".into());
     cfg.timeouts.open_deadline = Duration::from_secs(10);
-    cfg.timeouts.deadline = Duration::from_secs(60);
     cfg
+}
+
+/// The store as a mount uses it: every call retried under one deadline.
+fn retrying(store: S3Store, deadline: Duration) -> RetryingStore {
+    RetryingStore::new(Arc::new(store), RetryPolicy::with_deadline(deadline))
+}
+
+/// Through the proxy at `endpoint`, retried for up to a minute.
+fn open_retrying(endpoint: &str, bucket: &str, prefix: &str) -> RetryingStore {
+    let store = S3Store::open(config(endpoint, bucket, prefix)).unwrap();
+    retrying(store, Duration::from_secs(60))
 }
 
 /// A new bucket on the server (created through the store's own client).
@@ -71,7 +82,7 @@ fn open(prefix: &str) -> S3Store {
 
 fn io_kind(e: StoreError) -> ErrorKind {
     match e {
-        StoreError::Io { source, .. } => source.kind(),
+        StoreError::Io { kind, .. } => kind,
         other => panic!("expected an Io error, got {other}"),
     }
 }
@@ -257,7 +268,7 @@ fn bucket_features_plain_and_locked() {
 fn throttling_and_5xx_are_retried() {
     let bucket = new_bucket(false);
     let proxy = Proxy::start(&server());
-    let store = S3Store::open(config(&proxy.endpoint(), &bucket, "r")).unwrap();
+    let store = open_retrying(&proxy.endpoint(), &bucket, "r");
     for _ in 0..3 {
         proxy.push(Some("PUT"), Fault::Status(503, "SlowDown"));
     }
@@ -287,7 +298,7 @@ fn slow_answers_time_out_and_are_retried() {
     let proxy = Proxy::start(&server());
     let mut cfg = config(&proxy.endpoint(), &bucket, "slow");
     cfg.timeouts.attempt = Duration::from_millis(700);
-    let store = S3Store::open(cfg).unwrap();
+    let store = retrying(S3Store::open(cfg).unwrap(), Duration::from_secs(60));
     proxy.push(Some("PUT"), Fault::Delay(Duration::from_secs(2)));
     let start = Instant::now();
     store.put("a", b"x").unwrap();
@@ -299,7 +310,7 @@ fn slow_answers_time_out_and_are_retried() {
 fn lost_answer_to_create_only_put_is_resolved_by_reading_back() {
     let bucket = new_bucket(false);
     let proxy = Proxy::start(&server());
-    let store = S3Store::open(config(&proxy.endpoint(), &bucket, "amb")).unwrap();
+    let store = open_retrying(&proxy.endpoint(), &bucket, "amb");
     // Our write lands, its answer is lost, the retry gets 412: ours.
     proxy.push(Some("PUT"), Fault::ResetAfterForward);
     store.put_if_absent("meta/journal/1", b"ours").unwrap();
@@ -329,7 +340,7 @@ fn lost_answer_to_create_only_put_is_resolved_by_reading_back() {
 fn an_outage_is_ridden_out_within_the_deadline() {
     let bucket = new_bucket(false);
     let proxy = Arc::new(Proxy::start(&server()));
-    let store = S3Store::open(config(&proxy.endpoint(), &bucket, "out")).unwrap();
+    let store = open_retrying(&proxy.endpoint(), &bucket, "out");
     proxy.set_standing(Fault::Reset);
     let back = {
         let proxy = proxy.clone();
@@ -353,9 +364,8 @@ fn an_outage_is_ridden_out_within_the_deadline() {
 fn a_deadline_bounds_every_call() {
     let bucket = new_bucket(false);
     let proxy = Proxy::start(&server());
-    let mut cfg = config(&proxy.endpoint(), &bucket, "d");
-    cfg.timeouts.deadline = Duration::from_secs(2);
-    let store = S3Store::open(cfg).unwrap();
+    let store = S3Store::open(config(&proxy.endpoint(), &bucket, "d")).unwrap();
+    let store = retrying(store, Duration::from_secs(2));
     proxy.set_standing(Fault::Status(503, "SlowDown"));
     let start = Instant::now();
     let e = store.put("a", b"x").unwrap_err();
@@ -364,7 +374,8 @@ fn a_deadline_bounds_every_call() {
         "{:?}",
         start.elapsed()
     );
-    assert_eq!(io_kind(e), ErrorKind::TimedOut);
+    assert!(matches!(e, StoreError::Unavailable { .. }), "{e}");
+    assert!(proxy.requests() > 2, "retried until the deadline");
 }
 
 #[test]
@@ -384,7 +395,7 @@ fn unreachable_endpoint_fails_fast() {
         "{:?}",
         start.elapsed()
     );
-    assert_eq!(io_kind(e), ErrorKind::TimedOut);
+    assert!(matches!(e, StoreError::Unavailable { .. }), "{e}");
 }
 
 #[test]
@@ -428,9 +439,8 @@ fn plain_http_elsewhere_is_refused_before_any_request() {
 #[test]
 fn wrong_region_answers_name_the_region() {
     let store = S3Store::connect(config("http://127.0.0.1:1", "b", "")).unwrap();
-    let f = retry::Failure {
+    let f = classify::Failure {
         transient: false,
-        ambiguous: false,
         status: Some(400),
         code: Some("AuthorizationHeaderMalformed".into()),
         region_hint: Some("eu-west-1".into()),
