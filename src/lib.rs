@@ -1,13 +1,15 @@
 //! sealedfs: an encrypted, crash-safe POSIX filesystem whose volume lives in
 //! an object store. The layers, bottom-up: `store` (where ciphertext lives),
 //! `crypto` (keys and sealing), `volume` (the header object), `meta`
-//! (namespace, journal, checkpoints), `data` (chunks, packs, cache), `fs`
-//! (POSIX rules), `fuse` (the kernel adapter), `lease` (one writer per
-//! volume), `cli` (commands, daemon).
+//! (persisted formats: namespace, records, journal segments, checkpoints),
+//! `data` (chunks, packs, cache), `lease` (one writer per volume), `engine`
+//! (the volume's durable life: open, commit, checkpoints, garbage), `fs`
+//! (POSIX rules), `fuse` (the kernel adapter), `cli` (commands, daemon).
 
 pub mod cli;
 pub mod crypto;
 pub mod data;
+pub mod engine;
 pub mod fs;
 pub mod fuse;
 pub mod lease;

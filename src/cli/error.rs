@@ -17,6 +17,7 @@
 use std::fmt;
 
 use crate::crypto::CryptoError;
+use crate::engine::{EngineError, Failure};
 use crate::fs::FsError;
 use crate::store::StoreError;
 use crate::volume::HeaderError;
@@ -128,13 +129,34 @@ impl From<HeaderError> for CliError {
     }
 }
 
+impl From<Failure> for CliError {
+    fn from(f: Failure) -> CliError {
+        let code = match &f {
+            // Another writer owns the volume now.
+            Failure::Fenced(_) => EXIT_BUSY,
+            Failure::StoreUnavailable(inner) => CliError::from(inner.clone()).code,
+            Failure::Corrupt(_) => EXIT_INTEGRITY,
+            // Only a simulated crash abandons an engine.
+            Failure::Abandoned => EXIT_USAGE,
+        };
+        CliError::new(code, f.to_string())
+    }
+}
+
+impl From<EngineError> for CliError {
+    fn from(e: EngineError) -> CliError {
+        FsError::from(e).into()
+    }
+}
+
 impl From<FsError> for CliError {
     fn from(e: FsError) -> CliError {
         let code = match e {
             FsError::Store(inner) => return inner.into(),
             FsError::Integrity(inner) => return inner.into(),
+            FsError::Failed(inner) => return inner.into(),
             // Replay found state that cannot be: the volume is damaged.
-            FsError::Io(_) => EXIT_INTEGRITY,
+            FsError::Corrupt(_) => EXIT_INTEGRITY,
             // POSIX-level errors do not come out of format/open/shutdown in
             // normal operation; if one does, it is bad input for this volume.
             FsError::NotFound
@@ -251,7 +273,23 @@ mod tests {
         };
         assert_eq!(CliError::from(FsError::Store(store)).code, EXIT_STORE);
         assert_eq!(
-            CliError::from(FsError::Io("bad".into())).code,
+            CliError::from(FsError::Corrupt("bad".into())).code,
+            EXIT_INTEGRITY
+        );
+        let down = StoreError::Unavailable {
+            key: "meta/journal/0000000000000007".into(),
+            reason: "no answer within 30s".into(),
+        };
+        assert_eq!(
+            CliError::from(FsError::Failed(Failure::StoreUnavailable(down))).code,
+            EXIT_STORE
+        );
+        assert_eq!(
+            CliError::from(FsError::Failed(Failure::Fenced("lease lost".into()))).code,
+            EXIT_BUSY
+        );
+        assert_eq!(
+            CliError::from(FsError::Failed(Failure::Corrupt("x".into()))).code,
             EXIT_INTEGRITY
         );
         assert_eq!(CliError::from(FsError::ReadOnly).code, EXIT_USAGE);

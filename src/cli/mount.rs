@@ -186,7 +186,7 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
     if let Some(h) = &holder {
         lease::fence_on_loss(h, &fs);
     }
-    let result = serve_mounted(&fs, &config, mount_point, signals, ready);
+    let result = serve_mounted(&fs, &config, mount_point.clone(), signals, ready);
     let result = match &holder {
         Some(h) if h.is_fenced() => Err(CliError::new(
             EXIT_BUSY,
@@ -196,6 +196,13 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
     };
     if let Some(h) = &holder {
         lease::release(h);
+    }
+    let (code, msg) = match &result {
+        Ok(()) => (0, String::new()),
+        Err(e) => (e.code, e.msg.clone()),
+    };
+    if let Err(e) = pidfile::record_exit(&mount_point, code, &msg) {
+        warn!("cannot record the daemon's exit ({e}); `unmount` will not see it");
     }
     result
 }

@@ -7,6 +7,11 @@
 //! `/run/user/<uid>/sealedfs`, or `/tmp/sealedfs-<uid>` (mode 0700, must
 //! be ours and not a symlink).
 //!
+//! When it exits the daemon leaves `<name>.exit` beside it, holding
+//! `"<pid> <start time> <exit code> <one-line reason>\n"`, so `unmount`
+//! can report what the daemon could not commit (it is not the daemon's
+//! parent and cannot read its exit code); `unmount` removes it.
+//!
 //! A pid alone could name a recycled process after a crash, so `unmount`
 //! trusts a file only when the process with that pid has the recorded
 //! start time, is alive, and calls itself `sealedfs`. Root also searches
@@ -47,6 +52,48 @@ pub fn write(mount_point: &Path) -> io::Result<PidFile> {
     drop(f);
     fs::rename(&tmp, &path)?;
     Ok(PidFile { path })
+}
+
+/// Records how this daemon of `mount_point` ends (`code` 0: cleanly).
+pub fn record_exit(mount_point: &Path, code: i32, msg: &str) -> io::Result<()> {
+    let dir = own_dir();
+    ensure_private_dir(&dir)?;
+    let me = ProcStat::of_self().ok_or_else(|| io::Error::other("cannot read /proc/self/stat"))?;
+    let pid = std::process::id();
+    let tmp = dir.join(format!(".{pid}.exit.tmp"));
+    let line = msg.split_whitespace().collect::<Vec<_>>().join(" ");
+    fs::write(&tmp, format!("{pid} {} {code} {line}\n", me.start_time))?;
+    fs::rename(&tmp, dir.join(exit_name(mount_point)))
+}
+
+/// How the daemon `pid` (started at `start_time`) of `mount_point` ended,
+/// if it said: (exit code, reason). The record is removed.
+pub fn take_exit(mount_point: &Path, pid: i32, start_time: u64) -> Option<(i32, String)> {
+    let name = exit_name(mount_point);
+    for path in candidate_dirs().into_iter().map(|d| d.join(&name)) {
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        let mut it = text.trim_end().splitn(4, ' ');
+        let ours = it.next().and_then(|p| p.parse::<i32>().ok()) == Some(pid)
+            && it.next().and_then(|t| t.parse::<u64>().ok()) == Some(start_time);
+        let trusted = euid() != 0
+            || fs::metadata(&path)
+                .is_ok_and(|m| m.uid() == 0 || Some(m.uid()) == own_uid_of(&path));
+        if !(ours && trusted) {
+            continue;
+        }
+        let code = it.next()?.parse().ok()?;
+        let msg = it.next().unwrap_or("").to_owned();
+        let _ = fs::remove_file(&path);
+        return Some((code, msg));
+    }
+    None
+}
+
+/// The user a per-user runtime dir belongs to.
+fn own_uid_of(path: &Path) -> Option<u32> {
+    fs::metadata(path.parent()?).ok().map(|m| m.uid())
 }
 
 /// The live daemon serving `mount_point` (canonical), if one recorded itself.
@@ -96,6 +143,10 @@ fn file_name(mount_point: &Path) -> String {
     let digest = Sha256::digest(mount_point.as_os_str().as_bytes());
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("{hex}.pid")
+}
+
+fn exit_name(mount_point: &Path) -> String {
+    file_name(mount_point).replace(".pid", ".exit")
 }
 
 fn euid() -> u32 {

@@ -4,7 +4,9 @@
 //!
 //! With a live daemon (found by its pid file): SIGTERM, then wait until the
 //! process is gone — it exits only after `Fs::shutdown` returned — and the
-//! mount has left the mount table. Without one, a sealedfs mount still in
+//! mount has left the mount table. A daemon that could not commit says so
+//! in its exit record (see `pidfile`), and `unmount` fails with its exit
+//! code and reason (a store outage is exit 3). Without one, a sealedfs mount still in
 //! the table is a dead one (the daemon was killed): detach it lazily.
 //! Anything else is "not a sealedfs mount" (exit 1). The wait is bounded
 //! by [`WAIT`]; a daemon still running then (a file held open below a
@@ -45,7 +47,12 @@ pub fn run(args: UnmountArgs) -> CliResult<()> {
                     ),
                 ));
             }
-            Ok(())
+            match start_time.and_then(|t| pidfile::take_exit(&mount_point, pid, t)) {
+                Some((code, msg)) if code != 0 => {
+                    Err(CliError::new(code, format!("{shown} unmounted, but {msg}")))
+                }
+                _ => Ok(()),
+            }
         }
         (None, Some(e)) if e.is_sealedfs() => {
             pidfile::remove_stale(&mount_point);

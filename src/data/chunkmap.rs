@@ -45,6 +45,18 @@ pub struct SegRef {
 }
 
 impl Extent {
+    /// Segment `i` of the extent (0-based).
+    pub fn segment(&self, i: u32) -> SegRef {
+        self.seg(i)
+    }
+
+    /// Pack bytes of `n` consecutive segments from segment `skip`: one
+    /// ranged GET.
+    pub fn cipher_range(&self, skip: u32, n: u32) -> std::ops::Range<u64> {
+        let start = self.cipher_off + skip as u64 * self.cipher_len as u64;
+        start..start + n as u64 * self.cipher_len as u64
+    }
+
     fn seg(&self, i: u32) -> SegRef {
         SegRef {
             pack: self.pack,
@@ -333,5 +345,32 @@ mod tests {
         assert_eq!(m.next_mapped(6), None);
         assert_eq!(m.next_unmapped(0), 0);
         assert_eq!(m.next_unmapped(2), 6);
+    }
+
+    #[test]
+    fn cipher_range_table() {
+        // Segments of 100 bytes from byte 300 (unit 3 of the pack).
+        let e = ext(8, P, 3);
+        for (skip, n, want) in [
+            (0, 0, 300..300),
+            (0, 1, 300..400),
+            (1, 1, 400..500),
+            (0, 8, 300..1100),
+            (7, 1, 1000..1100),
+            (2, 3, 500..800),
+        ] {
+            assert_eq!(e.cipher_range(skip, n), want, "skip {skip} n {n}");
+        }
+        let seg = e.segment(5);
+        assert_eq!((seg.unit, seg.cipher_off), (8, 800));
+        // Huge offsets do not wrap.
+        let big = Extent {
+            cipher_off: 1 << 40,
+            cipher_len: 65_576,
+            ..ext(u32::MAX, P, 0)
+        };
+        let r = big.cipher_range(u32::MAX - 1, 1);
+        assert_eq!(r.end - r.start, 65_576);
+        assert_eq!(r.start, (1 << 40) + (u32::MAX as u64 - 1) * 65_576);
     }
 }

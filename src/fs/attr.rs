@@ -3,8 +3,8 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
-use super::{Attr, Caller, Core, Fs, FsError, FsResult, Kind, SetAttr, StatFs, TimeSet};
-use crate::meta::{InodeAttr, Record, Timestamp};
+use super::{Attr, Caller, Fs, FsError, FsResult, Kind, SetAttr, StatFs, TimeSet};
+use crate::meta::{Record, Timestamp};
 
 /// Largest xattr value, as ext4 with a 4 KiB block... raised to the VFS
 /// limit, since values live in metadata, not in a block.
@@ -40,34 +40,8 @@ fn classify(name: &[u8]) -> FsResult<XattrClass> {
 }
 
 impl Fs {
-    pub(crate) fn attr_of(&self, core: &Core, ino: u64) -> FsResult<Attr> {
-        let inode = core.ns.get(ino).ok_or(FsError::NotFound)?;
-        let mut attr = inode.to_attr(ino);
-        if let Some(map) = inode.chunks() {
-            let dirty_unmapped = self
-                .cache()
-                .dirty_bytes_where(ino, |c| map.get(c).is_none());
-            attr.blocks += dirty_unmapped.div_ceil(512);
-        }
-        Ok(attr)
-    }
-
-    /// Changes an inode's live attributes and returns the record that
-    /// journals them (size clamped to what is durable).
-    pub(crate) fn change_attr(
-        &self,
-        core: &mut Core,
-        ino: u64,
-        f: impl FnOnce(&mut InodeAttr),
-    ) -> Record {
-        if let Some(i) = core.ns.get_mut(ino) {
-            f(&mut i.attr);
-        }
-        self.inode_record(core, ino)
-    }
-
     pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
-        let core = self.core();
+        let core = self.lock();
         self.attr_of(&core, ino)
     }
 
@@ -76,8 +50,8 @@ impl Fs {
         if let Some(size) = set.size {
             self.truncate(c, ino, fh, size)?;
         }
-        let mut core = self.core();
-        core.ns.get(ino).ok_or(FsError::NotFound)?;
+        let mut core = self.lock();
+        core.ns().get(ino).ok_or(FsError::NotFound)?;
         let now = Timestamp::now();
         let changes = set.mode.is_some()
             || set.uid.is_some()
@@ -127,8 +101,8 @@ impl Fs {
         if value.len() > XATTR_SIZE_MAX {
             return Err(FsError::TooBig);
         }
-        let mut core = self.core();
-        let inode = core.ns.get(ino).ok_or(FsError::NotFound)?;
+        let mut core = self.lock();
+        let inode = core.ns().get(ino).ok_or(FsError::NotFound)?;
         let exists = inode.xattrs.contains_key(name);
         if flags & libc::XATTR_CREATE != 0 && exists {
             return Err(FsError::Exists);
@@ -152,14 +126,14 @@ impl Fs {
     pub fn getxattr(&self, c: &Caller, ino: u64, name: &OsStr) -> FsResult<Vec<u8>> {
         let name = name.as_bytes();
         self.check_xattr_access(c, ino, name)?;
-        let core = self.core();
-        let inode = core.ns.get(ino).ok_or(FsError::NotFound)?;
+        let core = self.lock();
+        let inode = core.ns().get(ino).ok_or(FsError::NotFound)?;
         inode.xattrs.get(name).cloned().ok_or(FsError::NoAttr)
     }
 
     pub fn listxattr(&self, c: &Caller, ino: u64) -> FsResult<Vec<u8>> {
-        let core = self.core();
-        let inode = core.ns.get(ino).ok_or(FsError::NotFound)?;
+        let core = self.lock();
+        let inode = core.ns().get(ino).ok_or(FsError::NotFound)?;
         let mut out = Vec::new();
         for name in inode.xattrs.keys() {
             // trusted.* is visible to privileged callers only, as on ext4.
@@ -176,8 +150,8 @@ impl Fs {
         self.check_writable()?;
         let name = name.as_bytes();
         self.check_xattr_access(c, ino, name)?;
-        let mut core = self.core();
-        let inode = core.ns.get(ino).ok_or(FsError::NotFound)?;
+        let mut core = self.lock();
+        let inode = core.ns().get(ino).ok_or(FsError::NotFound)?;
         if !inode.xattrs.contains_key(name) {
             return Err(FsError::NoAttr);
         }
@@ -198,8 +172,8 @@ impl Fs {
         match classify(name)? {
             XattrClass::Trusted if !c.is_root() => Err(FsError::NotPermitted),
             XattrClass::User => {
-                let core = self.core();
-                let kind = core.ns.get(ino).ok_or(FsError::NotFound)?.attr.kind;
+                let core = self.lock();
+                let kind = core.ns().get(ino).ok_or(FsError::NotFound)?.attr.kind;
                 // user.* only on regular files and directories, as ext4.
                 match kind {
                     Kind::File | Kind::Dir => Ok(()),
@@ -213,8 +187,8 @@ impl Fs {
     /// The kernel checks access itself under `default_permissions`; this
     /// answers `access(2)` the same way for callers that ask explicitly.
     pub fn access(&self, c: &Caller, ino: u64, mask: i32) -> FsResult<()> {
-        let core = self.core();
-        let a = core.ns.get(ino).ok_or(FsError::NotFound)?.attr;
+        let core = self.lock();
+        let a = self.inode_attr(&core, ino)?;
         if mask == libc::F_OK {
             return Ok(());
         }
@@ -243,17 +217,16 @@ impl Fs {
 
     pub fn statfs(&self) -> FsResult<StatFs> {
         const BSIZE: u64 = 4096;
-        let core = self.core();
+        let core = self.lock();
         let used: u64 = core
-            .ns
-            .packs
-            .values()
-            .map(|p| p.size)
+            .ns()
+            .packs()
+            .map(|(_, p)| p.size)
             .sum::<u64>()
             .div_ceil(BSIZE);
-        let files = core.ns.inodes.len() as u64;
+        let files = core.ns().inode_count() as u64;
         drop(core);
-        let (total, avail) = match self.store.space() {
+        let (total, avail) = match self.engine.store().space() {
             Some((total, avail)) => (total / BSIZE, avail / BSIZE),
             // Object stores have no fixed size: report a petabyte free.
             None => (used + (1 << 38), 1 << 38),

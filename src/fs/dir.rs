@@ -11,7 +11,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use super::handles::DirSnapshot;
-use super::{Attr, Caller, Core, DirPlusReplier, DirReplier, Fs, FsError, FsResult, Kind};
+use super::{Attr, Caller, DirPlusReplier, DirReplier, Fs, FsError, FsResult, Kind, Locked};
 use crate::meta::{InodeAttr, ROOT_INO, Record, Timestamp};
 
 /// Longest name, as on ext4.
@@ -39,8 +39,8 @@ impl Fs {
         if name.len() > NAME_MAX {
             return Err(FsError::NameTooLong);
         }
-        let core = self.core();
-        let dir = core.ns.get(parent).ok_or(FsError::NotFound)?;
+        let core = self.lock();
+        let dir = core.ns().get(parent).ok_or(FsError::NotFound)?;
         let entries = dir.entries().ok_or(FsError::NotDir)?;
         let ino = match name {
             b"." => parent,
@@ -93,8 +93,8 @@ impl Fs {
     }
 
     pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
-        let core = self.core();
-        match &core.ns.get(ino).ok_or(FsError::NotFound)?.content {
+        let core = self.lock();
+        match &core.ns().get(ino).ok_or(FsError::NotFound)?.content {
             crate::meta::Content::Symlink(t) => Ok(t.clone()),
             _ => Err(FsError::Invalid),
         }
@@ -114,7 +114,7 @@ impl Fs {
     ) -> FsResult<Attr> {
         self.check_writable()?;
         let name = check_name(name)?;
-        let mut core = self.core();
+        let mut core = self.lock();
         let ino = self.create_locked(&mut core, c, parent, name, kind, perm, rdev, target)?;
         self.attr_of(&core, ino)
     }
@@ -122,7 +122,7 @@ impl Fs {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn create_locked(
         &self,
-        core: &mut Core,
+        core: &mut Locked<'_>,
         c: &Caller,
         parent: u64,
         name: &[u8],
@@ -131,7 +131,7 @@ impl Fs {
         rdev: u32,
         target: Option<&[u8]>,
     ) -> FsResult<u64> {
-        let dir = core.ns.get(parent).ok_or(FsError::NotFound)?;
+        let dir = core.ns().get(parent).ok_or(FsError::NotFound)?;
         let entries = dir.entries().ok_or(FsError::NotDir)?;
         if entries.contains_key(name) {
             return Err(FsError::Exists);
@@ -150,7 +150,7 @@ impl Fs {
         if setgid_dir && kind == Kind::Dir {
             perm |= libc::S_ISGID as u16;
         }
-        let ino = core.ns.alloc_ino();
+        let ino = core.txn.alloc_ino();
         let mut attr = InodeAttr::new(kind, perm, c.uid, gid);
         attr.rdev = rdev;
         let mut records = vec![Record::Inode { ino, attr }];
@@ -184,8 +184,8 @@ impl Fs {
     pub fn link(&self, _c: &Caller, ino: u64, newparent: u64, newname: &OsStr) -> FsResult<Attr> {
         self.check_writable()?;
         let name = check_name(newname)?;
-        let mut core = self.core();
-        let inode = core.ns.get(ino).ok_or(FsError::NotFound)?;
+        let mut core = self.lock();
+        let inode = core.ns().get(ino).ok_or(FsError::NotFound)?;
         if inode.attr.kind == Kind::Dir {
             return Err(FsError::NotPermitted);
         }
@@ -195,7 +195,7 @@ impl Fs {
         if inode.attr.nlink == 0 {
             return Err(FsError::NotFound);
         }
-        let dir = core.ns.get(newparent).ok_or(FsError::NotFound)?;
+        let dir = core.ns().get(newparent).ok_or(FsError::NotFound)?;
         if dir.entries().ok_or(FsError::NotDir)?.contains_key(name) {
             return Err(FsError::Exists);
         }
@@ -217,9 +217,9 @@ impl Fs {
     pub fn unlink(&self, _c: &Caller, parent: u64, name: &OsStr) -> FsResult<()> {
         self.check_writable()?;
         let name = check_name(name)?;
-        let mut core = self.core();
+        let mut core = self.lock();
         let ino = entry(&core, parent, name)?;
-        if core.ns.get(ino).ok_or(FsError::NotFound)?.attr.kind == Kind::Dir {
+        if core.ns().get(ino).ok_or(FsError::NotFound)?.attr.kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
         let now = Timestamp::now();
@@ -245,9 +245,9 @@ impl Fs {
             _ => {}
         }
         let name = check_name(OsStr::from_bytes(name))?;
-        let mut core = self.core();
+        let mut core = self.lock();
         let ino = entry(&core, parent, name)?;
-        let dir = core.ns.get(ino).ok_or(FsError::NotFound)?;
+        let dir = core.ns().get(ino).ok_or(FsError::NotFound)?;
         if !dir.entries().ok_or(FsError::NotDir)?.is_empty() {
             return Err(FsError::NotEmpty);
         }
@@ -286,7 +286,7 @@ impl Fs {
         // must never turn into an empty file after a crash: the source's
         // data goes to the store before the rename can commit.
         let (src, replaces) = {
-            let core = self.core();
+            let core = self.lock();
             let src = entry(&core, parent, name)?;
             let replaces = entry(&core, newparent, newname).is_ok();
             (src, replaces)
@@ -294,19 +294,19 @@ impl Fs {
         if replaces {
             self.flush_inode(src)?;
         }
-        let mut core = self.core();
+        let mut core = self.lock();
         let src = entry(&core, parent, name)?;
         let dst = entry(&core, newparent, newname).ok();
-        core.ns
+        core.ns()
             .get(newparent)
             .ok_or(FsError::NotFound)?
             .entries()
             .ok_or(FsError::NotDir)?;
-        let src_kind = core.ns.get(src).ok_or(FsError::NotFound)?.attr.kind;
+        let src_kind = core.ns().get(src).ok_or(FsError::NotFound)?.attr.kind;
         let now = Timestamp::now();
         if flags & RENAME_EXCHANGE != 0 {
             let dst = dst.ok_or(FsError::NotFound)?;
-            let dst_kind = core.ns.get(dst).ok_or(FsError::NotFound)?.attr.kind;
+            let dst_kind = core.ns().get(dst).ok_or(FsError::NotFound)?.attr.kind;
             if src_kind == Kind::Dir && self.is_ancestor(&core, src, newparent)
                 || dst_kind == Kind::Dir && self.is_ancestor(&core, dst, parent)
             {
@@ -343,7 +343,7 @@ impl Fs {
             if dst == src {
                 return Ok(());
             }
-            let d = core.ns.get(dst).ok_or(FsError::NotFound)?;
+            let d = core.ns().get(dst).ok_or(FsError::NotFound)?;
             match (src_kind == Kind::Dir, d.attr.kind == Kind::Dir) {
                 (true, false) => return Err(FsError::NotDir),
                 (false, true) => return Err(FsError::IsDir),
@@ -370,7 +370,7 @@ impl Fs {
         ];
         let moved_dir = (src_kind == Kind::Dir) as i32;
         let replaced_dir =
-            dst.is_some_and(|d| core.ns.get(d).is_some_and(|i| i.attr.kind == Kind::Dir)) as i32;
+            dst.is_some_and(|d| core.ns().get(d).is_some_and(|i| i.attr.kind == Kind::Dir)) as i32;
         if parent != newparent {
             records.push(self.touch_dir(&core, parent, now, -moved_dir));
             records.push(self.touch_dir(&core, newparent, now, moved_dir - replaced_dir));
@@ -392,14 +392,14 @@ impl Fs {
     }
 
     pub fn opendir(&self, c: &Caller, ino: u64, flags: i32) -> FsResult<u64> {
-        let core = self.core();
-        let dir = core.ns.get(ino).ok_or(FsError::NotFound)?;
+        let core = self.lock();
+        let dir = core.ns().get(ino).ok_or(FsError::NotFound)?;
         let entries = dir.entries().ok_or(FsError::NotDir)?;
         let mut snap: DirSnapshot = Vec::with_capacity(entries.len() + 2);
         snap.push((b".".to_vec(), ino, Kind::Dir));
         snap.push((b"..".to_vec(), dir.parent, Kind::Dir));
         for (name, &child) in entries {
-            let kind = core.ns.get(child).map_or(Kind::File, |i| i.attr.kind);
+            let kind = core.ns().get(child).map_or(Kind::File, |i| i.attr.kind);
             snap.push((name.clone(), child, kind));
         }
         drop(core);
@@ -430,7 +430,7 @@ impl Fs {
         out: &mut dyn DirPlusReplier,
     ) -> FsResult<()> {
         let snap = self.dir_snapshot(fh)?;
-        let core = self.core();
+        let core = self.lock();
         for (i, (name, ino, _)) in snap.iter().enumerate().skip(offset as usize) {
             // Entries removed since opendir are skipped, not reported stale.
             let Ok(attr) = self.attr_of(&core, *ino) else {
@@ -452,12 +452,12 @@ impl Fs {
         if self.opts.read_only {
             return Ok(());
         }
-        self.core().ns.get(ino).ok_or(FsError::NotFound)?;
-        if self.is_failed() && !self.journal.has_unacknowledged() {
+        self.lock().ns().get(ino).ok_or(FsError::NotFound)?;
+        if self.engine.sticky_failure().is_some() && !self.engine.has_unacknowledged() {
             // Fenced or failed with every change already committed.
             return Ok(());
         }
-        self.wait_durable(self.journal.appended())
+        self.wait_durable(self.engine.appended())
     }
 
     fn dir_snapshot(&self, fh: u64) -> FsResult<std::sync::Arc<DirSnapshot>> {
@@ -468,7 +468,7 @@ impl Fs {
     }
 
     /// Is `ancestor` on the path from `ino` up to the root (or `ino` itself)?
-    fn is_ancestor(&self, core: &Core, ancestor: u64, mut ino: u64) -> bool {
+    fn is_ancestor(&self, core: &Locked<'_>, ancestor: u64, mut ino: u64) -> bool {
         loop {
             if ino == ancestor {
                 return true;
@@ -476,7 +476,7 @@ impl Fs {
             if ino == ROOT_INO {
                 return false;
             }
-            match core.ns.get(ino) {
+            match core.ns().get(ino) {
                 Some(i) => ino = i.parent,
                 None => return false,
             }
@@ -485,8 +485,8 @@ impl Fs {
 
     /// Updates a directory's mtime/ctime and link count (subdirectory
     /// added or removed).
-    fn touch_dir(&self, core: &Core, dir: u64, now: Timestamp, nlink_delta: i32) -> Record {
-        let mut attr = core.ns.get(dir).expect("checked by caller").attr;
+    fn touch_dir(&self, core: &Locked<'_>, dir: u64, now: Timestamp, nlink_delta: i32) -> Record {
+        let mut attr = core.ns().get(dir).expect("checked by caller").attr;
         attr.mtime = now;
         attr.ctime = now;
         attr.nlink = attr.nlink.saturating_add_signed(nlink_delta);
@@ -495,8 +495,8 @@ impl Fs {
 
     /// Drops one link of a non-directory: the inode goes when the last
     /// link goes, unless it is open (then it is an orphan until release).
-    fn unlink_inode(&self, core: &mut Core, ino: u64, now: Timestamp) -> Vec<Record> {
-        let nlink = core.ns.get(ino).map_or(0, |i| i.attr.nlink);
+    fn unlink_inode(&self, core: &mut Locked<'_>, ino: u64, now: Timestamp) -> Vec<Record> {
+        let nlink = core.ns().get(ino).map_or(0, |i| i.attr.nlink);
         if nlink > 1 {
             return vec![self.change_attr(core, ino, |a| {
                 a.nlink -= 1;
@@ -513,13 +513,13 @@ impl Fs {
             ];
         }
         self.cache().remove_inode(ino);
-        core.unjournaled.remove(&ino);
+        core.live.remove(&ino);
         vec![Record::Drop { ino }]
     }
 }
 
-fn entry(core: &Core, dir: u64, name: &[u8]) -> FsResult<u64> {
-    let d = core.ns.get(dir).ok_or(FsError::NotFound)?;
+fn entry(core: &Locked<'_>, dir: u64, name: &[u8]) -> FsResult<u64> {
+    let d = core.ns().get(dir).ok_or(FsError::NotFound)?;
     d.entries()
         .ok_or(FsError::NotDir)?
         .get(name)

@@ -4,9 +4,10 @@
 //! does not compile until someone decides what the kernel sees.
 
 use crate::crypto::CryptoError;
+use crate::engine::{EngineError, Failure};
 use crate::store::StoreError;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum FsError {
     #[error("no such entry")]
     NotFound,
@@ -46,15 +47,31 @@ pub enum FsError {
     ReadOnly,
     #[error("no space in the cache for dirty data")]
     NoSpace,
-    /// Data could not be fetched or committed; the message names the object.
-    #[error("store error: {0}")]
+    /// A store call failed after its retries; the error names the object
+    /// and says whether the store was unreachable or refused.
+    #[error("{0}")]
     Store(#[from] StoreError),
     /// Ciphertext failed authentication: never return its bytes.
     #[error("integrity failure: {0}")]
     Integrity(#[from] CryptoError),
-    /// Internal invariant broken or an earlier commit failed.
-    #[error("I/O error: {0}")]
-    Io(String),
+    /// Persisted state contradicts itself (names the object).
+    #[error("corrupt volume: {0}")]
+    Corrupt(String),
+    /// The volume cannot commit: fenced, store unavailable, abandoned.
+    #[error("{0}")]
+    Failed(#[from] Failure),
+}
+
+impl From<EngineError> for FsError {
+    fn from(e: EngineError) -> FsError {
+        match e {
+            EngineError::Failed(f) => FsError::Failed(f),
+            EngineError::Store(s) => FsError::Store(s),
+            EngineError::Integrity(c) => FsError::Integrity(c),
+            EngineError::Corrupt(c) => FsError::Corrupt(c.0),
+            EngineError::ReadOnly => FsError::ReadOnly,
+        }
+    }
 }
 
 impl FsError {
@@ -84,7 +101,11 @@ impl FsError {
             // whatever the store said.
             FsError::Store(_) => libc::EIO,
             FsError::Integrity(_) => libc::EIO,
-            FsError::Io(_) => libc::EIO,
+            FsError::Corrupt(_) => libc::EIO,
+            // Writes are refused with EROFS before they get here
+            // (`check_writable`); what is left is a commit or flush that
+            // cannot happen: the data is not durable.
+            FsError::Failed(_) => libc::EIO,
         }
     }
 }

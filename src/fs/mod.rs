@@ -1,29 +1,34 @@
-//! The filesystem core: POSIX rules over the namespace, the chunk cache
-//! and the journal. Called by the FUSE adapter and, in tests, directly.
+//! The filesystem: POSIX rules over the engine's namespace and the chunk
+//! cache. Called by the FUSE adapter and, in tests, directly.
+//!
+//! `fs` decides what a call changes and says it as records; the engine
+//! (`crate::engine`) applies them, journals them and makes them durable.
+//! File data goes to the cache and reaches the store through the writeback
+//! (`writeback`): pack PUT first, then the records that map it.
 //!
 //! Locking, in the only order it may be taken:
-//! 1. a per-inode data lock (`InodeLocks`), held across store I/O for that
-//!    file only (reads share it; writes, truncates, punches are exclusive);
-//! 2. `core`: the namespace and open counts; never held across store I/O;
-//! 3. `cache`: chunk buffers; never held across store I/O;
-//! 4. the journal's own lock (appends happen while `core` is held, so the
-//!    journal order is the order in which the namespace changed).
+//! 1. a per-inode data lock (`InodeLocks`): reads share it; writes,
+//!    truncates and punches are exclusive. Held across a read-modify-write
+//!    of that one file, never by a FUSE worker thread waiting for it;
+//! 2. `core` then the engine's tree, together ([`Fs::lock`]): open counts,
+//!    attributes ahead of the journal, the namespace; never across store
+//!    I/O;
+//! 3. `cache`: chunk buffers; never across store I/O.
 //!
-//! Durability: namespace changes are applied and appended to the journal
-//! at once; file data goes to the cache and reaches the journal through the
-//! flusher (pack PUT first, then the records that point at it). `fsync`
-//! drives both and waits for the commit. The size a write grows a file to
-//! is journaled only up to its first still-dirty chunk, so a crash never
-//! shows a file longer than its durable data.
+//! Durability: the size a write grows a file to is journaled only up to its
+//! first chunk still in the cache (see `live`), so a crash never shows a
+//! file longer than its durable data. `fsync` drives the file's data to a
+//! pack, journals its attributes and waits for that commit.
 
 mod attr;
-mod background;
-mod compact;
 mod dir;
 mod error;
 mod file;
 mod handles;
+mod live;
+mod read;
 mod types;
+mod writeback;
 
 #[cfg(test)]
 mod tests;
@@ -34,19 +39,19 @@ pub use types::*;
 /// The root directory's inode number.
 pub use crate::meta::ROOT_INO as ROOT;
 
-use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::crypto::{Keys, MasterKey};
-use crate::data::{Cache, PackId};
-use crate::meta::journal::{journal_key, open_segment};
-use crate::meta::{InodeAttr, Journal, MetaError, Namespace, Record, checkpoint};
-use crate::store::{ObjectStore, StoreError};
+use crate::crypto::MasterKey;
+use crate::data::Cache;
+use crate::engine::{CommitId, Engine, EngineOptions, Txn};
+use crate::meta::{Namespace, Record};
+use crate::store::ObjectStore;
 use crate::volume::VolumeHeader;
 use handles::{Handles, InodeLocks};
+use live::Core;
 
 #[derive(Clone, Debug)]
 pub struct FsOptions {
@@ -61,170 +66,147 @@ pub struct FsOptions {
     /// Journal bytes after which a checkpoint is written.
     pub checkpoint_bytes: u64,
     /// Commit a (maybe empty) journal segment before anything else: set by
-    /// a mount that took the writer's lease over, so the writer it
-    /// replaced can no longer commit (see `crate::lease`).
+    /// a mount that took the writer's lease over (see `crate::lease`).
     pub claim_journal: bool,
 }
 
 impl Default for FsOptions {
     fn default() -> Self {
+        let e = EngineOptions::default();
         FsOptions {
-            read_only: false,
+            read_only: e.read_only,
             cache_bytes: 256 << 20,
-            commit_interval: Duration::from_secs(1),
-            gc_grace: Duration::from_secs(6 * 3600),
-            checkpoint_bytes: 8 << 20,
-            claim_journal: false,
+            commit_interval: e.commit_interval,
+            gc_grace: e.gc_grace,
+            checkpoint_bytes: e.checkpoint_bytes,
+            claim_journal: e.claim_journal,
         }
     }
 }
 
-/// State under the `core` lock.
-pub(crate) struct Core {
-    pub ns: Namespace,
-    /// Open handles per inode.
-    pub opens: HashMap<u64, u32>,
-    /// Inodes whose in-memory size ran ahead of the journal: ino → the
-    /// size last journaled.
-    pub unjournaled: HashMap<u64, u64>,
+impl FsOptions {
+    fn engine(&self) -> EngineOptions {
+        EngineOptions {
+            read_only: self.read_only,
+            commit_interval: self.commit_interval,
+            gc_grace: self.gc_grace,
+            checkpoint_bytes: self.checkpoint_bytes,
+            claim_journal: self.claim_journal,
+        }
+    }
 }
 
 pub struct Fs {
-    store: Arc<dyn ObjectStore>,
-    keys: Keys,
-    volume_id: [u8; 16],
+    engine: Arc<Engine>,
     chunk_size: u32,
     opts: FsOptions,
     core: Mutex<Core>,
     cache: Mutex<Cache>,
-    /// Signalled when dirty bytes drop or a flush finishes.
+    /// Signalled whenever dirty or in-flight chunks change, a flush fails,
+    /// or the filesystem is fenced: everyone waiting on the cache wakes.
     cache_cv: Condvar,
-    journal: Arc<Journal>,
     handles: Handles,
     locks: InodeLocks,
-    flush: Arc<background::FlushControl>,
-    gc: Mutex<background::GcState>,
+    writeback: Arc<writeback::Writeback>,
     read_only: AtomicBool,
-    threads: Mutex<Vec<JoinHandle<()>>>,
     shut: AtomicBool,
 }
 
+/// `core` and the engine's tree, locked together ([`Fs::lock`]).
+pub(crate) struct Locked<'a> {
+    core: MutexGuard<'a, Core>,
+    txn: Txn<'a>,
+}
+
+impl Locked<'_> {
+    pub fn ns(&self) -> &Namespace {
+        self.txn.ns()
+    }
+}
+
+impl Deref for Locked<'_> {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Core {
+        &mut self.core
+    }
+}
+
 impl Fs {
-    /// Writes the initial state of a new volume (the root directory) as
-    /// checkpoint 0. Called by `sealedfs init` after the header exists.
+    /// Writes the initial state of a new volume. Called by `sealedfs init`
+    /// after the header exists.
     pub fn format(
         store: Arc<dyn ObjectStore>,
         header: &VolumeHeader,
         master: &MasterKey,
     ) -> FsResult<()> {
-        let keys = Keys::derive(master, &header.volume_id);
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        let root = InodeAttr::new(Kind::Dir, 0o755, uid, gid);
-        let ns = Namespace::new(header.chunk_size, root);
-        let all = ns.inodes.keys().map(|&i| checkpoint::shard_of(i)).collect();
-        let prepared = checkpoint::prepare(&ns, &all, &HashMap::new());
-        checkpoint::write(&*store, &keys, &header.volume_id, 0, [0; 32], prepared, &[])?;
-        Ok(())
+        Ok(Engine::format(&*store, header, master)?)
     }
 
-    /// Opens a volume: newest checkpoint plus journal replay, then starts
-    /// the flusher and committer threads (call after any fork).
+    /// Opens a volume and starts its writeback (call after any fork).
     pub fn mount(
         store: Arc<dyn ObjectStore>,
         header: &VolumeHeader,
         master: &MasterKey,
         opts: FsOptions,
     ) -> FsResult<Arc<Fs>> {
-        let keys = Keys::derive(master, &header.volume_id);
-        let (ns, last_seq, last_hash, base_seq, shards) = load(&*store, &keys, &header.volume_id)?;
-        if ns.chunk_size != header.chunk_size {
-            return Err(FsError::Io(format!(
-                "checkpoint chunk size {} differs from the header's {}",
-                ns.chunk_size, header.chunk_size
-            )));
-        }
-        log::info!(
-            "volume loaded: checkpoint {base_seq}, journal through {last_seq}, {} inodes, {} packs",
-            ns.inodes.len(),
-            ns.packs.len()
-        );
-        let fs = Arc::new(Fs {
-            keys,
-            volume_id: header.volume_id,
-            chunk_size: header.chunk_size,
-            cache: Mutex::new(Cache::new(opts.cache_bytes)),
-            cache_cv: Condvar::new(),
-            journal: Arc::new(Journal::new(last_seq, last_hash)),
-            handles: Handles::default(),
-            locks: InodeLocks::default(),
-            flush: Arc::default(),
-            gc: Mutex::new(background::GcState::new(base_seq, last_seq, shards)),
-            read_only: AtomicBool::new(opts.read_only),
-            threads: Mutex::new(Vec::new()),
-            shut: AtomicBool::new(false),
-            core: Mutex::new(Core {
-                ns,
-                opens: HashMap::new(),
-                unjournaled: HashMap::new(),
-            }),
-            store,
-            opts,
-        });
-        if !crate::crypto::keys::lock_in_memory(&fs.keys) {
-            log::warn!("could not lock the keys in memory (RLIMIT_MEMLOCK); use encrypted swap");
-        }
-        if fs.opts.claim_journal && !fs.opts.read_only {
-            fs.claim_journal()?;
-        }
-        fs.clamp_past_eof()?;
-        if !fs.opts.read_only {
-            fs.drop_orphans()?;
-            background::start(&fs);
-        }
-        Ok(fs)
+        let engine = Engine::open(store, header, master, opts.engine())?;
+        Ok(Fs::new(engine, opts))
     }
 
-    /// Commits everything and stops the background threads (unmount,
-    /// SIGTERM). Idempotent.
+    /// The filesystem over an open engine.
+    pub fn new(engine: Arc<Engine>, opts: FsOptions) -> Arc<Fs> {
+        let fs = Arc::new(Fs {
+            chunk_size: engine.chunk_size(),
+            read_only: AtomicBool::new(opts.read_only),
+            engine,
+            core: Mutex::default(),
+            cache: Mutex::new(Cache::new(opts.cache_bytes)),
+            cache_cv: Condvar::new(),
+            handles: Handles::default(),
+            locks: InodeLocks::default(),
+            writeback: Arc::default(),
+            shut: AtomicBool::new(false),
+            opts,
+        });
+        if !fs.opts.read_only {
+            writeback::start(&fs);
+        }
+        fs
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Commits everything and stops the writeback (unmount, SIGTERM).
+    /// Idempotent. Fails with what kept the data or the last commit from
+    /// the store.
     pub fn shutdown(&self) -> FsResult<()> {
         if self.shut.swap(true, Ordering::SeqCst) || self.opts.read_only {
             return Ok(());
         }
         let staged = self.stage_all();
-        self.flush.stop();
-        self.journal.shutdown();
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap());
-        let me = std::thread::current().id();
-        for t in threads {
-            // The last reference may be dropped on a background thread,
-            // which must not wait for itself.
-            if t.thread().id() != me {
-                let _ = t.join();
-            }
-        }
-        // The rest commits here, not on the committer: on `Drop` it can no
-        // longer reach this `Fs`.
-        while self.commit_once()? {}
+        self.writeback.stop();
+        let committed = self.engine.shutdown();
         staged?;
-        match self.journal.failure() {
-            Some(f) => Err(FsError::Io(f)),
-            None => Ok(()),
-        }
+        Ok(committed?)
     }
 
-    /// Stops the background threads without committing anything: what a
-    /// SIGKILL leaves behind. Tests use it to simulate a crash.
+    /// Stops everything without committing: what a SIGKILL leaves behind.
+    /// Tests use it to simulate a crash.
     pub fn abandon(&self) {
         if self.shut.swap(true, Ordering::SeqCst) {
             return;
         }
-        self.journal.fail("abandoned".into());
-        self.flush.stop();
-        self.journal.shutdown();
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap());
-        for t in threads {
-            let _ = t.join();
-        }
+        self.engine.abandon();
+        self.writeback.stop();
+        self.cache_cv.notify_all();
     }
 
     /// Turns the filesystem read-only for good because another writer may
@@ -232,44 +214,15 @@ impl Fs {
     /// anything not yet committed with EIO, and nothing more is uploaded,
     /// committed or deleted. The caller logs why.
     pub fn fence(&self, why: &str) {
-        self.journal.fail(format!("fenced: {why}"));
+        self.engine.fence(why);
         self.read_only.store(true, Ordering::SeqCst);
         self.cache_cv.notify_all();
     }
 
-    /// Commits a segment at the next seq before anything else happens.
-    /// Losing that create-only PUT means another writer committed since
-    /// the journal was replayed: the volume is busy (`AlreadyExists`).
-    fn claim_journal(&self) -> FsResult<()> {
-        self.journal.request_segment();
-        let batch = self.journal.take().expect("a requested segment");
-        let seq = batch.seq;
-        match self
-            .journal
-            .commit(&*self.store, &self.keys, &self.volume_id, batch)
-        {
-            Ok(_) => {
-                log::info!("took the writer's lease over: claimed journal seq {seq:016x}");
-                Ok(())
-            }
-            Err(MetaError::Fenced { seq }) => Err(FsError::Store(StoreError::AlreadyExists {
-                key: journal_key(seq),
-            })),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// True once the filesystem can commit nothing more (fenced, or an
-    /// upload or commit failed for good).
-    pub(crate) fn is_failed(&self) -> bool {
-        self.journal.failure().is_some()
-    }
-
-    /// Read-only by option, or since the filesystem failed or was fenced
-    /// (a failed journal counts at once: the thread that saw the failure
-    /// may not have flagged it yet).
+    /// Read-only by option, or for good since the engine failed or was
+    /// fenced.
     pub fn is_read_only(&self) -> bool {
-        self.read_only.load(Ordering::Relaxed) || self.is_failed()
+        self.read_only.load(Ordering::Relaxed) || self.engine.is_read_only()
     }
 
     pub fn chunk_size(&self) -> u32 {
@@ -285,29 +238,36 @@ impl Fs {
         self.wait_durable(id)
     }
 
-    /// Flushes all dirty data and journals every size that ran ahead;
-    /// returns the id of the last record appended.
-    fn stage_all(&self) -> FsResult<u64> {
-        let inos: Vec<u64> = self.core().unjournaled.keys().copied().collect();
+    /// Flushes all dirty data and journals every attribute that ran ahead;
+    /// returns the id to wait on.
+    fn stage_all(&self) -> FsResult<CommitId> {
         self.flush_all_dirty()?;
-        let mut core = self.core();
-        let recs = inos
+        let mut l = self.lock();
+        let inos: Vec<u64> = l.live.keys().copied().collect();
+        let records = inos
             .into_iter()
-            .filter(|ino| core.ns.get(*ino).is_some())
+            .filter(|&ino| l.ns().get(ino).is_some())
             .collect::<Vec<_>>()
             .into_iter()
-            .map(|ino| self.inode_record(&mut core, ino))
+            .map(|ino| self.inode_record(&mut l, ino))
             .collect();
-        let id = self.apply(&mut core, recs)?;
-        Ok(id.max(self.journal.appended()))
+        self.apply(&mut l, records)
     }
 
-    pub(crate) fn core(&self) -> MutexGuard<'_, Core> {
-        self.core.lock().unwrap()
+    /// `core` and the tree, in that order. `core` holds counters and maps
+    /// changed in single steps, so a panic elsewhere cannot leave it half
+    /// changed: poisoning is ignored (and the tree's is logged by the
+    /// engine).
+    pub(crate) fn lock(&self) -> Locked<'_> {
+        let core = self.core.lock().unwrap_or_else(|p| p.into_inner());
+        Locked {
+            core,
+            txn: self.engine.lock(),
+        }
     }
 
     pub(crate) fn cache(&self) -> MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap()
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn check_writable(&self) -> FsResult<()> {
@@ -317,123 +277,16 @@ impl Fs {
         Ok(())
     }
 
-    /// Applies records to the namespace and appends them to the journal;
-    /// packs left with no live bytes are retired in the same breath.
-    /// Returns the id of the last record appended.
-    pub(crate) fn apply(&self, core: &mut Core, records: Vec<Record>) -> FsResult<u64> {
-        if records.is_empty() {
-            return Ok(self.journal.appended());
-        }
-        let mut all = Vec::with_capacity(records.len());
-        for r in records {
-            // A journaled size may lag the live one (see `inode_record`);
-            // the namespace keeps serving the live size.
-            let live_size = match &r {
-                Record::Inode { ino, .. } if core.unjournaled.contains_key(ino) => {
-                    core.ns.get(*ino).map(|i| (*ino, i.attr.size))
-                }
-                _ => None,
-            };
-            let dead = core.ns.apply(&r).map_err(|e| FsError::Io(e.to_string()))?;
-            if let Some((ino, size)) = live_size {
-                if let Some(i) = core.ns.get_mut(ino) {
-                    i.attr.size = size;
-                }
-            }
-            all.push(r);
-            for id in dead {
-                let gone = Record::PackGone { id };
-                core.ns
-                    .apply(&gone)
-                    .map_err(|e| FsError::Io(e.to_string()))?;
-                all.push(gone);
-            }
-        }
-        Ok(self.journal.append(all))
+    /// Applies records through the engine; returns the id to wait on.
+    pub(crate) fn apply(&self, l: &mut Locked<'_>, records: Vec<Record>) -> FsResult<CommitId> {
+        Ok(l.txn.apply(records)?)
     }
 
-    /// The `Inode` record for `ino`, with the size clamped to what is
-    /// durable: never past the first chunk still waiting in the cache.
-    pub(crate) fn inode_record(&self, core: &mut Core, ino: u64) -> Record {
-        let mut attr = core.ns.get(ino).expect("caller checked").attr;
-        if let Some(&journaled) = core.unjournaled.get(&ino) {
-            let first_dirty = self.cache().first_dirty(ino);
-            match first_dirty {
-                None => {
-                    core.unjournaled.remove(&ino);
-                }
-                Some(c) => {
-                    let durable_end = c * self.chunk_size as u64;
-                    let size = journaled.max(attr.size.min(durable_end));
-                    core.unjournaled.insert(ino, size);
-                    attr.size = size;
-                }
-            }
-        }
-        Record::Inode { ino, attr }
-    }
-
-    pub(crate) fn wait_durable(&self, id: u64) -> FsResult<()> {
-        self.journal.wait_durable(id).map_err(|e| {
-            log::error!("{e}");
-            FsError::Io(e)
+    pub(crate) fn wait_durable(&self, id: CommitId) -> FsResult<()> {
+        self.engine.wait_durable(id).map_err(|e| {
+            log::error!("waiting for a commit: {e}");
+            FsError::from(e)
         })
-    }
-
-    /// A crash can leave a flushed chunk mapping bytes past the journaled
-    /// size (the size record was still waiting for a later chunk). Those
-    /// bytes must never reappear when the file grows, so every map is cut
-    /// back to its file's size before anything else happens.
-    fn clamp_past_eof(&self) -> FsResult<()> {
-        let mut core = self.core();
-        let cs = self.chunk_size;
-        let records: Vec<Record> = core
-            .ns
-            .inodes
-            .iter()
-            .filter(|(_, i)| i.chunks().is_some_and(|m| m.extends_past(i.attr.size, cs)))
-            .map(|(&ino, i)| Record::Truncate {
-                ino,
-                size: i.attr.size,
-            })
-            .collect();
-        if records.is_empty() {
-            return Ok(());
-        }
-        log::info!(
-            "cutting {} files back to their journaled size after a crash",
-            records.len()
-        );
-        if self.opts.read_only {
-            for r in &records {
-                core.ns.apply(r).map_err(|e| FsError::Io(e.to_string()))?;
-            }
-            Ok(())
-        } else {
-            self.apply(&mut core, records).map(|_| ())
-        }
-    }
-
-    /// Inodes left as orphans by an earlier mount are dropped now: no
-    /// process can hold them open any more.
-    fn drop_orphans(&self) -> FsResult<()> {
-        let mut core = self.core();
-        let orphans: Vec<u64> = core.ns.orphans.iter().copied().collect();
-        let recs = orphans
-            .into_iter()
-            .map(|ino| Record::Drop { ino })
-            .collect();
-        self.apply(&mut core, recs)?;
-        Ok(())
-    }
-
-    /// Store keys of packs no longer referenced, for the GC thread.
-    pub(crate) fn note_freed(&self, seq: u64, packs: Vec<PackId>) {
-        self.gc
-            .lock()
-            .unwrap()
-            .freed
-            .extend(packs.into_iter().map(|p| (seq, p)));
     }
 }
 
@@ -444,88 +297,5 @@ impl Drop for Fs {
                 log::error!("shutdown on drop failed: {e}");
             }
         }
-    }
-}
-
-/// Loads the newest readable checkpoint and replays the journal after it.
-/// Returns (namespace, last seq, its hash, checkpoint seq, its shards).
-#[allow(clippy::type_complexity)]
-fn load(
-    store: &dyn ObjectStore,
-    keys: &Keys,
-    volume_id: &[u8; 16],
-) -> FsResult<(Namespace, u64, [u8; 32], u64, Vec<checkpoint::ShardRef>)> {
-    let seqs = checkpoint::list(store)?;
-    let mut last_err: Option<MetaError> = None;
-    for base in seqs {
-        match checkpoint::read(store, keys, volume_id, base) {
-            Ok(loaded) => {
-                let mut ns = loaded.ns;
-                let (last, hash) =
-                    replay(store, keys, volume_id, &mut ns, base, loaded.journal_hash)?;
-                ns.check().map_err(|e| FsError::Io(e.to_string()))?;
-                return Ok((ns, last, hash, base, loaded.shards));
-            }
-            Err(e) => {
-                log::error!("checkpoint {base:016x} unreadable, trying an older one: {e}");
-                last_err = Some(e);
-            }
-        }
-    }
-    Err(match last_err {
-        Some(e) => meta_error(e),
-        None => FsError::Io("volume has no checkpoint".into()),
-    })
-}
-
-fn replay(
-    store: &dyn ObjectStore,
-    keys: &Keys,
-    volume_id: &[u8; 16],
-    ns: &mut Namespace,
-    base: u64,
-    mut hash: [u8; 32],
-) -> FsResult<(u64, [u8; 32])> {
-    let mut seq = base;
-    loop {
-        let key = journal_key(seq + 1);
-        let sealed = match store.get(&key) {
-            Ok(b) => b,
-            Err(StoreError::NotFound { .. }) => break,
-            Err(e) => return Err(e.into()),
-        };
-        let seg = open_segment(keys, volume_id, seq + 1, &sealed).map_err(meta_error)?;
-        if seg.prev_hash != hash {
-            return Err(FsError::Integrity(
-                crate::crypto::CryptoError::Authentication {
-                    object: key,
-                    unit: 0,
-                },
-            ));
-        }
-        for r in &seg.records {
-            ns.apply(r)
-                .map_err(|e| FsError::Io(format!("{key}: {e}")))?;
-        }
-        hash = crate::crypto::sha256(&sealed);
-        seq += 1;
-    }
-    Ok((seq, hash))
-}
-
-pub(crate) fn meta_error(e: MetaError) -> FsError {
-    match e {
-        MetaError::Store(s) => FsError::Store(s),
-        MetaError::Crypto(c) => FsError::Integrity(c),
-        MetaError::Corrupt(c) => FsError::Io(c.to_string()),
-        MetaError::Fenced { seq } => {
-            FsError::Io(format!("journal seq {seq:016x} fenced by another writer"))
-        }
-    }
-}
-
-impl From<MetaError> for FsError {
-    fn from(e: MetaError) -> FsError {
-        meta_error(e)
     }
 }

@@ -31,32 +31,7 @@ impl Caller {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Kind {
-    File,
-    Dir,
-    Symlink,
-    Fifo,
-    Socket,
-    CharDev,
-    BlockDev,
-}
-
-impl Kind {
-    /// From the `S_IFMT` bits of a mode.
-    pub fn from_mode(mode: u32) -> Option<Kind> {
-        match mode & libc::S_IFMT {
-            libc::S_IFREG => Some(Kind::File),
-            libc::S_IFDIR => Some(Kind::Dir),
-            libc::S_IFLNK => Some(Kind::Symlink),
-            libc::S_IFIFO => Some(Kind::Fifo),
-            libc::S_IFSOCK => Some(Kind::Socket),
-            libc::S_IFCHR => Some(Kind::CharDev),
-            libc::S_IFBLK => Some(Kind::BlockDev),
-            _ => None,
-        }
-    }
-}
+pub use crate::meta::Kind;
 
 /// Attributes as `stat` reports them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

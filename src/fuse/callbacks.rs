@@ -8,6 +8,7 @@
 
 use std::ffi::OsStr;
 use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -25,7 +26,7 @@ use super::convert::{
     reply_xattr, time_set,
 };
 use super::{FuseFs, MAX_BACKGROUND, TTL};
-use crate::fs::{FsError, SetAttr};
+use crate::fs::{FsResult, SetAttr};
 
 /// Capabilities we ask for when the kernel offers them: concurrent lookups
 /// and creates in one directory, readdirplus (with the kernel choosing
@@ -40,10 +41,21 @@ const WANTED: InitFlags = InitFlags::FUSE_PARALLEL_DIROPS
 /// byte count, and page alignment keeps the kernel's next call aligned.
 const MAX_COPY: u64 = (u32::MAX as u64) & !0xfff;
 
-/// Logs a failed call (inode number only) and returns its errno.
-fn fail(op: &str, ino: INodeNo, e: &FsError) -> Errno {
-    debug!("{op} ino {}: {e}", ino.0);
-    errno(e)
+/// Calls the core for `op` on `ino`: a failure is logged (inode number
+/// only) and becomes its errno; a panic is logged and becomes EIO for this
+/// request alone, never a wedged mount.
+fn call<T>(op: &str, ino: INodeNo, f: impl FnOnce() -> FsResult<T>) -> Result<T, Errno> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            debug!("{op} ino {}: {e}", ino.0);
+            Err(errno(&e))
+        }
+        Err(_) => {
+            error!("{op} ino {}: panicked; answered EIO", ino.0);
+            Err(Errno::EIO)
+        }
+    }
 }
 
 impl Filesystem for FuseFs {
@@ -76,9 +88,11 @@ impl Filesystem for FuseFs {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.fs.lookup(&caller(req), parent.0, name) {
+        match call("lookup", parent, || {
+            self.fs.lookup(&caller(req), parent.0, name)
+        }) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
-            Err(e) => reply.error(fail("lookup", parent, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
@@ -87,9 +101,9 @@ impl Filesystem for FuseFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.fs.getattr(ino.0) {
+        match call("getattr", ino, || self.fs.getattr(ino.0)) {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
-            Err(e) => reply.error(fail("getattr", ino, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
@@ -120,16 +134,21 @@ impl Filesystem for FuseFs {
             mtime: mtime.map(time_set),
             ctime: ctime.map(kernel_time),
         };
-        match self.fs.setattr(&caller(req), ino.0, fh.map(|h| h.0), set) {
-            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
-            Err(e) => reply.error(fail("setattr", ino, &e)),
-        }
+        let (c, fh) = (caller(req), fh.map(|h| h.0));
+        // A size change takes the file's data lock, which a writer may
+        // hold across a store read.
+        self.maybe_offload(size.is_some(), move |fs| {
+            match call("setattr", ino, || fs.setattr(&c, ino.0, fh, set)) {
+                Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+                Err(errno) => reply.error(errno),
+            }
+        });
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.fs.readlink(ino.0) {
+        match call("readlink", ino, || self.fs.readlink(ino.0)) {
             Ok(target) => reply.data(&target),
-            Err(e) => reply.error(fail("readlink", ino, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
@@ -143,12 +162,12 @@ impl Filesystem for FuseFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        match self
-            .fs
-            .mknod(&caller(req), parent.0, name, mode, umask, rdev)
-        {
+        match call("mknod", parent, || {
+            self.fs
+                .mknod(&caller(req), parent.0, name, mode, umask, rdev)
+        }) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
-            Err(e) => reply.error(fail("mknod", parent, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
@@ -161,23 +180,29 @@ impl Filesystem for FuseFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        match self.fs.mkdir(&caller(req), parent.0, name, mode, umask) {
+        match call("mkdir", parent, || {
+            self.fs.mkdir(&caller(req), parent.0, name, mode, umask)
+        }) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
-            Err(e) => reply.error(fail("mkdir", parent, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.unlink(&caller(req), parent.0, name) {
+        match call("unlink", parent, || {
+            self.fs.unlink(&caller(req), parent.0, name)
+        }) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("unlink", parent, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.rmdir(&caller(req), parent.0, name) {
+        match call("rmdir", parent, || {
+            self.fs.rmdir(&caller(req), parent.0, name)
+        }) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("rmdir", parent, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
@@ -189,12 +214,12 @@ impl Filesystem for FuseFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        match self
-            .fs
-            .symlink(&caller(req), parent.0, link_name, target.as_os_str())
-        {
+        match call("symlink", parent, || {
+            self.fs
+                .symlink(&caller(req), parent.0, link_name, target.as_os_str())
+        }) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
-            Err(e) => reply.error(fail("symlink", parent, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
@@ -208,14 +233,16 @@ impl Filesystem for FuseFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let c = caller(req);
-        match self
-            .fs
-            .rename(&c, parent.0, name, newparent.0, newname, flags.bits())
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("rename", parent, &e)),
-        }
+        // A rename over a file first uploads the source's data.
+        let (c, name, newname) = (caller(req), name.to_owned(), newname.to_owned());
+        self.offload(move |fs| {
+            match call("rename", parent, || {
+                fs.rename(&c, parent.0, &name, newparent.0, &newname, flags.bits())
+            }) {
+                Ok(()) => reply.ok(),
+                Err(errno) => reply.error(errno),
+            }
+        });
     }
 
     fn link(
@@ -226,17 +253,23 @@ impl Filesystem for FuseFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        match self.fs.link(&caller(req), ino.0, newparent.0, newname) {
+        match call("link", ino, || {
+            self.fs.link(&caller(req), ino.0, newparent.0, newname)
+        }) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
-            Err(e) => reply.error(fail("link", ino, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.open(&caller(req), ino.0, flags.0) {
-            Ok(o) => reply.opened(FileHandle(o.fh), fopen_flags(&o)),
-            Err(e) => reply.error(fail("open", ino, &e)),
-        }
+        let c = caller(req);
+        // O_TRUNC truncates, under the file's data lock.
+        self.maybe_offload(flags.0 & libc::O_TRUNC != 0, move |fs| {
+            match call("open", ino, || fs.open(&c, ino.0, flags.0)) {
+                Ok(o) => reply.opened(FileHandle(o.fh), fopen_flags(&o)),
+                Err(errno) => reply.error(errno),
+            }
+        });
     }
 
     fn read(
@@ -250,10 +283,20 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.fs.read(ino.0, fh.0, offset, size) {
-            Ok(data) => reply.data(&data),
-            Err(e) => reply.error(fail("read", ino, &e)),
+        // From memory when every chunk is cached; else on a pool thread.
+        match call("read", ino, || {
+            self.fs.read_cached(ino.0, fh.0, offset, size)
+        }) {
+            Ok(Some(data)) => return reply.data(&data),
+            Err(errno) => return reply.error(errno),
+            Ok(None) => {}
         }
+        self.offload(
+            move |fs| match call("read", ino, || fs.read(ino.0, fh.0, offset, size)) {
+                Ok(data) => reply.data(&data),
+                Err(errno) => reply.error(errno),
+            },
+        );
     }
 
     fn write(
@@ -268,10 +311,15 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.fs.write(&caller(req), ino.0, fh.0, offset, data) {
-            Ok(n) => reply.written(n),
-            Err(e) => reply.error(fail("write", ino, &e)),
-        }
+        // A write may read the rest of a chunk from the store, or wait
+        // for the writeback to make room in the cache.
+        let (c, data) = (caller(req), data.to_vec());
+        self.offload(move |fs| {
+            match call("write", ino, || fs.write(&c, ino.0, fh.0, offset, &data)) {
+                Ok(n) => reply.written(n),
+                Err(errno) => reply.error(errno),
+            }
+        });
     }
 
     fn flush(
@@ -282,9 +330,9 @@ impl Filesystem for FuseFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.fs.flush(ino.0, fh.0) {
+        match call("flush", ino, || self.fs.flush(ino.0, fh.0)) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("flush", ino, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
@@ -298,9 +346,9 @@ impl Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.release(ino.0, fh.0) {
+        match call("release", ino, || self.fs.release(ino.0, fh.0)) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("release", ino, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
@@ -312,16 +360,20 @@ impl Filesystem for FuseFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.fsync(ino.0, fh.0, datasync) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("fsync", ino, &e)),
-        }
+        self.offload(
+            move |fs| match call("fsync", ino, || fs.fsync(ino.0, fh.0, datasync)) {
+                Ok(()) => reply.ok(),
+                Err(errno) => reply.error(errno),
+            },
+        );
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.opendir(&caller(req), ino.0, flags.0) {
+        match call("opendir", ino, || {
+            self.fs.opendir(&caller(req), ino.0, flags.0)
+        }) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(fail("opendir", ino, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
@@ -333,12 +385,12 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match self
-            .fs
-            .readdir(ino.0, fh.0, offset, &mut DirOut(&mut reply))
-        {
+        match call("readdir", ino, || {
+            self.fs
+                .readdir(ino.0, fh.0, offset, &mut DirOut(&mut reply))
+        }) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("readdir", ino, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
@@ -350,12 +402,12 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        match self
-            .fs
-            .readdirplus(ino.0, fh.0, offset, &mut DirPlusOut(&mut reply))
-        {
+        match call("readdirplus", ino, || {
+            self.fs
+                .readdirplus(ino.0, fh.0, offset, &mut DirPlusOut(&mut reply))
+        }) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("readdirplus", ino, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
@@ -367,9 +419,9 @@ impl Filesystem for FuseFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        match self.fs.releasedir(ino.0, fh.0) {
+        match call("releasedir", ino, || self.fs.releasedir(ino.0, fh.0)) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("releasedir", ino, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
@@ -381,18 +433,20 @@ impl Filesystem for FuseFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.fs.fsyncdir(ino.0, fh.0, datasync) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("fsyncdir", ino, &e)),
-        }
+        self.offload(move |fs| {
+            match call("fsyncdir", ino, || fs.fsyncdir(ino.0, fh.0, datasync)) {
+                Ok(()) => reply.ok(),
+                Err(errno) => reply.error(errno),
+            }
+        });
     }
 
     fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
-        match self.fs.statfs() {
+        match call("statfs", ino, || self.fs.statfs()) {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
             ),
-            Err(e) => reply.error(fail("statfs", ino, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
@@ -406,37 +460,45 @@ impl Filesystem for FuseFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        match self.fs.setxattr(&caller(req), ino.0, name, value, flags) {
+        match call("setxattr", ino, || {
+            self.fs.setxattr(&caller(req), ino.0, name, value, flags)
+        }) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("setxattr", ino, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match self.fs.getxattr(&caller(req), ino.0, name) {
+        match call("getxattr", ino, || {
+            self.fs.getxattr(&caller(req), ino.0, name)
+        }) {
             Ok(value) => reply_xattr(reply, size, &value),
-            Err(e) => reply.error(fail("getxattr", ino, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self.fs.listxattr(&caller(req), ino.0) {
+        match call("listxattr", ino, || self.fs.listxattr(&caller(req), ino.0)) {
             Ok(names) => reply_xattr(reply, size, &names),
-            Err(e) => reply.error(fail("listxattr", ino, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.fs.removexattr(&caller(req), ino.0, name) {
+        match call("removexattr", ino, || {
+            self.fs.removexattr(&caller(req), ino.0, name)
+        }) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("removexattr", ino, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        match self.fs.access(&caller(req), ino.0, mask.bits()) {
+        match call("access", ino, || {
+            self.fs.access(&caller(req), ino.0, mask.bits())
+        }) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("access", ino, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
@@ -450,10 +512,10 @@ impl Filesystem for FuseFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self
-            .fs
-            .create(&caller(req), parent.0, name, mode, umask, flags)
-        {
+        match call("create", parent, || {
+            self.fs
+                .create(&caller(req), parent.0, name, mode, umask, flags)
+        }) {
             Ok((a, o)) => reply.created(
                 &TTL,
                 &file_attr(&a),
@@ -461,7 +523,7 @@ impl Filesystem for FuseFs {
                 FileHandle(o.fh),
                 fopen_flags(&o),
             ),
-            Err(e) => reply.error(fail("create", parent, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
@@ -547,13 +609,16 @@ impl Filesystem for FuseFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        match self
-            .fs
-            .fallocate(&caller(req), ino.0, fh.0, offset, length, mode)
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(fail("fallocate", ino, &e)),
-        }
+        // Punching or zeroing part of a chunk reads the rest of it.
+        let c = caller(req);
+        self.offload(move |fs| {
+            match call("fallocate", ino, || {
+                fs.fallocate(&c, ino.0, fh.0, offset, length, mode)
+            }) {
+                Ok(()) => reply.ok(),
+                Err(errno) => reply.error(errno),
+            }
+        });
     }
 
     fn lseek(
@@ -565,9 +630,9 @@ impl Filesystem for FuseFs {
         whence: i32,
         reply: ReplyLseek,
     ) {
-        match self.fs.lseek(ino.0, fh.0, offset, whence) {
+        match call("lseek", ino, || self.fs.lseek(ino.0, fh.0, offset, whence)) {
             Ok(off) => reply.offset(off),
-            Err(e) => reply.error(fail("lseek", ino, &e)),
+            Err(errno) => reply.error(errno),
         }
     }
 
@@ -586,13 +651,17 @@ impl Filesystem for FuseFs {
     ) {
         let c = caller(req);
         let len = len.min(MAX_COPY);
-        let copied = self.fs.copy_file_range(
-            &c, ino_in.0, fh_in.0, offset_in, ino_out.0, fh_out.0, offset_out, len,
-        );
-        match copied {
-            // The core copies at most `len` ≤ MAX_COPY bytes: the cast is exact.
-            Ok(n) => reply.written(n.min(MAX_COPY) as u32),
-            Err(e) => reply.error(fail("copy_file_range", ino_out, &e)),
-        }
+        self.offload(move |fs| {
+            let copied = call("copy_file_range", ino_out, || {
+                fs.copy_file_range(
+                    &c, ino_in.0, fh_in.0, offset_in, ino_out.0, fh_out.0, offset_out, len,
+                )
+            });
+            match copied {
+                // The core copies at most `len` ≤ MAX_COPY bytes: the cast is exact.
+                Ok(n) => reply.written(n.min(MAX_COPY) as u32),
+                Err(errno) => reply.error(errno),
+            }
+        });
     }
 }

@@ -210,6 +210,6 @@ mod tests {
     fn errno_comes_from_the_core() {
         assert_eq!(errno(&FsError::NotFound).code(), libc::ENOENT);
         assert_eq!(errno(&FsError::NotSupported).code(), libc::EOPNOTSUPP);
-        assert_eq!(errno(&FsError::Io("x".into())).code(), libc::EIO);
+        assert_eq!(errno(&FsError::Corrupt("x".into())).code(), libc::EIO);
     }
 }

@@ -31,12 +31,19 @@
 //!   says the file is unchanged since the kernel cached it; never
 //!   `FOPEN_DIRECT_IO`.
 //! - **Threads:** fuser runs [`N_THREADS`] worker threads on cloned
-//!   `/dev/fuse` descriptors, so a blocked `fsync` never stalls `ls`.
+//!   `/dev/fuse` descriptors, and they never wait on the store: requests
+//!   that may (`read` of uncached data, `write`, `fsync`, `fsyncdir`,
+//!   `rename`, `fallocate`, `copy_file_range`, and `setattr`/`open` that
+//!   truncate) go with their reply to [`IO_THREADS`] pool threads
+//!   ([`offload`]), so a stalled store never stops `ls` or `stat`.
+//! - **Panics** in the core become `EIO` for that one request and a log
+//!   line; the mount goes on.
 //! - `destroy` (end of the session, after unmount) commits everything via
 //!   `Fs::shutdown`; its outcome is published for the daemon's exit code.
 
 mod callbacks;
 mod convert;
+mod offload;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -52,6 +59,11 @@ pub const TTL: Duration = Duration::from_secs(1);
 /// leaves others free for `stat` and `readdir`.
 pub const N_THREADS: usize = 4;
 
+/// Threads for requests that may wait on the store: enough for many
+/// concurrent `fsync`s and cold reads, with the kernel's background reads
+/// (at most [`MAX_BACKGROUND`]) queuing behind them.
+pub const IO_THREADS: usize = 16;
+
 /// Kernel requests allowed in flight in the background (read-ahead,
 /// async direct I/O); the congestion threshold is fuser's default 3/4.
 const MAX_BACKGROUND: u16 = 64;
@@ -64,6 +76,7 @@ pub type ShutdownOutcome = Arc<Mutex<Option<FsResult<()>>>>;
 pub struct FuseFs {
     fs: Arc<Fs>,
     outcome: ShutdownOutcome,
+    pool: offload::Pool,
 }
 
 impl FuseFs {
@@ -71,6 +84,22 @@ impl FuseFs {
         FuseFs {
             fs,
             outcome: ShutdownOutcome::default(),
+            pool: offload::Pool::new(IO_THREADS),
+        }
+    }
+
+    /// Runs `f` on a pool thread with the filesystem; `f` owns the reply.
+    fn offload(&self, f: impl FnOnce(&Fs) + Send + 'static) {
+        let fs = Arc::clone(&self.fs);
+        self.pool.run(move || f(&fs));
+    }
+
+    /// [`FuseFs::offload`] when `slow`, else right here.
+    fn maybe_offload(&self, slow: bool, f: impl FnOnce(&Fs) + Send + 'static) {
+        if slow {
+            self.offload(f);
+        } else {
+            f(&self.fs);
         }
     }
 

@@ -4,11 +4,13 @@
 //! A decorator rather than checks sprinkled through the filesystem: every
 //! PUT (packs, journal segments, checkpoints) and every DELETE (garbage)
 //! passes here, so none can slip out after the lease lapsed or was lost.
-//! A refused call is `StoreError::Unavailable` naming the key and the
-//! reason: a lapsed lease may be renewed in time, so the retrying store
-//! above this gate tries again; a lost lease has already turned the
-//! filesystem read-only through the fencing hook.
+//! A refused call names the key and the reason. While the lease has only
+//! lapsed it is `StoreError::Unavailable`: a renewal may still come in
+//! time, so the retrying store above this gate tries again. Once the lease
+//! is lost it is a permanent `Io` refusal (nothing will retry it), and the
+//! fencing hook has already turned the filesystem read-only.
 
+use std::io;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -26,12 +28,16 @@ impl LeasedStore {
     }
 
     fn check(&self, key: &str) -> StoreResult<()> {
-        self.holder
-            .may_write()
-            .map_err(|why| StoreError::Unavailable {
-                key: key.to_string(),
-                reason: why,
-            })
+        self.holder.may_write().map_err(|why| {
+            if self.holder.is_fenced() {
+                StoreError::io(key, io::ErrorKind::PermissionDenied, why)
+            } else {
+                StoreError::Unavailable {
+                    key: key.to_string(),
+                    reason: why,
+                }
+            }
+        })
     }
 }
 

@@ -18,7 +18,7 @@
 //! - [`LeasedStore`] lets no write reach the store while the lease is not
 //!   valid, and a lost lease turns the filesystem read-only;
 //! - a writer that takes the lease over commits a journal segment at once
-//!   (`FsOptions::claim_journal`); journal segments are create-only, so
+//!   (`EngineOptions::claim_journal`); journal segments are create-only, so
 //!   the old writer's next commit at that seq fails and it fences itself,
 //!   even if it never noticed it lost the lease.
 

@@ -84,33 +84,25 @@ pub struct Prepared {
     orphans: Vec<u64>,
 }
 
-/// Encodes shards `dirty` of `ns`, with sizes in `size_patch` (ino → size)
-/// replacing the live ones (sizes that ran ahead of the journal).
-pub fn prepare(ns: &Namespace, dirty: &BTreeSet<u64>, size_patch: &HashMap<u64, u64>) -> Prepared {
+/// Encodes shards `dirty` of `ns` (the namespace exactly as journaled).
+pub fn prepare(ns: &Namespace, dirty: &BTreeSet<u64>) -> Prepared {
     let shards = dirty
         .iter()
         .map(|&n| {
-            let mut inodes: Vec<(u64, Inode)> = Vec::new();
-            for ino in n * SHARD_INODES..(n + 1) * SHARD_INODES {
-                if let Some(i) = ns.inodes.get(&ino) {
-                    let mut i = i.clone();
-                    if let Some(&size) = size_patch.get(&ino) {
-                        i.attr.size = size;
-                    }
-                    inodes.push((ino, i));
-                }
-            }
+            let inodes: Vec<(u64, &Inode)> = (n * SHARD_INODES..(n + 1) * SHARD_INODES)
+                .filter_map(|ino| ns.get(ino).map(|i| (ino, i)))
+                .collect();
             (n, (!inodes.is_empty()).then(|| encode(&inodes)))
         })
         .collect();
-    let mut packs: Vec<(PackId, PackInfo)> = ns.packs.iter().map(|(k, v)| (*k, *v)).collect();
+    let mut packs: Vec<(PackId, PackInfo)> = ns.packs().map(|(k, v)| (*k, *v)).collect();
     packs.sort_by_key(|(id, _)| *id);
     Prepared {
         shards,
-        next_ino: ns.next_ino,
-        chunk_size: ns.chunk_size,
+        next_ino: ns.next_ino(),
+        chunk_size: ns.chunk_size(),
         packs,
-        orphans: ns.orphans.iter().copied().collect(),
+        orphans: ns.orphans().collect(),
     }
 }
 
@@ -225,15 +217,13 @@ pub fn read(
         }
         inodes.extend(shard);
     }
-    let mut ns = Namespace {
+    let ns = Namespace::from_parts(
         inodes,
-        packs: index.packs.into_iter().collect(),
-        orphans: index.orphans.into_iter().collect::<BTreeSet<_>>(),
-        next_ino: index.next_ino,
-        chunk_size: index.chunk_size,
-        dirty_shards: BTreeSet::new(),
-    };
-    ns.rebuild_derived();
+        index.packs.into_iter().collect(),
+        index.orphans.into_iter().collect::<BTreeSet<_>>(),
+        index.next_ino,
+        index.chunk_size,
+    );
     Ok(Loaded {
         ns,
         journal_hash: index.journal_hash,

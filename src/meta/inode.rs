@@ -1,5 +1,5 @@
-//! One inode as the namespace holds it, and the timestamp type persisted
-//! in records and checkpoints.
+//! One inode as the namespace holds it, and the types persisted with it in
+//! records and checkpoints: its kind, attributes and timestamps.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -7,7 +7,35 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::data::ChunkMap;
-use crate::fs::{Attr, Kind};
+
+/// What an inode is; persisted in every `Record::Inode` (postcard encodes
+/// the variant index, so the order below is part of the format).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    Socket,
+    CharDev,
+    BlockDev,
+}
+
+impl Kind {
+    /// From the `S_IFMT` bits of a mode.
+    pub fn from_mode(mode: u32) -> Option<Kind> {
+        match mode & libc::S_IFMT {
+            libc::S_IFREG => Some(Kind::File),
+            libc::S_IFDIR => Some(Kind::Dir),
+            libc::S_IFLNK => Some(Kind::Symlink),
+            libc::S_IFIFO => Some(Kind::Fifo),
+            libc::S_IFSOCK => Some(Kind::Socket),
+            libc::S_IFCHR => Some(Kind::CharDev),
+            libc::S_IFBLK => Some(Kind::BlockDev),
+            _ => None,
+        }
+    }
+}
 
 /// Seconds and nanoseconds since the Unix epoch; negative seconds are
 /// times before 1970 (`touch -d 1960-01-01` works as on ext4).
@@ -155,31 +183,6 @@ impl Inode {
         match &mut self.content {
             Content::File(m) => Some(m),
             _ => None,
-        }
-    }
-
-    pub fn to_attr(&self, ino: u64) -> Attr {
-        let a = &self.attr;
-        let stored = self.chunks().map_or(0, |m| m.stored_plain_bytes());
-        let blocks = match a.kind {
-            Kind::File => stored.div_ceil(512),
-            Kind::Symlink | Kind::Dir => a.size.div_ceil(512),
-            _ => 0,
-        };
-        Attr {
-            ino,
-            kind: a.kind,
-            perm: a.perm,
-            nlink: a.nlink,
-            uid: a.uid,
-            gid: a.gid,
-            rdev: a.rdev,
-            size: a.size,
-            blocks,
-            atime: a.atime.into(),
-            mtime: a.mtime.into(),
-            ctime: a.ctime.into(),
-            crtime: a.crtime.into(),
         }
     }
 }

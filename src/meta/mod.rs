@@ -1,5 +1,6 @@
-//! Durable metadata: the namespace in memory, the journal that commits its
-//! changes, and the checkpoints that bound replay.
+//! The persisted metadata formats: the namespace in memory and the records
+//! that change it, journal segments and checkpoints. How and when they are
+//! written and read back is the engine's (`crate::engine`).
 //!
 //! A mount loads the newest complete checkpoint, then replays journal
 //! segments `seq + 1, seq + 2, …` until the first one that does not exist.
@@ -14,8 +15,9 @@ pub mod journal;
 pub mod namespace;
 pub mod record;
 
+pub use inode::Kind;
 pub use inode::{Content, Inode, InodeAttr, Timestamp};
-pub use journal::{Journal, Segment};
+pub use journal::Segment;
 pub use namespace::{Corrupt, Namespace, PackInfo, ROOT_INO};
 pub use record::Record;
 
@@ -33,8 +35,6 @@ pub enum MetaError {
     Crypto(#[from] CryptoError),
     #[error(transparent)]
     Corrupt(#[from] Corrupt),
-    #[error("journal segment {seq:016x} is fenced: another writer committed it")]
-    Fenced { seq: u64 },
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {

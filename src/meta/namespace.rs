@@ -4,7 +4,8 @@
 //! Rules:
 //! - The namespace changes only through [`Namespace::apply`], both live and
 //!   in replay, so the state after a replay is the state that was
-//!   journaled. `fs` decides *what* to change; this module only applies.
+//!   journaled. Its fields are private: `fs` decides *what* to change and
+//!   says it in records; the engine applies them; everyone else reads.
 //! - `apply` is strict: a record that contradicts the state (an entry in a
 //!   non-directory, chunks of a missing inode) is corruption and fails the
 //!   mount rather than being guessed around.
@@ -15,10 +16,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use super::inode::{Content, Inode, InodeAttr};
+use super::inode::{Content, Inode, InodeAttr, Kind};
 use super::record::Record;
 use crate::data::{ChunkMap, Freed, PackId};
-use crate::fs::Kind;
 
 pub const ROOT_INO: u64 = 1;
 
@@ -38,13 +38,13 @@ pub struct Corrupt(pub String);
 
 #[derive(Clone, Debug, Default)]
 pub struct Namespace {
-    pub inodes: HashMap<u64, Inode>,
-    pub packs: HashMap<PackId, PackInfo>,
-    pub orphans: BTreeSet<u64>,
-    pub next_ino: u64,
-    pub chunk_size: u32,
+    inodes: HashMap<u64, Inode>,
+    packs: HashMap<PackId, PackInfo>,
+    orphans: BTreeSet<u64>,
+    next_ino: u64,
+    chunk_size: u32,
     /// Checkpoint shards changed since the last checkpoint took them.
-    pub dirty_shards: BTreeSet<u64>,
+    dirty_shards: BTreeSet<u64>,
 }
 
 impl Namespace {
@@ -61,18 +61,91 @@ impl Namespace {
         ns
     }
 
+    /// The state a checkpoint holds; derived state is rebuilt here.
+    pub(super) fn from_parts(
+        inodes: HashMap<u64, Inode>,
+        packs: HashMap<PackId, PackInfo>,
+        orphans: BTreeSet<u64>,
+        next_ino: u64,
+        chunk_size: u32,
+    ) -> Namespace {
+        let mut ns = Namespace {
+            inodes,
+            packs,
+            orphans,
+            next_ino,
+            chunk_size,
+            dirty_shards: BTreeSet::new(),
+        };
+        ns.rebuild_derived();
+        ns
+    }
+
     pub fn get(&self, ino: u64) -> Option<&Inode> {
         self.inodes.get(&ino)
     }
 
-    pub fn get_mut(&mut self, ino: u64) -> Option<&mut Inode> {
-        self.inodes.get_mut(&ino)
+    pub fn inodes(&self) -> impl Iterator<Item = (u64, &Inode)> {
+        self.inodes.iter().map(|(&ino, i)| (ino, i))
     }
 
+    pub fn inode_count(&self) -> usize {
+        self.inodes.len()
+    }
+
+    pub fn pack(&self, id: &PackId) -> Option<&PackInfo> {
+        self.packs.get(id)
+    }
+
+    pub fn packs(&self) -> impl Iterator<Item = (&PackId, &PackInfo)> {
+        self.packs.iter()
+    }
+
+    pub fn pack_count(&self) -> usize {
+        self.packs.len()
+    }
+
+    pub fn is_orphan(&self, ino: u64) -> bool {
+        self.orphans.contains(&ino)
+    }
+
+    pub fn orphans(&self) -> impl Iterator<Item = u64> + '_ {
+        self.orphans.iter().copied()
+    }
+
+    pub fn chunk_size(&self) -> u32 {
+        self.chunk_size
+    }
+
+    pub fn next_ino(&self) -> u64 {
+        self.next_ino
+    }
+
+    /// Reserves an inode number; the `Record::Inode` that creates it
+    /// follows (applying it keeps `next_ino` past every inode, in replay
+    /// too).
     pub fn alloc_ino(&mut self) -> u64 {
         let ino = self.next_ino;
         self.next_ino += 1;
         ino
+    }
+
+    /// The shards changed since the last call, for an incremental
+    /// checkpoint; [`Namespace::mark_dirty`] gives them back if it failed.
+    pub fn take_dirty_shards(&mut self) -> BTreeSet<u64> {
+        std::mem::take(&mut self.dirty_shards)
+    }
+
+    pub fn mark_dirty(&mut self, shards: impl IntoIterator<Item = u64>) {
+        self.dirty_shards.extend(shards);
+    }
+
+    /// Every shard that holds an inode (a full checkpoint).
+    pub fn all_shards(&self) -> BTreeSet<u64> {
+        self.inodes
+            .keys()
+            .map(|&i| super::checkpoint::shard_of(i))
+            .collect()
     }
 
     /// Applies one record; returns packs whose live bytes dropped to zero.
@@ -200,7 +273,7 @@ impl Namespace {
     }
 
     /// Recomputes live bytes and parent pointers after a checkpoint load.
-    pub fn rebuild_derived(&mut self) {
+    fn rebuild_derived(&mut self) {
         for p in self.packs.values_mut() {
             p.live = 0;
         }

@@ -136,7 +136,7 @@ impl StoreError {
         StoreError::io(key, io::ErrorKind::InvalidInput, why)
     }
 
-    pub(crate) fn io(key: &str, kind: io::ErrorKind, reason: impl Into<String>) -> StoreError {
+    pub fn io(key: &str, kind: io::ErrorKind, reason: impl Into<String>) -> StoreError {
         StoreError::Io {
             key: key.to_owned(),
             kind,

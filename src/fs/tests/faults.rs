@@ -290,20 +290,20 @@ fn journal_put_failing_after_its_pack_put_fails_fsync_and_gc_removes_the_orphan(
     let vol = Vol::new();
     let fault = FaultStore::new(vol.mem.clone());
     let plan = fault.plan();
-    let fs = vol.try_mount_on(Arc::new(fault), quiet()).unwrap();
+    let fs = vol.try_mount_on(retrying(fault), quiet()).unwrap();
     let a_data = pattern(100_000, 1);
     let a = put_file(&fs, "a", &a_data);
     fs.fsync(a, 0, false).unwrap();
     let before = data_keys(&vol.mem);
     let b = put_file(&fs, "b", &pattern(200_000, 2));
     plan.fail_matching(&[Op::PutIfAbsent], "meta/journal/", u32::MAX);
-    // The pack goes up, every journal PUT fails: fsync retries until the
-    // commit deadline (a minute), then reports EIO, never success.
+    // The pack goes up, every journal PUT fails: fsync waits while the
+    // store retries to its deadline, then reports EIO, never success.
     let err = fs.fsync(b, 0, false).unwrap_err();
     assert_eq!(err.errno(), libc::EIO, "{err}");
     let orphans: Vec<String> = data_keys(&vol.mem).difference(&before).cloned().collect();
     assert_eq!(orphans.len(), 1, "b's pack was uploaded: {orphans:?}");
-    // Nothing is acknowledged after the failure.
+    // Nothing is acknowledged while the journal cannot commit.
     assert_eq!(fs.fsync(a, 0, false).unwrap_err().errno(), libc::EIO);
     assert_eq!(fs.sync_all().unwrap_err().errno(), libc::EIO);
     fs.abandon();
@@ -317,7 +317,7 @@ fn journal_put_failing_after_its_pack_put_fails_fsync_and_gc_removes_the_orphan(
         fs.lookup(&ME, ROOT, os("b")),
         Err(FsError::NotFound)
     ));
-    fs.force_gc().unwrap();
+    fs.engine().force_gc().unwrap();
     assert!(
         vol.mem.raw(&orphans[0]).is_some(),
         "an unreferenced pack younger than the grace period stays"
@@ -329,7 +329,7 @@ fn journal_put_failing_after_its_pack_put_fails_fsync_and_gc_removes_the_orphan(
         gc_grace: Duration::ZERO,
         ..quiet()
     });
-    fs.force_gc().unwrap();
+    fs.engine().force_gc().unwrap();
     assert!(
         vol.mem.raw(&orphans[0]).is_none(),
         "the orphan pack is collected after the grace period"
@@ -348,7 +348,7 @@ fn lost_answer_on_a_journal_put_is_resolved_by_reading_back() {
     let vol = Vol::new();
     let fault = FaultStore::new(vol.mem.clone());
     let plan = fault.plan();
-    let fs = vol.try_mount_on(Arc::new(fault), quiet()).unwrap();
+    let fs = vol.try_mount_on(retrying(fault), quiet()).unwrap();
     plan.lose_answer_on_next_matching(Op::PutIfAbsent, "meta/journal/");
     let f_data = pattern(50_000, 1);
     let f = put_file(&fs, "f", &f_data);
@@ -373,7 +373,7 @@ fn transient_pack_put_faults_are_retried() {
     let vol = Vol::new();
     let fault = FaultStore::new(vol.mem.clone());
     let plan = fault.plan();
-    let fs = vol.try_mount_on(Arc::new(fault), quiet()).unwrap();
+    let fs = vol.try_mount_on(retrying(fault), quiet()).unwrap();
     plan.fail_matching(&[Op::Put], "data/", 2);
     let data = pattern(300_000, 4);
     let ino = put_file(&fs, "f", &data);

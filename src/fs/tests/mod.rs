@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::{Caller, DirReplier, Fs, FsError, FsOptions, FsResult, Kind, ROOT};
 use crate::crypto::KdfParams;
-use crate::store::{MemoryStore, ObjectStore};
+use crate::store::{MemoryStore, ObjectStore, RetryPolicy, RetryingStore};
 use crate::volume::VolumeHeader;
 
 pub const PASS: &[u8] = b"test passphrase";
@@ -68,6 +68,17 @@ impl Vol {
     pub fn mount_mem(&self, opts: FsOptions) -> Arc<Fs> {
         self.try_mount_on(Arc::new(self.mem.clone()), opts).unwrap()
     }
+}
+
+/// `store` behind the one retry policy, with a deadline short enough for
+/// a test to outlast it.
+pub fn retrying(store: impl ObjectStore + 'static) -> Arc<dyn ObjectStore> {
+    let policy = RetryPolicy {
+        deadline: Duration::from_secs(2),
+        base: Duration::from_millis(1),
+        cap: Duration::from_millis(50),
+    };
+    Arc::new(RetryingStore::new(Arc::new(store), policy))
 }
 
 /// Options for tests that decide themselves when things commit: nothing
@@ -135,7 +146,7 @@ pub fn read_through(fs: &Fs, ino: u64, fh: u64) -> FsResult<Vec<u8>> {
     while (out.len() as u64) < size {
         let b = fs.read(ino, fh, out.len() as u64, 1 << 20)?;
         if b.is_empty() {
-            return Err(FsError::Io(format!(
+            return Err(FsError::Corrupt(format!(
                 "inode {ino}: read stopped at {} of {size} bytes",
                 out.len()
             )));

@@ -13,15 +13,18 @@
 //! - The new pack is durable before any record points at it (same as a
 //!   flush), so a crash mid-compaction leaves the old layout intact and an
 //!   unreferenced pack for the garbage collector.
-//! - Compaction runs on the flusher thread when it is idle, one pack's worth
-//!   at a time, so it never competes with writers for the upload slot.
+//! - Compaction runs when the caller's writeback is idle
+//!   ([`Engine::compact_once`]), one pack's worth at a time, so it never
+//!   competes with writers for the upload slot.
 
 use std::collections::BTreeMap;
 
-use super::background::PACK_TARGET;
-use super::{Fs, FsError, FsResult};
-use crate::data::{PackId, SegRef, open_segment, seal_pack};
-use crate::meta::Record;
+use super::error::EngineResult;
+use super::{Engine, PackRecords};
+use crate::data::{Extent, PackId, Placed, SegRef};
+
+/// Plaintext bytes moved per round: one pack's worth.
+const MOVE_TARGET: u64 = 8 << 20;
 
 /// A pack is compacted when less than this fraction of it is live.
 const LIVE_RATIO: f64 = 0.5;
@@ -31,14 +34,15 @@ struct Move {
     ino: u64,
     chunk: u64,
     from: SegRef,
-    last: bool,
+    /// Units in its pack (the last one is sealed as such).
+    units: u32,
 }
 
-impl Fs {
+impl Engine {
     /// Moves up to one pack's worth of live chunks out of mostly-dead
     /// packs. Returns whether anything was moved.
-    pub(crate) fn compact_once(&self) -> FsResult<bool> {
-        if self.is_failed() {
+    pub fn compact_once(&self) -> EngineResult<bool> {
+        if self.is_read_only() {
             return Ok(false);
         }
         let moves = self.pick_moves();
@@ -47,44 +51,32 @@ impl Fs {
         }
         let mut plains = Vec::with_capacity(moves.len());
         for m in &moves {
-            let key = m.from.pack.key();
-            let range = m.from.cipher_off..m.from.cipher_off + m.from.cipher_len as u64;
-            let sealed = self.store.get_range(&key, range)?;
-            let plain = open_segment(
-                &self.keys.data,
-                &self.volume_id,
-                m.from.pack,
-                m.from.unit,
-                m.last,
-                &sealed,
-                m.from.plain_len,
-            )
-            .map_err(|e| {
+            let one = Extent {
+                count: 1,
+                pack: m.from.pack,
+                first_unit: m.from.unit,
+                cipher_off: m.from.cipher_off,
+                cipher_len: m.from.cipher_len,
+                plain_len: m.from.plain_len,
+            };
+            let plain = self.read_run(&one, 0, 1, m.units).inspect_err(|e| {
                 log::error!(
-                    "compaction: chunk {} of inode {} failed authentication ({key}): {e}",
+                    "compaction: chunk {} of inode {} ({}): {e}",
                     m.chunk,
-                    m.ino
+                    m.ino,
+                    m.from.pack.key()
                 );
-                FsError::Integrity(e)
             })?;
-            plains.push(plain);
+            plains.extend(plain);
         }
-        let id = PackId::random();
         let chunks: Vec<&[u8]> = plains.iter().map(Vec::as_slice).collect();
-        let (body, placed) = seal_pack(&self.keys.data, &self.volume_id, id, &chunks);
-        self.upload(&id.key(), &body)?;
+        let written = self.write_pack(&chunks)?;
 
-        let mut core = self.core();
-        let mut records = vec![Record::Pack {
-            id,
-            size: body.len() as u64,
-            units: placed.len() as u32,
-        }];
-        let mut moved = 0;
-        let mut run = None;
-        for (m, p) in moves.iter().zip(&placed) {
-            let current = core
-                .ns
+        let mut txn = self.lock();
+        let mut records = PackRecords::new(&written);
+        for (m, p) in moves.iter().zip(&written.placed) {
+            let current = txn
+                .ns()
                 .get(m.ino)
                 .and_then(|i| i.chunks())
                 .and_then(|c| c.get(m.chunk));
@@ -93,32 +85,24 @@ impl Fs {
                 continue;
             }
             // A truncate since the copy may have lowered plain_len.
-            let p = crate::data::Placed {
+            let p = Placed {
                 plain_len: cur.plain_len.min(p.plain_len),
                 ..*p
             };
-            run = super::background::extend_run(run, m.ino, m.chunk, id, &p, &mut records);
-            moved += 1;
+            records.map(m.ino, m.chunk, &p);
         }
-        if let Some((ino, first, extent)) = run {
-            records.push(Record::Chunks { ino, first, extent });
-        }
-        if moved == 0 {
-            records.push(Record::PackGone { id });
-        }
-        self.apply(&mut core, records)?;
-        log::info!("compaction moved {moved} chunks into {id:?}");
+        let moved = records.mapped();
+        txn.apply(records.finish())?;
+        log::info!("compaction moved {moved} chunks into {:?}", written.id);
         Ok(true)
     }
 
     /// Chooses the chunks to move: those of the emptiest packs first, up
     /// to one pack's worth of plaintext.
     fn pick_moves(&self) -> Vec<Move> {
-        let core = self.core();
-        let mut victims: Vec<(PackId, u64, u32)> = core
-            .ns
-            .packs
-            .iter()
+        let tree = self.tree();
+        let mut victims: Vec<(PackId, u64, u32)> = tree
+            .packs()
             .filter(|(_, p)| p.live > 0 && (p.live as f64) < p.size as f64 * LIVE_RATIO)
             .map(|(id, p)| (*id, p.live, p.units))
             .collect();
@@ -129,7 +113,7 @@ impl Fs {
         let units: BTreeMap<PackId, u32> = victims.iter().map(|(id, _, u)| (*id, *u)).collect();
         // One scan of the chunk maps finds every chunk in a victim pack.
         let mut found: BTreeMap<PackId, Vec<(u64, u64, SegRef)>> = BTreeMap::new();
-        for (&ino, inode) in &core.ns.inodes {
+        for (ino, inode) in tree.inodes() {
             let Some(map) = inode.chunks() else { continue };
             for (first, e) in map.extents() {
                 if !units.contains_key(&e.pack) {
@@ -149,14 +133,14 @@ impl Fs {
                 continue;
             };
             for (ino, chunk, seg) in list {
-                if bytes >= PACK_TARGET {
+                if bytes >= MOVE_TARGET {
                     return moves;
                 }
                 bytes += seg.plain_len as u64;
                 moves.push(Move {
                     ino,
                     chunk,
-                    last: seg.unit + 1 == units[&id],
+                    units: units[&id],
                     from: seg,
                 });
             }

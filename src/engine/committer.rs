@@ -1,0 +1,121 @@
+//! The committer: the one thread that writes journal segments, and after
+//! each commit the checkpoint (when due), the retention sweep and the
+//! deletion of packs the commit retired.
+//!
+//! Rules:
+//! - One commit at a time, on this thread (at open and at shutdown, before
+//!   and after it runs, on the caller's).
+//! - A checkpoint is encoded while the tree is exactly the state after the
+//!   batch it follows (the tree lock is held from taking the batch to
+//!   encoding), then sealed and written outside the lock. If the commit
+//!   fails, its shards are marked dirty again; if the checkpoint fails,
+//!   the journal still holds everything and a later one tries again.
+//! - A stalled batch (its PUT failed) is retried before anything else and
+//!   never carries a checkpoint: the tree has moved on since it was taken.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::error::EngineResult;
+use super::{Engine, load::Loaded};
+use crate::meta::checkpoint;
+
+/// Segments after which a checkpoint is written whatever their size, so
+/// replay stays short.
+const MAX_SEGMENTS: u64 = 4096;
+/// At shutdown, a checkpoint once this many segments wait, so the next
+/// mount replays little.
+const SHUTDOWN_SEGMENTS: u64 = 16;
+
+pub(super) fn start(engine: &Arc<Engine>) {
+    let interval = engine.opts.commit_interval;
+    engine.spawn("committer", move |weak| {
+        loop {
+            let Some(engine) = weak.upgrade() else { return };
+            if !engine.journal.wait_due(interval) {
+                return;
+            }
+            // Failures are logged and kept by the journal; waiters see them.
+            let _ = engine.commit_once();
+        }
+    });
+    engine.spawn("gc", |weak| {
+        if let Some(engine) = weak.upgrade() {
+            if let Err(e) = engine.collect_unreferenced() {
+                log::warn!("garbage collection of unreferenced objects failed: {e}");
+            }
+        }
+    });
+}
+
+impl Engine {
+    /// Commits one batch (the stalled one first), then checkpoint and
+    /// garbage work if due; returns whether there was a batch.
+    pub(super) fn commit_once(&self) -> EngineResult<bool> {
+        let (sealed, prepared) = match self.journal.take_stalled() {
+            Some(stalled) => (stalled, None),
+            None => {
+                let mut tree = self.tree();
+                let Some(batch) = self.journal.take() else {
+                    return Ok(false);
+                };
+                let bytes: u64 = batch.records.iter().map(|r| r.approx_size() as u64).sum();
+                let shutting = self.shut.load(Ordering::Relaxed);
+                let due = self.retention().checkpoint_due(
+                    bytes,
+                    self.opts.checkpoint_bytes,
+                    MAX_SEGMENTS,
+                    shutting.then_some(SHUTDOWN_SEGMENTS),
+                );
+                let prepared = due.then(|| {
+                    let dirty = tree.take_dirty_shards();
+                    (checkpoint::prepare(&tree, &dirty), dirty)
+                });
+                drop(tree);
+                (
+                    self.journal.seal(&self.keys, &self.volume_id, batch),
+                    prepared,
+                )
+            }
+        };
+        let committed = match self.journal.put(&*self.store, sealed) {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some((_, dirty)) = prepared {
+                    self.tree().mark_dirty(dirty);
+                }
+                return Err(e);
+            }
+        };
+        self.retention().note_commit(committed.record_bytes);
+        self.delete_retired(&committed.retired);
+        if let Some((prepared, dirty)) = prepared {
+            let prev = self.retention().newest_shards();
+            match checkpoint::write(
+                &*self.store,
+                &self.keys,
+                &self.volume_id,
+                committed.seq,
+                committed.hash,
+                prepared,
+                &prev,
+            ) {
+                Ok(shards) => self.after_checkpoint(committed.seq, shards),
+                Err(e) => {
+                    log::warn!("checkpoint at seq {:016x} failed: {e}", committed.seq);
+                    self.tree().mark_dirty(dirty);
+                    self.retention().checkpoint_failed();
+                    self.checkpointed.notify_all();
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl Loaded {
+    /// Journal segments replayed after the checkpoint.
+    pub(super) fn segments_after_base(&self) -> u64 {
+        self.last_seq - self.base_seq
+    }
+}

@@ -1,0 +1,96 @@
+//! Every object the volume needs, and the sweep of those it does not.
+//!
+//! Rules:
+//! - Referenced: the header, the lease, every kept checkpoint (index and
+//!   shards), the journal from just after the oldest of the newest two
+//!   checkpoints through the last commit, and every pack that the tree or
+//!   a kept checkpoint maps chunks to.
+//! - A crash between a pack's PUT and the commit that maps it leaves an
+//!   unreferenced pack; the sweep deletes such packs only when the store's
+//!   own clock says they are older than the grace period (far longer than
+//!   any upload-to-commit delay), and only on a read-write engine that
+//!   has not failed. A pack mapped since the listing is re-checked under
+//!   the tree lock before it is doomed.
+
+use std::collections::{BTreeSet, HashSet};
+use std::ops::RangeInclusive;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::Engine;
+use super::error::EngineResult;
+use crate::data::PackId;
+use crate::meta::checkpoint;
+
+/// Every object the volume's committed state and kept history need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Referenced {
+    /// Kept checkpoints (the newest two and the pinned ones).
+    pub checkpoints: Vec<u64>,
+    /// Journal segments replay may need.
+    pub journal: RangeInclusive<u64>,
+    pub packs: BTreeSet<PackId>,
+}
+
+impl Engine {
+    /// What the volume needs as of now (fsck, replicas, the sweep).
+    pub fn referenced(&self) -> EngineResult<Referenced> {
+        let (checkpoints, oldest) = {
+            let r = self.retention();
+            (r.kept(), r.oldest_unpinned())
+        };
+        let mut packs: BTreeSet<PackId> = self.tree().packs().map(|(id, _)| *id).collect();
+        for &seq in &checkpoints {
+            let index = checkpoint::read_index(&*self.store, &self.keys, &self.volume_id, seq)?;
+            packs.extend(index.packs.iter().map(|(id, _)| *id));
+        }
+        let (last, _) = self.committed();
+        Ok(Referenced {
+            checkpoints,
+            journal: oldest + 1..=last,
+            packs,
+        })
+    }
+
+    /// Deletes packs left by a crash between PUT and commit (see the
+    /// module rules).
+    pub(super) fn collect_unreferenced(&self) -> EngineResult<()> {
+        if self.is_read_only() {
+            return Ok(());
+        }
+        let referenced: HashSet<PackId> = self.referenced()?.packs.into_iter().collect();
+        let cutoff = SystemTime::now()
+            .checked_sub(self.opts.gc_grace)
+            .unwrap_or(UNIX_EPOCH);
+        let mut doomed = Vec::new();
+        for o in self.store.list("data/")? {
+            let Some(id) = PackId::from_key(&o.key) else {
+                continue;
+            };
+            if referenced.contains(&id) || o.modified > cutoff {
+                continue;
+            }
+            if self.tree().pack(&id).is_some() {
+                continue;
+            }
+            doomed.push(o.key);
+        }
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        // A refused delete (object lock) must not stop the sweep: the rest
+        // are still removed, and the next sweep tries again.
+        match self.store.delete_many(&doomed) {
+            Ok(()) => log::info!("removed {} unreferenced packs", doomed.len()),
+            Err(e) => log::warn!(
+                "could not remove every one of {} unreferenced packs: {e}",
+                doomed.len()
+            ),
+        }
+        Ok(())
+    }
+
+    /// Test knob: run the unreferenced sweep now.
+    pub fn force_gc(&self) -> EngineResult<()> {
+        self.collect_unreferenced()
+    }
+}

@@ -1,0 +1,199 @@
+//! Packs as the engine writes and reads them, and the records that map
+//! chunks to a new pack.
+//!
+//! A pack is durable before any record points at it: [`Engine::write_pack`]
+//! returns once the PUT succeeded, and only then does the caller apply the
+//! [`PackRecords`] it built. A crash in between leaves an unreferenced pack
+//! for the garbage sweep, never a map pointing at nothing.
+
+use super::Engine;
+use super::error::{EngineError, EngineResult};
+use crate::data::{Extent, PackId, Placed, open_segment, seal_pack};
+use crate::meta::Record;
+
+/// A pack just made durable.
+pub struct Written {
+    pub id: PackId,
+    /// Object size in bytes.
+    pub size: u64,
+    /// Where each chunk landed, in the order given.
+    pub placed: Vec<Placed>,
+}
+
+impl Engine {
+    /// Seals `chunks` (plaintext, each at most a chunk) into a new pack and
+    /// uploads it. Nothing maps to it yet.
+    pub fn write_pack(&self, chunks: &[&[u8]]) -> EngineResult<Written> {
+        if let Some(f) = self.journal.sticky_failure() {
+            return Err(f.into());
+        }
+        let id = PackId::random();
+        let (body, placed) = seal_pack(&self.keys.data, &self.volume_id, id, chunks);
+        self.store.put(&id.key(), &body)?;
+        Ok(Written {
+            id,
+            size: body.len() as u64,
+            placed,
+        })
+    }
+
+    /// Reads segments `skip .. skip + n` of `extent` with one ranged GET and
+    /// opens each; `units` is the pack's unit count (its last unit is
+    /// sealed as such). A segment that fails authentication fails the
+    /// whole read: no byte of it is ever returned.
+    pub fn read_run(
+        &self,
+        extent: &Extent,
+        skip: u32,
+        n: u32,
+        units: u32,
+    ) -> EngineResult<Vec<Vec<u8>>> {
+        let key = extent.pack.key();
+        let body = self.store.get_range(&key, extent.cipher_range(skip, n))?;
+        let len = extent.cipher_len as usize;
+        (0..n)
+            .map(|i| {
+                let unit = extent.first_unit + skip + i;
+                let sealed = &body[i as usize * len..(i as usize + 1) * len];
+                let last = unit + 1 == units;
+                open_segment(
+                    &self.keys.data,
+                    &self.volume_id,
+                    extent.pack,
+                    unit,
+                    last,
+                    sealed,
+                    extent.plain_len,
+                )
+                .map_err(EngineError::Integrity)
+            })
+            .collect()
+    }
+}
+
+/// The records that announce a new pack and map chunks to it, merging
+/// consecutive chunks of one file that sit in consecutive, equally sized
+/// segments into one extent.
+pub struct PackRecords {
+    id: PackId,
+    records: Vec<Record>,
+    /// The open run: (inode, first chunk, extent so far).
+    run: Option<(u64, u64, Extent)>,
+    mapped: usize,
+}
+
+impl PackRecords {
+    pub fn new(pack: &Written) -> PackRecords {
+        PackRecords {
+            id: pack.id,
+            records: vec![Record::Pack {
+                id: pack.id,
+                size: pack.size,
+                units: pack.placed.len() as u32,
+            }],
+            run: None,
+            mapped: 0,
+        }
+    }
+
+    /// Maps chunk `chunk` of `ino` to the segment at `p`.
+    pub fn map(&mut self, ino: u64, chunk: u64, p: &Placed) {
+        self.mapped += 1;
+        if let Some((rino, first, e)) = &mut self.run {
+            let contiguous = *rino == ino
+                && *first + e.count as u64 == chunk
+                && e.first_unit + e.count == p.unit
+                && e.cipher_len == p.cipher_len
+                && e.plain_len == p.plain_len;
+            if contiguous {
+                e.count += 1;
+                return;
+            }
+        }
+        self.close_run();
+        self.run = Some((
+            ino,
+            chunk,
+            Extent {
+                count: 1,
+                pack: self.id,
+                first_unit: p.unit,
+                cipher_off: p.cipher_off,
+                cipher_len: p.cipher_len,
+                plain_len: p.plain_len,
+            },
+        ));
+    }
+
+    fn close_run(&mut self) {
+        if let Some((ino, first, extent)) = self.run.take() {
+            self.records.push(Record::Chunks { ino, first, extent });
+        }
+    }
+
+    /// How many chunks were mapped.
+    pub fn mapped(&self) -> usize {
+        self.mapped
+    }
+
+    /// The records to apply. A pack nothing maps to (every chunk was cut
+    /// or rewritten while it uploaded) is retired at once.
+    pub fn finish(mut self) -> Vec<Record> {
+        self.close_run();
+        if self.mapped == 0 {
+            self.records.push(Record::PackGone { id: self.id });
+        }
+        self.records
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn placed(unit: u32, len: u32, plain: u32) -> Placed {
+        Placed {
+            unit,
+            cipher_off: unit as u64 * len as u64,
+            cipher_len: len,
+            plain_len: plain,
+        }
+    }
+
+    #[test]
+    fn consecutive_chunks_of_one_file_share_an_extent() {
+        let w = Written {
+            id: PackId([5; 16]),
+            size: 500,
+            placed: (0..5).map(|u| placed(u, 100, 64)).collect(),
+        };
+        let mut r = PackRecords::new(&w);
+        r.map(7, 10, &w.placed[0]);
+        r.map(7, 11, &w.placed[1]);
+        r.map(8, 12, &w.placed[2]); // another file
+        r.map(8, 14, &w.placed[3]); // a gap in the file
+        r.map(8, 15, &placed(4, 100, 30)); // another plain length
+        let recs = r.finish();
+        let runs: Vec<(u64, u64, u32)> = recs
+            .iter()
+            .filter_map(|rec| match rec {
+                Record::Chunks { ino, first, extent } => Some((*ino, *first, extent.count)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(runs, [(7, 10, 2), (8, 12, 1), (8, 14, 1), (8, 15, 1)]);
+        assert!(matches!(recs[0], Record::Pack { units: 5, .. }));
+    }
+
+    #[test]
+    fn a_pack_nothing_maps_is_retired_at_once() {
+        let w = Written {
+            id: PackId([6; 16]),
+            size: 100,
+            placed: vec![placed(0, 100, 64)],
+        };
+        let recs = PackRecords::new(&w).finish();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[1], Record::PackGone { id: w.id });
+    }
+}

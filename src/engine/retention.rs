@@ -1,0 +1,221 @@
+//! What the engine keeps in the store, and what it deletes.
+//!
+//! Rules:
+//! - The newest two complete checkpoints are kept, and every pinned one
+//!   (a snapshot's); journal segments are kept from just after the older
+//!   of the newest two, so a newest checkpoint that does not load still
+//!   leaves a complete way back to the newest state.
+//! - Deleting an old checkpoint deletes only the shards no kept checkpoint
+//!   refers to.
+//! - A pack retired by a commit is deleted once that commit is durable,
+//!   unless a pinned checkpoint still maps chunks to it: replay from any
+//!   kept checkpoint ends past its retirement, but a pinned state is
+//!   mounted as it is.
+//! - A refused delete (Object Lock, versioning) is logged and tolerated;
+//!   the unreferenced sweep finds it again later.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::error::{EngineError, EngineResult};
+use super::{Engine, Loaded};
+use crate::data::PackId;
+use crate::meta::checkpoint::{self, ShardRef};
+use crate::meta::journal::{JOURNAL_PREFIX, journal_key, seq_of_key};
+
+pub(super) struct Retention {
+    /// The newest complete checkpoints, newest first, with their shards.
+    checkpoints: Vec<(u64, Vec<ShardRef>)>,
+    /// Checkpoints kept whatever their age: shards and packs they need.
+    pinned: BTreeMap<u64, Pinned>,
+    journal_bytes_since: u64,
+    segments_since: u64,
+    /// A checkpoint was asked for ([`Engine::checkpoint_now`]).
+    forced: bool,
+    /// Checkpoints written and failed so far, for those waiting on one.
+    written: u64,
+    failed: u64,
+}
+
+struct Pinned {
+    shards: Vec<ShardRef>,
+    packs: HashSet<PackId>,
+}
+
+impl Retention {
+    pub fn new(loaded: &Loaded) -> Retention {
+        Retention {
+            checkpoints: vec![(loaded.base_seq, loaded.shards.clone())],
+            pinned: BTreeMap::new(),
+            journal_bytes_since: 0,
+            segments_since: loaded.segments_after_base(),
+            forced: false,
+            written: 0,
+            failed: 0,
+        }
+    }
+
+    /// Should the commit of a batch of `bytes` record bytes carry a
+    /// checkpoint? (`shutdown_segments`: the lower bar at shutdown.)
+    pub fn checkpoint_due(
+        &mut self,
+        bytes: u64,
+        max_bytes: u64,
+        max_segments: u64,
+        shutdown_segments: Option<u64>,
+    ) -> bool {
+        std::mem::take(&mut self.forced)
+            || self.journal_bytes_since + bytes >= max_bytes
+            || self.segments_since >= max_segments
+            || shutdown_segments.is_some_and(|n| self.segments_since >= n)
+    }
+
+    pub fn note_commit(&mut self, bytes: u64) {
+        self.journal_bytes_since += bytes;
+        self.segments_since += 1;
+    }
+
+    pub fn newest_shards(&self) -> Vec<ShardRef> {
+        self.checkpoints[0].1.clone()
+    }
+
+    pub fn checkpoint_failed(&mut self) {
+        self.failed += 1;
+    }
+
+    /// Every checkpoint kept: the newest two and the pinned ones.
+    pub fn kept(&self) -> Vec<u64> {
+        let mut seqs: Vec<u64> = self.checkpoints.iter().map(|(s, _)| *s).collect();
+        seqs.extend(self.pinned.keys());
+        seqs.sort_unstable();
+        seqs.dedup();
+        seqs
+    }
+
+    /// The oldest of the newest two: segments after it are needed.
+    pub fn oldest_unpinned(&self) -> u64 {
+        self.checkpoints.last().expect("one checkpoint at least").0
+    }
+
+    fn pinned_packs(&self) -> impl Iterator<Item = &PackId> {
+        self.pinned.values().flat_map(|p| p.packs.iter())
+    }
+}
+
+impl Engine {
+    /// Deletes packs a durable commit retired (but none a pinned
+    /// checkpoint needs).
+    pub(super) fn delete_retired(&self, retired: &[PackId]) {
+        if retired.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = {
+            let r = self.retention();
+            let pinned: HashSet<&PackId> = r.pinned_packs().collect();
+            retired
+                .iter()
+                .filter(|p| !pinned.contains(p))
+                .map(PackId::key)
+                .collect()
+        };
+        if let Err(e) = self.store.delete_many(&keys) {
+            log::warn!(
+                "could not delete every one of {} retired packs: {e}",
+                keys.len()
+            );
+        }
+    }
+
+    /// Records checkpoint `seq`, keeps the newest two (and the pinned
+    /// ones), deletes the rest and the journal the kept ones no longer
+    /// need.
+    pub(super) fn after_checkpoint(&self, seq: u64, shards: Vec<ShardRef>) {
+        let (kept, keep, oldest) = {
+            let mut r = self.retention();
+            r.checkpoints.insert(0, (seq, shards));
+            r.checkpoints.truncate(2);
+            r.journal_bytes_since = 0;
+            r.segments_since = 0;
+            r.written += 1;
+            self.checkpointed.notify_all();
+            let keep: HashSet<(u64, u64)> = r
+                .checkpoints
+                .iter()
+                .map(|(_, refs)| refs)
+                .chain(r.pinned.values().map(|p| &p.shards))
+                .flat_map(|refs| refs.iter().map(|s| (s.seq, s.n)))
+                .collect();
+            (r.kept(), keep, r.oldest_unpinned())
+        };
+        if let Err(e) = checkpoint::sweep(&*self.store, &kept, &keep) {
+            log::warn!("could not delete old checkpoints: {e}");
+        }
+        if let Err(e) = self.delete_journal_through(oldest) {
+            log::warn!("could not delete old journal segments: {e}");
+        }
+    }
+
+    fn delete_journal_through(&self, seq: u64) -> EngineResult<()> {
+        let doomed: Vec<String> = self
+            .store
+            .list(JOURNAL_PREFIX)?
+            .iter()
+            .filter_map(|o| seq_of_key(&o.key))
+            .filter(|&s| s <= seq)
+            .map(journal_key)
+            .collect();
+        Ok(self.store.delete_many(&doomed)?)
+    }
+
+    /// Writes a checkpoint of everything appended so far and returns its
+    /// seq (a snapshot pins it).
+    pub fn checkpoint_now(&self) -> EngineResult<u64> {
+        if self.opts.read_only {
+            return Err(EngineError::ReadOnly);
+        }
+        let (written, failed) = {
+            let mut r = self.retention();
+            r.forced = true;
+            (r.written, r.failed)
+        };
+        self.journal.request_segment();
+        let mut r = self.retention();
+        loop {
+            if r.written > written {
+                return Ok(r.checkpoints[0].0);
+            }
+            if r.failed > failed {
+                return Err(EngineError::Store(crate::store::StoreError::Unavailable {
+                    key: checkpoint::CHECKPOINT_PREFIX.into(),
+                    reason: "the checkpoint could not be written".into(),
+                }));
+            }
+            if let Some(f) = self.journal.sticky_failure() {
+                return Err(f.into());
+            }
+            r = self
+                .checkpointed
+                .wait_timeout(r, std::time::Duration::from_secs(1))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Keeps checkpoint `seq`, its shards and every pack it maps, until
+    /// [`Engine::unpin`]: garbage collection and retention leave them.
+    pub fn pin(&self, seq: u64) -> EngineResult<()> {
+        let index = checkpoint::read_index(&*self.store, &self.keys, &self.volume_id, seq)?;
+        let packs = index.packs.iter().map(|(id, _)| *id).collect();
+        self.retention().pinned.insert(
+            seq,
+            Pinned {
+                shards: index.shards,
+                packs,
+            },
+        );
+        Ok(())
+    }
+
+    pub fn unpin(&self, seq: u64) {
+        self.retention().pinned.remove(&seq);
+    }
+}

@@ -1,0 +1,238 @@
+//! The engine on its own, over the memory store: what snapshots, followers,
+//! fsck and replicas will build on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::crypto::KdfParams;
+use crate::meta::{InodeAttr, ROOT_INO, Timestamp};
+use crate::store::{FaultStore, MemoryStore, Op, RetryPolicy, RetryingStore, StoreError};
+
+const PASS: &[u8] = b"engine test";
+
+struct Vol {
+    mem: MemoryStore,
+    header: VolumeHeader,
+}
+
+impl Vol {
+    fn new() -> Vol {
+        let mem = MemoryStore::new();
+        let master = MasterKey::generate();
+        let header = VolumeHeader::new(&master, PASS, KdfParams::insecure_fast(), 65536).unwrap();
+        mem.put_if_absent("volume", &header.encode()).unwrap();
+        Engine::format(&mem, &header, &master).unwrap();
+        Vol { mem, header }
+    }
+
+    fn open_on(&self, store: Arc<dyn ObjectStore>, opts: EngineOptions) -> Arc<Engine> {
+        let master = self.header.unlock(PASS).unwrap();
+        Engine::open(store, &self.header, &master, opts).unwrap()
+    }
+
+    fn open(&self, read_only: bool) -> Arc<Engine> {
+        let opts = EngineOptions {
+            read_only,
+            commit_interval: Duration::from_millis(20),
+            ..EngineOptions::default()
+        };
+        self.open_on(Arc::new(self.mem.clone()), opts)
+    }
+}
+
+/// Creates file `name` in the root, its data in one new pack; returns
+/// (inode, the id to wait on).
+fn add_file(e: &Engine, name: &str, data: &[u8]) -> (u64, CommitId) {
+    let written = e.write_pack(&[data]).unwrap();
+    let mut txn = e.lock();
+    let ino = txn.alloc_ino();
+    let mut attr = InodeAttr::new(Kind::File, 0o644, 0, 0);
+    attr.size = data.len() as u64;
+    let mut root = txn.ns().get(ROOT_INO).unwrap().attr;
+    root.mtime = Timestamp::now();
+    let mut records = vec![
+        Record::Inode { ino, attr },
+        Record::Dirent {
+            dir: ROOT_INO,
+            name: name.as_bytes().to_vec(),
+            ino: Some(ino),
+        },
+        Record::Inode {
+            ino: ROOT_INO,
+            attr: root,
+        },
+    ];
+    let mut map = PackRecords::new(&written);
+    map.map(ino, 0, &written.placed[0]);
+    records.extend(map.finish());
+    let id = txn.apply(records).unwrap();
+    (ino, id)
+}
+
+fn remove_file(e: &Engine, name: &str, ino: u64) -> CommitId {
+    e.lock()
+        .apply(vec![
+            Record::Dirent {
+                dir: ROOT_INO,
+                name: name.as_bytes().to_vec(),
+                ino: None,
+            },
+            Record::Drop { ino },
+        ])
+        .unwrap()
+}
+
+fn read(e: &Engine, ino: u64) -> Vec<u8> {
+    let (extent, units) = {
+        let txn = e.lock();
+        let (_, extent) = txn
+            .ns()
+            .get(ino)
+            .unwrap()
+            .chunks()
+            .unwrap()
+            .extent_at(0)
+            .unwrap();
+        (extent, txn.ns().pack(&extent.pack).unwrap().units)
+    };
+    e.read_run(&extent, 0, 1, units).unwrap().remove(0)
+}
+
+#[test]
+fn applied_records_are_durable_and_replayed() {
+    let vol = Vol::new();
+    let e = vol.open(false);
+    let (ino, id) = add_file(&e, "a", b"hello");
+    e.wait_durable(id).unwrap();
+    let (seq, hash) = e.committed();
+    assert!(seq >= 1);
+    e.shutdown().unwrap();
+    drop(e);
+    let e = vol.open(true);
+    assert_eq!(
+        e.committed(),
+        (seq, hash),
+        "the same chain head after replay"
+    );
+    assert_eq!(read(&e, ino), b"hello");
+}
+
+#[test]
+fn a_follower_sees_new_commits_and_a_trimmed_journal() {
+    let vol = Vol::new();
+    let writer = vol.open(false);
+    let follower = vol.open(true);
+    let (a, id) = add_file(&writer, "a", b"first");
+    writer.wait_durable(id).unwrap();
+    assert!(follower.catch_up().unwrap() >= 1);
+    assert_eq!(read(&follower, a), b"first");
+    assert_eq!(follower.committed(), writer.committed());
+    assert_eq!(follower.catch_up().unwrap(), 0, "nothing new");
+
+    // Two checkpoints later the segments the follower would need are gone:
+    // it loads the newest checkpoint instead.
+    let (b, _) = add_file(&writer, "b", b"second");
+    writer.checkpoint_now().unwrap();
+    writer.checkpoint_now().unwrap();
+    writer.checkpoint_now().unwrap();
+    assert!(follower.catch_up().unwrap() >= 1);
+    assert_eq!(read(&follower, b), b"second");
+    assert_eq!(follower.committed(), writer.committed());
+    assert!(writer.lock().apply(vec![]).is_ok());
+    assert!(matches!(
+        follower.lock().apply(vec![Record::Drop { ino: a }]),
+        Err(EngineError::ReadOnly)
+    ));
+}
+
+#[test]
+fn a_pinned_checkpoint_keeps_its_packs_and_objects() {
+    let vol = Vol::new();
+    let e = vol.open(false);
+    let (a, id) = add_file(&e, "a", b"kept by the pin");
+    e.wait_durable(id).unwrap();
+    let pinned = e.checkpoint_now().unwrap();
+    e.pin(pinned).unwrap();
+    let pack = {
+        let txn = e.lock();
+        let (_, ext) = txn
+            .ns()
+            .get(a)
+            .unwrap()
+            .chunks()
+            .unwrap()
+            .extent_at(0)
+            .unwrap();
+        ext.pack
+    };
+    e.wait_durable(remove_file(&e, "a", a)).unwrap();
+    // Two newer checkpoints would otherwise retire checkpoint `pinned`.
+    e.checkpoint_now().unwrap();
+    e.checkpoint_now().unwrap();
+    e.shutdown().unwrap();
+    assert!(vol.mem.raw(&pack.key()).is_some(), "the pinned pack stays");
+    let kept = crate::meta::checkpoint::list(&vol.mem).unwrap();
+    assert!(kept.contains(&pinned), "{kept:?}");
+    let refs = e.referenced().unwrap();
+    assert!(refs.checkpoints.contains(&pinned));
+    assert!(refs.packs.contains(&pack));
+
+    e.unpin(pinned);
+    assert!(!e.referenced().unwrap().packs.contains(&pack));
+}
+
+#[test]
+fn a_store_outage_fails_waiters_then_commits_when_it_ends() {
+    let vol = Vol::new();
+    let faulty = FaultStore::new(vol.mem.clone());
+    let plan = faulty.plan();
+    let policy = RetryPolicy {
+        deadline: Duration::from_millis(300),
+        base: Duration::from_millis(1),
+        cap: Duration::from_millis(20),
+    };
+    let store = Arc::new(RetryingStore::new(Arc::new(faulty), policy));
+    let e = vol.open_on(
+        store,
+        EngineOptions {
+            commit_interval: Duration::from_millis(20),
+            ..EngineOptions::default()
+        },
+    );
+    let (ino, id) = add_file(&e, "a", b"waits out the outage");
+    plan.fail_matching(&[Op::PutIfAbsent], "meta/journal/", u32::MAX);
+    let err = e.wait_durable(id).unwrap_err();
+    assert!(
+        matches!(err, EngineError::Failed(Failure::StoreUnavailable(_))),
+        "{err}"
+    );
+    assert!(!e.is_read_only(), "an outage is not the end");
+    plan.heal();
+    e.wait_durable(id).unwrap();
+    assert!(e.failure().is_none());
+    e.shutdown().unwrap();
+    drop(e);
+    assert_eq!(read(&vol.open(true), ino), b"waits out the outage");
+}
+
+#[test]
+fn a_permanent_refusal_is_not_retried_to_the_deadline() {
+    let vol = Vol::new();
+    let faulty = FaultStore::new(vol.mem.clone());
+    let plan = faulty.plan();
+    let store = Arc::new(RetryingStore::new(
+        Arc::new(faulty),
+        RetryPolicy::with_deadline(Duration::from_secs(600)),
+    ));
+    let e = vol.open_on(store, EngineOptions::default());
+    plan.deny_matching(&[Op::Put], "data/", 1);
+    let start = std::time::Instant::now();
+    let err = e.write_pack(&[b"x"]).err().unwrap();
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(
+        matches!(err, EngineError::Store(StoreError::AccessDenied { .. })),
+        "{err}"
+    );
+    e.shutdown().unwrap();
+}

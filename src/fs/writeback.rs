@@ -1,0 +1,280 @@
+//! Writeback: moving dirty chunks from the cache into packs.
+//!
+//! The flusher thread takes up to [`PACK_TARGET`] bytes of dirty chunks,
+//! has the engine seal and upload them as one pack, and only then maps
+//! them with records (a pack is durable before anything points at it). It
+//! runs when asked (`fsync`, backpressure, unmount), when a pack's worth
+//! is dirty, or every commit interval while anything is dirty; when idle
+//! it lets the engine compact mostly-dead packs.
+//!
+//! Rules:
+//! - A chunk taken for a flush stays dirty until the pack is durable; a
+//!   write meanwhile gives it a new version, and the flush then maps only
+//!   what it uploaded if nothing newer was cut or written (`Cache::settle`).
+//! - A failed upload puts its chunks back, counts a failure and wakes every
+//!   waiter: those waiting when it failed get its error (`fsync` says EIO,
+//!   a throttled writer stops waiting), and the next round retries.
+//! - Waits are on `cache_cv`, notified by every change that can end one:
+//!   a chunk settled or put back, a failure, a fence. Nothing polls.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::{Fs, FsError, FsResult};
+use crate::data::Cache;
+use crate::engine::PackRecords;
+
+/// Plaintext bytes per pack: a few MiB, the unit of PUT.
+pub const PACK_TARGET: u64 = 8 << 20;
+
+/// The flusher's work queue, and what waiters need to know of failures.
+#[derive(Default)]
+pub struct Writeback {
+    state: Mutex<Requests>,
+    cv: Condvar,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// Failed uploads so far (changed under the cache lock, so a waiter
+    /// that saw the old count is woken for the new one).
+    failures: AtomicU64,
+    last_error: Mutex<Option<FsError>>,
+}
+
+#[derive(Default)]
+struct Requests {
+    /// Inodes someone waits on, flushed first.
+    wanted: Vec<u64>,
+    /// Flush everything now (backpressure, sync_all).
+    all: bool,
+    stop: bool,
+}
+
+impl Writeback {
+    fn requests(&self) -> MutexGuard<'_, Requests> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn request(&self, ino: Option<u64>) {
+        let mut s = self.requests();
+        match ino {
+            Some(i) => s.wanted.push(i),
+            None => s.all = true,
+        }
+        self.cv.notify_all();
+    }
+
+    /// Stops the flusher and waits for it (unless called on it).
+    pub fn stop(&self) {
+        self.requests().stop = true;
+        self.cv.notify_all();
+        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = handle {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    /// Waits for work; returns (preferred inode, urgent), or `None` on stop.
+    fn wait(&self, interval: Duration) -> Option<(Option<u64>, bool)> {
+        let mut s = self.requests();
+        if !s.stop && s.wanted.is_empty() && !s.all {
+            s = self
+                .cv
+                .wait_timeout(s, interval)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        if s.stop {
+            return None;
+        }
+        let urgent = s.all || !s.wanted.is_empty();
+        let ino = s.wanted.pop();
+        if s.wanted.is_empty() {
+            s.all = false;
+        }
+        Some((ino, urgent))
+    }
+}
+
+pub fn start(fs: &Arc<Fs>) {
+    let weak = Arc::downgrade(fs);
+    let wb = Arc::clone(&fs.writeback);
+    let interval = fs.opts.commit_interval;
+    let handle = std::thread::Builder::new()
+        .name("flusher".into())
+        .spawn(move || flusher(weak, wb, interval))
+        .unwrap_or_else(|e| panic!("cannot start the flusher thread: {e}"));
+    *fs.writeback
+        .thread
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = Some(handle);
+}
+
+fn flusher(weak: Weak<Fs>, wb: Arc<Writeback>, interval: Duration) {
+    while let Some((ino, urgent)) = wb.wait(interval) {
+        let Some(fs) = weak.upgrade() else { return };
+        if fs.engine.sticky_failure().is_some() {
+            // Fenced or failed: nothing may reach the store any more.
+            fs.cache_cv.notify_all();
+            continue;
+        }
+        if !urgent && fs.cache().dirty_bytes() == 0 {
+            // Idle: tidy up mostly-dead packs, one pack's worth per tick,
+            // unless the store is in trouble.
+            if fs.engine.failure().is_none() {
+                if let Err(e) = fs.engine.compact_once() {
+                    log::warn!("compaction failed: {e}");
+                }
+            }
+            continue;
+        }
+        loop {
+            match fs.flush_pack(ino, false) {
+                Ok(true) if ino.is_some() || fs.cache().dirty_bytes() >= PACK_TARGET => continue,
+                Ok(_) => break,
+                // Counted and logged by `flush_pack`; the next round retries.
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+impl Fs {
+    /// Flushes one pack's worth: `ino`'s chunks first (only them when
+    /// `only`). Returns whether anything was taken.
+    pub(crate) fn flush_pack(&self, ino: Option<u64>, only: bool) -> FsResult<bool> {
+        if let Some(f) = self.engine.sticky_failure() {
+            return Err(f.into());
+        }
+        let items = self.cache().take_for_flush(PACK_TARGET, ino, only);
+        if items.is_empty() {
+            return Ok(false);
+        }
+        let chunks: Vec<&[u8]> = items.iter().map(|i| i.data.as_slice()).collect();
+        let written = match self.engine.write_pack(&chunks) {
+            Ok(w) => w,
+            Err(e) => {
+                let e = FsError::from(e);
+                let mut cache = self.cache();
+                cache.abort_flush(&items);
+                self.note_flush_failure(&mut cache, &e);
+                return Err(e);
+            }
+        };
+        let mut l = self.lock();
+        let mut records = PackRecords::new(&written);
+        let mut touched = BTreeSet::new();
+        {
+            let mut cache = self.cache();
+            for (item, p) in items.iter().zip(&written.placed) {
+                let (ino, chunk) = item.key;
+                let live = l.ns().get(ino).is_some_and(|i| i.chunks().is_some());
+                if live && cache.settle(item.key, item.version) {
+                    touched.insert(ino);
+                    records.map(ino, chunk, p);
+                }
+            }
+        }
+        let mut records = records.finish();
+        for ino in touched {
+            records.push(self.inode_record(&mut l, ino));
+        }
+        let applied = self.apply(&mut l, records);
+        drop(l);
+        self.cache_cv.notify_all();
+        applied.map(|_| true)
+    }
+
+    /// Counts a failed upload and wakes every waiter (caller holds the
+    /// cache lock, so no waiter misses it).
+    fn note_flush_failure(&self, _cache: &mut MutexGuard<'_, Cache>, e: &FsError) {
+        let n = self.writeback.failures.fetch_add(1, Ordering::SeqCst);
+        if n == 0 || self.engine.failure().is_none() {
+            log::error!("data upload failed, will retry: {e}");
+        } else {
+            log::debug!("data upload failed again: {e}");
+        }
+        *self
+            .writeback
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+        self.cache_cv.notify_all();
+    }
+
+    /// Waits on the cache until `done` holds. Fails if an upload fails or
+    /// the filesystem fails for good while waiting.
+    pub(crate) fn wait_cache(&self, mut done: impl FnMut(&Cache) -> bool) -> FsResult<()> {
+        let mut cache = self.cache();
+        let seen = self.writeback.failures.load(Ordering::SeqCst);
+        loop {
+            if done(&cache) {
+                return Ok(());
+            }
+            if let Some(f) = self.engine.sticky_failure() {
+                return Err(f.into());
+            }
+            if self.writeback.failures.load(Ordering::SeqCst) > seen {
+                let last = self
+                    .writeback
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                return Err(last.expect("a counted failure leaves its error"));
+            }
+            cache = self.cache_cv.wait(cache).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Flushes until no dirty data remains (or an upload fails).
+    pub(crate) fn flush_all_dirty(&self) -> FsResult<()> {
+        loop {
+            if self.flush_pack(None, false)? {
+                continue;
+            }
+            // Nothing left to take: wait for what the flusher uploads.
+            if !self.cache().any_in_flight() {
+                return Ok(());
+            }
+            self.wait_cache(|c| !c.any_in_flight())?;
+        }
+    }
+
+    /// Blocks until every chunk of `ino` dirtied at or before now is in a
+    /// durable pack and its records are appended. Uploads from the calling
+    /// thread (one PUT of latency instead of a round trip through the
+    /// flusher); what the flusher is uploading already, it waits for.
+    pub(crate) fn flush_inode(&self, ino: u64) -> FsResult<()> {
+        let version = self.cache().dirty_version(ino);
+        if version == 0 {
+            return Ok(());
+        }
+        loop {
+            if !self.cache().has_dirty_at_or_below(ino, version) {
+                return Ok(());
+            }
+            if !self.flush_pack(Some(ino), true)? {
+                self.wait_cache(|c| !c.in_flight(ino) || !c.has_dirty_at_or_below(ino, version))?;
+            }
+        }
+    }
+
+    /// Backpressure: a writer waits while dirty data exceeds its share of
+    /// the cache, so a long copy runs at store speed in bounded memory.
+    pub(crate) fn throttle(&self) -> FsResult<()> {
+        let limit = (self.opts.cache_bytes / 2).max(2 * PACK_TARGET);
+        let dirty = self.cache().dirty_bytes();
+        if dirty >= PACK_TARGET {
+            // A pack's worth is ready: upload it now, not at the next tick.
+            self.writeback.request(None);
+        }
+        if dirty <= limit {
+            return Ok(());
+        }
+        self.wait_cache(|c| c.dirty_bytes() <= limit)
+    }
+}
