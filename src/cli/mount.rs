@@ -187,12 +187,16 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
         lease::fence_on_loss(h, &fs);
     }
     let result = serve_mounted(&fs, &config, mount_point.clone(), signals, ready);
-    let result = match &holder {
-        Some(h) if h.is_fenced() => Err(CliError::new(
+    let result = match (&holder, result) {
+        (Some(h), Err(_)) if h.is_fenced() => Err(CliError::new(
             EXIT_BUSY,
             "lost the writer's lease to another mount; changes not committed before were dropped",
         )),
-        _ => result,
+        (Some(h), Ok(())) if h.is_fenced() => {
+            warn!("lost the writer's lease to another mount; everything was committed before");
+            Ok(())
+        }
+        (_, result) => result,
     };
     if let Some(h) = &holder {
         lease::release(h);

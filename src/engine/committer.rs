@@ -29,12 +29,10 @@ const SHUTDOWN_SEGMENTS: u64 = 16;
 
 pub(super) fn start(engine: &Arc<Engine>) {
     let interval = engine.opts.commit_interval;
+    let journal = Arc::clone(&engine.journal);
     engine.spawn("committer", move |weak| {
-        loop {
+        while journal.wait_due(interval) {
             let Some(engine) = weak.upgrade() else { return };
-            if !engine.journal.wait_due(interval) {
-                return;
-            }
             // Failures are logged and kept by the journal; waiters see them.
             let _ = engine.commit_once();
         }

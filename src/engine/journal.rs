@@ -186,11 +186,11 @@ impl Journal {
         let mut s = self.state();
         let seen = s.failed_attempts;
         loop {
-            if let Some(f) = s.failure.as_ref().filter(|f| f.is_sticky()) {
-                return Err(f.clone().into());
-            }
             if s.durable >= id {
                 return Ok(());
+            }
+            if let Some(f) = s.failure.as_ref().filter(|f| f.is_sticky()) {
+                return Err(f.clone().into());
             }
             if s.failed_attempts > seen {
                 let f = s
@@ -206,16 +206,16 @@ impl Journal {
     }
 
     /// Committer side: blocks until a batch is due (urgent, `interval` old,
-    /// large, forced, stalled and its pause over, or shutting down).
-    /// False once shut down with nothing left to do.
+    /// large, forced, or stalled and its pause over). False once shut
+    /// down: whoever shuts down commits the rest itself.
     pub fn wait_due(&self, interval: Duration) -> bool {
         let mut s = self.state();
         loop {
+            if s.shutdown {
+                return false;
+            }
             if s.failure.as_ref().is_some_and(Failure::is_sticky) {
                 // Nothing can commit any more; idle until shutdown.
-                if s.shutdown {
-                    return false;
-                }
                 s = self.cv.wait(s).unwrap_or_else(|p| p.into_inner());
                 continue;
             }
@@ -225,16 +225,12 @@ impl Journal {
             let due = has_work
                 && paused.is_none()
                 && (s.urgent
-                    || s.shutdown
                     || s.forced
                     || s.stalled.is_some()
                     || s.pending_bytes >= BATCH_BYTES
                     || s.oldest_pending.is_some_and(|t| t.elapsed() >= interval));
             if due {
                 return true;
-            }
-            if s.shutdown && !has_work {
-                return false;
             }
             let wait = match (paused, s.oldest_pending) {
                 (Some(t), _) => t - now,

@@ -97,7 +97,9 @@ pub struct Engine {
     chunk_size: u32,
     opts: EngineOptions,
     tree: Mutex<Namespace>,
-    journal: Journal,
+    /// Shared with the committer thread, which waits on it without
+    /// keeping the engine alive.
+    journal: Arc<Journal>,
     retention: Mutex<Retention>,
     /// Signalled when a checkpoint is written or fails.
     checkpointed: Condvar,
@@ -209,7 +211,7 @@ impl Engine {
             loaded.ns.pack_count()
         );
         let engine = Arc::new(Engine {
-            journal: Journal::new(loaded.last_seq, loaded.last_hash),
+            journal: Arc::new(Journal::new(loaded.last_seq, loaded.last_hash)),
             retention: Mutex::new(Retention::new(&loaded)),
             checkpointed: Condvar::new(),
             tree: Mutex::new(loaded.ns),
@@ -317,7 +319,7 @@ impl Engine {
     }
 
     /// Commits everything appended and stops the threads (unmount,
-    /// SIGTERM). Idempotent. Fails with what kept the last commit from
+    /// SIGTERM). Idempotent. Fails with what kept something appended from
     /// the store.
     pub fn shutdown(&self) -> EngineResult<()> {
         if self.shut.swap(true, Ordering::SeqCst) || self.opts.read_only {
@@ -327,9 +329,10 @@ impl Engine {
         // The rest commits on this thread: on `Drop` the committer can no
         // longer reach this engine.
         while self.commit_once()? {}
+        // A failed engine with nothing left uncommitted lost nothing.
         match self.journal.sticky_failure() {
-            Some(f) => Err(f.into()),
-            None => Ok(()),
+            Some(f) if self.journal.has_unacknowledged() => Err(f.into()),
+            _ => Ok(()),
         }
     }
 

@@ -42,16 +42,26 @@ impl Handles {
             last_read_end: 0,
             window: 1,
         };
-        self.map.lock().unwrap().insert(fh, h);
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(fh, h);
         fh
     }
 
     pub fn remove(&self, fh: u64) -> Option<Handle> {
-        self.map.lock().unwrap().remove(&fh)
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh)
     }
 
     pub fn with<T>(&self, fh: u64, f: impl FnOnce(&mut Handle) -> T) -> Option<T> {
-        self.map.lock().unwrap().get_mut(&fh).map(f)
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&fh)
+            .map(f)
     }
 }
 
@@ -65,7 +75,7 @@ pub struct InodeLocks {
 
 impl InodeLocks {
     pub fn get(&self, ino: u64) -> Arc<RwLock<()>> {
-        let mut m = self.map.lock().unwrap();
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
         // Drop locks nobody holds, so the table stays as small as the set
         // of files in use.
         if m.len() > 4096 {

@@ -146,12 +146,13 @@ impl Fs {
     /// Flushes one pack's worth: `ino`'s chunks first (only them when
     /// `only`). Returns whether anything was taken.
     pub(crate) fn flush_pack(&self, ino: Option<u64>, only: bool) -> FsResult<bool> {
-        if let Some(f) = self.engine.sticky_failure() {
-            return Err(f.into());
-        }
         let items = self.cache().take_for_flush(PACK_TARGET, ino, only);
         if items.is_empty() {
             return Ok(false);
+        }
+        if let Some(f) = self.engine.sticky_failure() {
+            self.cache().abort_flush(&items);
+            return Err(f.into());
         }
         let chunks: Vec<&[u8]> = items.iter().map(|i| i.data.as_slice()).collect();
         let written = match self.engine.write_pack(&chunks) {

@@ -104,6 +104,12 @@ impl Holder {
         })
     }
 
+    /// The state is a few fields set in single steps: a panic elsewhere
+    /// cannot leave it half-changed, so poisoning is ignored.
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn ttl(&self) -> Duration {
         self.ttl
     }
@@ -116,7 +122,7 @@ impl Holder {
 
     /// `Ok` while store writes are allowed; otherwise why not.
     pub fn may_write(&self) -> Result<(), String> {
-        let s = self.state.lock().unwrap();
+        let s = self.state();
         if let Some(f) = &s.fenced {
             return Err(format!("writer's lease lost: {f}"));
         }
@@ -128,22 +134,26 @@ impl Holder {
     }
 
     pub fn is_fenced(&self) -> bool {
-        self.state.lock().unwrap().fenced.is_some()
+        self.state().fenced.is_some()
     }
 
     /// Runs `hook` once when the lease is lost (at once if it already is).
     pub fn on_fenced(&self, hook: impl Fn(&str) + Send + 'static) {
-        let fenced = self.state.lock().unwrap().fenced.clone();
+        let fenced = self.state().fenced.clone();
         match fenced {
             Some(why) => hook(&why),
-            None => self.hooks.lock().unwrap().push(Box::new(hook)),
+            None => self
+                .hooks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Box::new(hook)),
         }
     }
 
     /// Marks the lease lost for good; logs and runs the hooks once.
     pub fn fence(&self, why: &str) {
         {
-            let mut s = self.state.lock().unwrap();
+            let mut s = self.state();
             if s.fenced.is_some() {
                 return;
             }
@@ -151,7 +161,7 @@ impl Holder {
             self.cv.notify_all();
         }
         error!("lost the writer's lease ({why}): the mount is read-only from now on");
-        let hooks = std::mem::take(&mut *self.hooks.lock().unwrap());
+        let hooks = std::mem::take(&mut *self.hooks.lock().unwrap_or_else(|p| p.into_inner()));
         for h in hooks {
             h(why);
         }
@@ -160,7 +170,7 @@ impl Holder {
     /// One `If-Match` renewal on the ETag we hold.
     pub fn renew_once(&self) -> Renewal {
         let etag = {
-            let s = self.state.lock().unwrap();
+            let s = self.state();
             if s.fenced.is_some() {
                 return Renewal::Fenced;
             }
@@ -172,7 +182,7 @@ impl Holder {
         match self.store.put_if_match(LEASE_KEY, &body, &etag) {
             Ok(()) => match self.read_back() {
                 Ok(Some(etag)) => {
-                    let mut s = self.state.lock().unwrap();
+                    let mut s = self.state();
                     if std::mem::take(&mut s.lapsed) {
                         info!(
                             "writer's lease renewed after a lapse; nobody took it, writes resume"
@@ -193,7 +203,7 @@ impl Holder {
                     Ok(Some(etag)) => {
                         // An earlier attempt of ours landed, its answer
                         // lost; when is unknown, so validity does not move.
-                        self.state.lock().unwrap().etag = etag;
+                        self.state().etag = etag;
                         Renewal::Retry
                     }
                     Ok(None) => self.lost("another mount took the lease over"),
@@ -257,7 +267,7 @@ impl Holder {
         let t = std::thread::Builder::new()
             .name("lease".into())
             .spawn(move || me.renew_loop())?;
-        *self.thread.lock().unwrap() = Some(t);
+        *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
         Ok(())
     }
 
@@ -265,11 +275,11 @@ impl Holder {
         let mut wait = self.ttl / 3;
         loop {
             {
-                let s = self.state.lock().unwrap();
+                let s = self.state();
                 let s = self
                     .cv
                     .wait_timeout_while(s, wait, |s| !s.stop && s.fenced.is_none())
-                    .unwrap()
+                    .unwrap_or_else(|p| p.into_inner())
                     .0;
                 if s.stop || s.fenced.is_some() {
                     return;
@@ -290,7 +300,7 @@ impl Holder {
         if self.may_write().is_ok() {
             return;
         }
-        let mut s = self.state.lock().unwrap();
+        let mut s = self.state();
         if s.fenced.is_none() && !std::mem::replace(&mut s.lapsed, true) {
             error!(
                 "writer's lease not renewed within {} ms: no store writes until a renewal gets through",
@@ -302,16 +312,16 @@ impl Holder {
     /// Stops renewing and deletes the lease if it is still ours and
     /// valid. Returns whether it was deleted. Call after the final commit.
     pub fn release(&self) -> StoreResult<bool> {
-        self.state.lock().unwrap().stop = true;
+        self.state().stop = true;
         self.cv.notify_all();
-        if let Some(t) = self.thread.lock().unwrap().take() {
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
         if self.may_write().is_err() {
             // Lost, or lapsed: a contender may be taking it right now.
             return Ok(false);
         }
-        let etag = self.state.lock().unwrap().etag.clone();
+        let etag = self.state().etag.clone();
         match self.store.head(LEASE_KEY)? {
             Some(info) if info.etag == etag => {
                 self.store.delete(LEASE_KEY)?;
