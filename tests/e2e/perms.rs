@@ -43,7 +43,7 @@ fn user() -> (u32, u32) {
 /// A volume mounted with `-o allow_other`, its directories traversable by
 /// everyone (tempdirs are 0700).
 fn shared_volume() -> Volume {
-    let mut v = Volume::new();
+    let mut v = Volume::local();
     fs::set_permissions(v.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     v.mount_with(&["-o", "allow_other"]);
     v
@@ -556,7 +556,7 @@ fn write_by_another_user_clears_setuid_and_setgid() {
 #[test]
 fn mount_without_allow_other_is_private() {
     let (uid, gid) = user();
-    let mut v = Volume::new();
+    let mut v = Volume::local();
     fs::set_permissions(v.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     v.mount();
     fs::write(v.path("f"), b"x").unwrap();
