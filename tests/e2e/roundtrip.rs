@@ -5,22 +5,14 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::tree::{TREE_SMALL_FILES, listing, make_tree, same};
+use crate::harness::tree::{TREE_SMALL_FILES, listing, same, shell_paths, volume_with_tree};
 use crate::harness::*;
 
 per_backend!(cp_tar_rsync_round_trips: local, s3);
 fn cp_tar_rsync_round_trips(backend: Backend) {
-    let mut v = Volume::new(backend);
-    v.mount();
-    let src = v.dir.path().join("src");
-    std::fs::create_dir(&src).unwrap();
-    make_tree(&src);
+    let (mut v, src) = volume_with_tree(backend);
     let want = listing(&src);
-    let (s, m, d) = (
-        src.display().to_string(),
-        v.mnt.display().to_string(),
-        v.dir.path().display().to_string(),
-    );
+    let (s, m, d) = shell_paths(&v, &src);
 
     sh(&format!("cp -a '{s}' '{m}/cp'"));
     v.remount();

@@ -7,20 +7,10 @@
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::harness::tree::{TREE_SMALL_FILES, listing, make_tree, same};
+use crate::harness::tree::{TREE_SMALL_FILES, listing, same, shell_paths, volume_with_tree};
 use crate::harness::*;
-
-/// A mounted volume and a source tree beside it (outside the mount).
-fn setup() -> (Volume, PathBuf) {
-    let mut v = Volume::local();
-    v.mount();
-    let src = v.dir.path().join("src");
-    fs::create_dir(&src).unwrap();
-    make_tree(&src);
-    (v, src)
-}
 
 fn sparse_blocks(p: &Path) -> u64 {
     fs::metadata(p).unwrap().blocks()
@@ -28,7 +18,7 @@ fn sparse_blocks(p: &Path) -> u64 {
 
 #[test]
 fn ls_lr_matches_the_source() {
-    let (mut v, src) = setup();
+    let (mut v, src) = volume_with_tree(Backend::Local);
     let dst = v.path("copy");
     sh(&format!("cp -a '{}' '{}'", src.display(), dst.display()));
     // Directory sizes and "total" lines are file-system specific.
@@ -51,13 +41,9 @@ fn ls_lr_matches_the_source() {
 
 #[test]
 fn cp_a_in_and_out() {
-    let (mut v, src) = setup();
+    let (mut v, src) = volume_with_tree(Backend::Local);
     let want = listing(&src);
-    let (s, m, d) = (
-        src.display().to_string(),
-        v.mnt.display().to_string(),
-        v.dir.path().display().to_string(),
-    );
+    let (s, m, d) = shell_paths(&v, &src);
     sh(&format!("cp -a '{s}' '{m}/cp'"));
     same(&listing(&v.path("cp")), &want, "cp -a into the mount");
     sh(&format!("diff -r --no-dereference -x fifo '{s}' '{m}/cp'"));
@@ -83,13 +69,9 @@ fn cp_a_in_and_out() {
 
 #[test]
 fn tar_round_trip() {
-    let (mut v, src) = setup();
+    let (mut v, src) = volume_with_tree(Backend::Local);
     let want = listing(&src);
-    let (s, m, d) = (
-        src.display().to_string(),
-        v.mnt.display().to_string(),
-        v.dir.path().display().to_string(),
-    );
+    let (s, m, d) = shell_paths(&v, &src);
     // pax format keeps nanosecond times and xattrs.
     let tar = "tar --format=posix --xattrs --xattrs-include='user.*' --sparse";
     sh(&format!(
@@ -122,13 +104,9 @@ fn tar_round_trip() {
 
 #[test]
 fn rsync_round_trip() {
-    let (mut v, src) = setup();
+    let (mut v, src) = volume_with_tree(Backend::Local);
     let want = listing(&src);
-    let (s, m, d) = (
-        src.display().to_string(),
-        v.mnt.display().to_string(),
-        v.dir.path().display().to_string(),
-    );
+    let (s, m, d) = shell_paths(&v, &src);
     let nothing_to_do = |what: &str| {
         let changes = sh(&format!(
             "rsync -aHX --checksum --dry-run --itemize-changes '{s}/' '{m}/r/'"
@@ -200,7 +178,7 @@ fn grep_r_finds_markers() {
 
 #[test]
 fn find_du_df_stat() {
-    let (mut v, src) = setup();
+    let (mut v, src) = volume_with_tree(Backend::Local);
     let (s, m) = (src.display().to_string(), v.mnt.display().to_string());
     sh(&format!("cp -a '{s}' '{m}/t'"));
     v.remount();

@@ -2,9 +2,32 @@
 //! reproduce: what the round-trip and tool tests compare.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use super::backend::Backend;
 use super::util::sh;
+use super::volume::Volume;
+
+/// A mounted volume on `backend` and a [`make_tree`] source tree beside it
+/// (outside the mount).
+pub fn volume_with_tree(backend: Backend) -> (Volume, PathBuf) {
+    let mut v = Volume::new(backend);
+    v.mount();
+    let src = v.dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    make_tree(&src);
+    (v, src)
+}
+
+/// The source tree, the mountpoint and the scratch directory beside them,
+/// as strings for shell commands.
+pub fn shell_paths(v: &Volume, src: &Path) -> (String, String, String) {
+    (
+        src.display().to_string(),
+        v.mnt.display().to_string(),
+        v.dir.path().display().to_string(),
+    )
+}
 
 /// Regular files in `a/b/c` (`f1` … `fN`).
 pub const TREE_SMALL_FILES: usize = 200;

@@ -42,24 +42,10 @@ fn mmap_write_msync_read_back() {
     v.mount();
     let len = 3 * CHUNK as usize + 100;
     let data = pattern(6, len);
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(v.path("mapped"))
-        .unwrap();
+    let f = create_rw(v.path("mapped"));
     f.set_len(len as u64).unwrap();
     unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            f.as_raw_fd(),
-            0,
-        );
-        assert_ne!(p, libc::MAP_FAILED, "mmap: {}", errno());
+        let p = map(&f, len, READ_WRITE, libc::MAP_SHARED);
         std::ptr::copy_nonoverlapping(data.as_ptr(), p.cast::<u8>(), len);
         ok(libc::msync(p, len, libc::MS_SYNC), "msync");
         ok(libc::munmap(p, len), "munmap");
@@ -79,15 +65,7 @@ fn mmap_write_msync_read_back() {
         .unwrap();
     let mut want = data.clone();
     unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            f.as_raw_fd(),
-            0,
-        );
-        assert_ne!(p, libc::MAP_FAILED, "mmap: {}", errno());
+        let p = map(&f, len, READ_WRITE, libc::MAP_SHARED);
         let s = std::slice::from_raw_parts_mut(p.cast::<u8>(), len);
         assert!(s[..] == data[..], "the mapping shows the file");
         s[CHUNK as usize - 2..CHUNK as usize + 2].copy_from_slice(b"MMAP");
@@ -101,17 +79,18 @@ fn mmap_write_msync_read_back() {
     // A private read-only mapping of the cold file matches read().
     let f = File::open(v.path("mapped")).unwrap();
     unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_PRIVATE,
-            f.as_raw_fd(),
-            0,
-        );
-        assert_ne!(p, libc::MAP_FAILED, "mmap: {}", errno());
+        let p = map(&f, len, libc::PROT_READ, libc::MAP_PRIVATE);
         let s = std::slice::from_raw_parts(p.cast::<u8>(), len);
         assert!(s[..] == want[..], "private mapping after remount");
         ok(libc::munmap(p, len), "munmap");
     }
+}
+
+const READ_WRITE: libc::c_int = libc::PROT_READ | libc::PROT_WRITE;
+
+/// Maps the first `len` bytes of `f`; panics if mmap fails.
+fn map(f: &File, len: usize, prot: libc::c_int, flags: libc::c_int) -> *mut libc::c_void {
+    let p = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, f.as_raw_fd(), 0) };
+    assert_ne!(p, libc::MAP_FAILED, "mmap: {}", errno());
+    p
 }

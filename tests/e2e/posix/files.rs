@@ -294,10 +294,7 @@ fn concurrent_writers_and_creators() {
         want.extend_from_slice(&pattern(b * 10 + 2, 4096));
     }
     for round in ["before remount", "after remount"] {
-        let got = fs::read(&p).unwrap();
-        assert_eq!(got.len(), want.len(), "{round}");
-        let bad = got.iter().zip(&want).position(|(a, b)| a != b);
-        assert_eq!(bad.map(|i| i / 4096), None, "{round}: first wrong block");
+        assert_bytes(&fs::read(&p).unwrap(), &want, round);
         assert_eq!(names(&v.path("many")).len(), 1200, "{round}");
         v.remount();
     }

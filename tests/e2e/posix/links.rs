@@ -129,40 +129,19 @@ fn fifo_socket_and_device_nodes() {
     drop((client, server, listener));
 
     let dev = v.path("null");
-    let c = cpath(&dev);
     ok(
-        unsafe {
-            libc::mknod(
-                c.as_ptr(),
-                libc::S_IFCHR | 0o600,
-                libc::makedev(1, 3) as libc::dev_t,
-            )
-        },
+        mknod(&dev, libc::S_IFCHR | 0o600, libc::makedev(1, 3)),
         "mknod chr",
     );
     let blk = v.path("blk");
-    let c = cpath(&blk);
     ok(
-        unsafe {
-            libc::mknod(
-                c.as_ptr(),
-                libc::S_IFBLK | 0o600,
-                libc::makedev(7, 200) as libc::dev_t,
-            )
-        },
+        mknod(&blk, libc::S_IFBLK | 0o600, libc::makedev(7, 200)),
         "mknod blk",
     );
     let reg = v.path("reg");
-    let c = cpath(&reg);
-    ok(
-        unsafe { libc::mknod(c.as_ptr(), libc::S_IFREG | 0o604, 0) },
-        "mknod reg",
-    );
+    ok(mknod(&reg, libc::S_IFREG | 0o604, 0), "mknod reg");
     assert_eq!(
-        fails(
-            unsafe { libc::mknod(c.as_ptr(), libc::S_IFREG | 0o604, 0) },
-            "mknod existing"
-        ),
+        fails(mknod(&reg, libc::S_IFREG | 0o604, 0), "mknod existing"),
         libc::EEXIST
     );
 
@@ -179,4 +158,9 @@ fn fifo_socket_and_device_nodes() {
     assert_eq!(m.rdev(), libc::makedev(7, 200));
     let m = fs::metadata(&reg).unwrap();
     assert!(m.is_file() && m.len() == 0 && m.mode() & 0o7777 == 0o604);
+}
+
+fn mknod(p: &std::path::Path, mode: libc::mode_t, dev: libc::dev_t) -> libc::c_int {
+    let c = cpath(p);
+    unsafe { libc::mknod(c.as_ptr(), mode, dev) }
 }

@@ -66,3 +66,22 @@ fn ts(sec: i64, nsec: i64) -> libc::timespec {
         tv_nsec: nsec,
     }
 }
+
+/// Opens `p` for reading and writing, created or emptied (O_CREAT|O_TRUNC).
+fn create_rw(p: impl AsRef<Path>) -> File {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(p.as_ref())
+        .unwrap()
+}
+
+/// Asserts `got == want`, naming the length or the first wrong byte (a
+/// whole-buffer diff of megabytes helps no one).
+fn assert_bytes(got: &[u8], want: &[u8], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let bad = got.iter().zip(want).position(|(a, b)| a != b);
+    assert_eq!(bad, None, "{what}: first wrong byte");
+}

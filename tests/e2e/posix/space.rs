@@ -17,13 +17,7 @@ fn fallocate(f: &File, mode: libc::c_int, off: u64, len: u64) -> Result<(), i32>
 fn fallocate_modes() {
     let mut v = Volume::local();
     v.mount();
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(v.path("alloc"))
-        .unwrap();
+    let f = create_rw(v.path("alloc"));
     // Plain: extends the size, reads zeros.
     fallocate(&f, 0, 0, 1 << 20).unwrap();
     assert_eq!(f.metadata().unwrap().len(), 1 << 20);
@@ -37,13 +31,7 @@ fn fallocate_modes() {
     f.read_exact_at(&mut buf, 5000).unwrap();
     assert_eq!(&buf, b"keep me");
 
-    let g = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(v.path("punch"))
-        .unwrap();
+    let g = create_rw(v.path("punch"));
     let data = pattern(4, 8 * CHUNK as usize);
     g.write_all_at(&data, 0).unwrap();
     let mut want = data.clone();
@@ -92,10 +80,7 @@ fn fallocate_modes() {
         assert_eq!(got.len(), 1 << 20, "{round}");
         assert_eq!(&got[5000..5007], b"keep me");
         assert_eq!(got.iter().filter(|&&b| b != 0).count(), 7, "{round}");
-        let got = fs::read(v.path("punch")).unwrap();
-        assert_eq!(got.len(), want.len(), "{round}");
-        let bad = got.iter().zip(&want).position(|(a, b)| a != b);
-        assert_eq!(bad, None, "{round}: first wrong byte");
+        assert_bytes(&fs::read(v.path("punch")).unwrap(), &want, round);
         let g = File::open(v.path("punch")).unwrap();
         assert_eq!(
             lseek(&g, 0, libc::SEEK_HOLE),
@@ -116,13 +101,7 @@ fn fallocate_modes() {
 fn lseek_data_and_hole() {
     let mut v = Volume::local();
     v.mount();
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(v.path("holes"))
-        .unwrap();
+    let f = create_rw(v.path("holes"));
     // Data in chunks 0 and 3, holes in 1..3 and after 4 (file ends in a hole).
     f.write_all_at(b"first", 0).unwrap();
     f.write_all_at(b"second", 3 * CHUNK + 10).unwrap();
@@ -193,10 +172,7 @@ fn copy_file_range_between_files() {
     want.resize(400_000, 0);
     want.extend_from_slice(&src_data[250_000..]);
     for round in ["before remount", "after remount"] {
-        let got = fs::read(v.path("dst")).unwrap();
-        assert_eq!(got.len(), want.len(), "{round}");
-        let bad = got.iter().zip(&want).position(|(a, b)| a != b);
-        assert_eq!(bad, None, "{round}: first wrong byte");
+        assert_bytes(&fs::read(v.path("dst")).unwrap(), &want, round);
         assert!(fs::read(v.path("src")).unwrap() == src_data);
         v.remount();
     }

@@ -91,13 +91,7 @@ fn truncate_shrink_then_grow_reads_zeros(backend: Backend) {
     // ftruncate(2) on an open file with unflushed writes; then a write
     // past the end leaves a gap.
     let q = v.path("ft");
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&q)
-        .unwrap();
+    let f = create_rw(&q);
     f.write_all_at(&a, 0).unwrap();
     f.set_len(70_000).unwrap();
     f.set_len(150_000).unwrap();
@@ -113,15 +107,10 @@ fn truncate_shrink_then_grow_reads_zeros(backend: Backend) {
 
     let mut want_p = a[..100_000].to_vec();
     want_p.resize(300_000, 0);
+    assert_eq!((want_p.len(), want_q.len()), (300_000, 66_000));
     for round in ["before remount", "after remount"] {
-        let got = fs::read(&p).unwrap();
-        assert_eq!(got.len(), 300_000, "{round}");
-        let bad = got.iter().zip(&want_p).position(|(x, y)| x != y);
-        assert_eq!(bad, None, "{round}: first wrong byte of t");
-        let got = fs::read(&q).unwrap();
-        assert_eq!(got.len(), 66_000, "{round}");
-        let bad = got.iter().zip(&want_q).position(|(x, y)| x != y);
-        assert_eq!(bad, None, "{round}: first wrong byte of ft");
+        assert_bytes(&fs::read(&p).unwrap(), &want_p, &format!("{round} of t"));
+        assert_bytes(&fs::read(&q).unwrap(), &want_q, &format!("{round} of ft"));
         v.remount();
     }
 
@@ -146,10 +135,7 @@ fn truncate_shrink_then_grow_reads_zeros(backend: Backend) {
     want.resize(250_001, 0);
     want[250_000] = b'x';
     for round in ["cold, before remount", "cold, after remount"] {
-        let got = fs::read(&p).unwrap();
-        assert_eq!(got.len(), want.len(), "{round}");
-        let bad = got.iter().zip(&want).position(|(x, y)| x != y);
-        assert_eq!(bad, None, "{round}: first wrong byte");
+        assert_bytes(&fs::read(&p).unwrap(), &want, round);
         v.remount();
     }
 }
@@ -161,13 +147,7 @@ fn truncate_discards_other_handles_buffered_data() {
     let mut v = Volume::local();
     v.mount();
     let p = v.path("f");
-    let a = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&p)
-        .unwrap();
+    let a = create_rw(&p);
     a.write_all_at(&pattern(13, 150_000), 0).unwrap();
     // O_TRUNC through a second handle while the first stays open.
     drop(
@@ -191,14 +171,10 @@ fn truncate_discards_other_handles_buffered_data() {
     want[200_000..200_005].copy_from_slice(b"after");
     let mut got = vec![0u8; 320_000];
     a.read_exact_at(&mut got, 0).unwrap();
-    let bad = got.iter().zip(&want).position(|(x, y)| x != y);
-    assert_eq!(bad, None, "through the open handle: first wrong byte");
+    assert_bytes(&got, &want, "through the open handle");
     drop(a);
     for round in ["before remount", "after remount"] {
-        let got = fs::read(&p).unwrap();
-        assert_eq!(got.len(), want.len(), "{round}");
-        let bad = got.iter().zip(&want).position(|(x, y)| x != y);
-        assert_eq!(bad, None, "{round}: first wrong byte");
+        assert_bytes(&fs::read(&p).unwrap(), &want, round);
         v.remount();
     }
 }
