@@ -22,4 +22,5 @@ mod requests;
 mod roundtrip;
 mod s3;
 mod smoke;
+mod stall;
 mod tools;
