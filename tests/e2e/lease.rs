@@ -103,14 +103,8 @@ fn forced_takeover_fences_a_stopped_writer(backend: Backend) {
         v.path("before").display()
     ));
     let old = v.daemon_pid().unwrap();
-    struct Cont(i32);
-    impl Drop for Cont {
-        fn drop(&mut self) {
-            unsafe { libc::kill(self.0, libc::SIGCONT) };
-        }
-    }
     unsafe { libc::kill(old, libc::SIGSTOP) };
-    let cont = Cont(old);
+    let cont = ContinueOnDrop(old);
 
     let (out, mut new) = v.mount_elsewhere("mnt2", &["--force-takeover"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -52,13 +52,7 @@ fn stalled_store_keeps_metadata_answering() {
     moto.pause();
     // Continued on every way out, so a failure cannot leave the
     // unmount (and the daemon) waiting for a stopped server.
-    struct Resume<'a>(&'a PrivateS3);
-    impl Drop for Resume<'_> {
-        fn drop(&mut self) {
-            self.0.resume();
-        }
-    }
-    let resume = Resume(&moto);
+    let resume = ContinueOnDrop(moto.pid());
     let mut writers: Vec<Child> = sources
         .iter()
         .enumerate()
@@ -94,9 +88,8 @@ fn stalled_store_keeps_metadata_answering() {
     );
     assert!(read.unwrap() == cached, "the cached file reads right");
     eprintln!(
-        "while the store (moto, pid {}) was stopped: stat {stat_took:?}, ls -l {ls_took:?}, \
-         cached read {read_took:?}",
-        moto.pid()
+        "while the store was stopped: stat {stat_took:?}, ls -l {ls_took:?}, \
+         cached read {read_took:?}"
     );
 
     drop(resume);

@@ -115,6 +115,17 @@ pub fn names(dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// A path as a C string, for raw libc calls.
+pub fn cpath(p: &Path) -> std::ffi::CString {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+/// The calling thread's errno (plain libc: usable in a forked child).
+pub fn errno() -> i32 {
+    unsafe { *libc::__errno_location() }
+}
+
 pub fn host_name() -> String {
     sh("hostname").trim().to_string()
 }
@@ -172,5 +183,15 @@ pub fn wait_child(
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends SIGCONT to a process on drop: a test that SIGSTOPs a daemon or a
+/// server continues it on every way out, a failed assertion included.
+pub struct ContinueOnDrop(pub i32);
+
+impl Drop for ContinueOnDrop {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
     }
 }

@@ -33,7 +33,7 @@ fn fcntl_lock(fd: i32, kind: libc::c_int, start: i64, len: i64) -> i32 {
     if unsafe { libc::fcntl(fd, libc::F_SETLK, &fl) } == 0 {
         0
     } else {
-        unsafe { *libc::__errno_location() }
+        errno()
     }
 }
 
@@ -127,7 +127,7 @@ fn flock_conflicts_across_processes() {
             if unsafe { libc::flock(fd, op | libc::LOCK_NB) } == 0 {
                 0
             } else {
-                unsafe { *libc::__errno_location() }
+                errno()
             }
         })
     };

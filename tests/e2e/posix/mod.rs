@@ -18,21 +18,14 @@ mod xattr;
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+use crate::harness::errno;
 
 const CHUNK: u64 = 64 * 1024;
 
-fn cpath(p: &Path) -> CString {
-    CString::new(p.as_os_str().as_bytes()).unwrap()
-}
-
 fn cstr(s: &str) -> CString {
     CString::new(s).unwrap()
-}
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap()
 }
 
 /// The errno of a call that must fail.
