@@ -1,23 +1,26 @@
 //! End-to-end tests: real FUSE mounts of real volumes through the
 //! `sealedfs` binary. One test binary, many modules (see Cargo.toml).
-//! Needs root and /dev/fuse (CI runs as root).
+//! Needs root and /dev/fuse (CI runs as root); the S3 tests need the S3
+//! test server (scripts/test.sh starts one) and fail, never skip, without.
+//!
+//! Scenarios that mean the same on every store run once per backend (see
+//! harness/mod.rs): `durability::crash_rounds::local`, `…::s3`.
 
 mod durability;
+mod faults;
 mod golden;
-#[allow(dead_code)] // helpers used by some test modules only
 mod harness;
 mod integrity;
+mod leak;
 mod lease;
+mod outage;
 mod perms;
 mod posix;
 #[allow(dead_code)] // faults the e2e tests do not use
 mod proxy;
+mod requests;
 mod roundtrip;
 mod s3;
-mod s3_durability;
-mod s3_faults;
-mod s3_integrity;
-mod s3_lease;
-mod s3_requests;
 mod smoke;
+mod stall;
 mod tools;

@@ -10,7 +10,6 @@
 
 use std::ffi::CString;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
@@ -43,7 +42,7 @@ fn user() -> (u32, u32) {
 /// A volume mounted with `-o allow_other`, its directories traversable by
 /// everyone (tempdirs are 0700).
 fn shared_volume() -> Volume {
-    let mut v = Volume::new();
+    let mut v = Volume::local();
     fs::set_permissions(v.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     v.mount_with(&["-o", "allow_other"]);
     v
@@ -55,17 +54,9 @@ fn remount_shared(v: &mut Volume) {
     v.mount_with(&["-o", "allow_other"]);
 }
 
-fn c(p: &Path) -> CString {
-    CString::new(p.as_os_str().as_bytes()).unwrap()
-}
-
-fn last_errno() -> i32 {
-    unsafe { *libc::__errno_location() }
-}
-
 /// 0 if `ret` is not negative, else errno: what a child returns.
 fn code(ret: libc::c_long) -> i32 {
-    if ret < 0 { last_errno() } else { 0 }
+    if ret < 0 { errno() } else { 0 }
 }
 
 /// Runs `f` as (uid, gid) with no supplementary groups in a forked child
@@ -94,7 +85,7 @@ fn as_user(uid: u32, gid: u32, f: impl FnOnce() -> i32) -> i32 {
 fn open_close(p: &CString, flags: i32) -> i32 {
     let fd = unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC, 0o666) };
     if fd < 0 {
-        return last_errno();
+        return errno();
     }
     unsafe { libc::close(fd) };
     0
@@ -155,11 +146,11 @@ fn root_files_obey_their_modes() {
     chmod(&v.mnt, 0o755);
 
     let (s, p, priv_dir, inside, new) = (
-        c(&secret),
-        c(&public),
-        c(&v.path("private")),
-        c(&v.path("private/inside")),
-        c(&v.path("new")),
+        cpath(&secret),
+        cpath(&public),
+        cpath(&v.path("private")),
+        cpath(&v.path("private/inside")),
+        cpath(&v.path("new")),
     );
     assert_eq!(
         as_user(uid, gid, || open_close(&s, libc::O_RDONLY)),
@@ -222,7 +213,7 @@ fn root_files_obey_their_modes() {
         libc::EACCES,
         "list a 0700 dir"
     );
-    let (name, val) = (c(Path::new("user.x")), b"v");
+    let (name, val) = (cpath(Path::new("user.x")), b"v");
     assert_eq!(
         as_user(uid, gid, || code(unsafe {
             libc::setxattr(p.as_ptr(), name.as_ptr(), val.as_ptr().cast(), 1, 0)
@@ -264,7 +255,7 @@ fn user_files_get_the_users_ids() {
         "ln '{ds}/file' '{ds}/dir/hard' && mv '{ds}/fifo' '{ds}/dir/fifo'"
     ));
     assert!(ok, "{out}");
-    let (f, name) = (c(&d.join("file")), c(Path::new("user.note")));
+    let (f, name) = (cpath(&d.join("file")), cpath(Path::new("user.note")));
     assert_eq!(
         as_user(uid, gid, || code(unsafe {
             libc::setxattr(f.as_ptr(), name.as_ptr(), b"by user".as_ptr().cast(), 7, 0)
@@ -311,10 +302,10 @@ fn sticky_directory_protects_other_users_files() {
     fs::create_dir(d.join("theirdir")).unwrap();
     std::os::unix::fs::chown(d.join("theirdir"), Some(NOBODY), Some(NOBODY)).unwrap();
     let (theirs, theirdir, mine, elsewhere) = (
-        c(&d.join("theirs")),
-        c(&d.join("theirdir")),
-        c(&d.join("mine")),
-        c(&d.join("elsewhere")),
+        cpath(&d.join("theirs")),
+        cpath(&d.join("theirdir")),
+        cpath(&d.join("mine")),
+        cpath(&d.join("elsewhere")),
     );
     assert_eq!(
         as_user(uid, gid, || open_close(
@@ -434,7 +425,7 @@ fn ownership_changes_need_ownership() {
     chmod(&rootfile, 0o666);
     fs::write(&readonly, b"roots").unwrap();
     chmod(&readonly, 0o644);
-    let (o, r, ro) = (c(&own), c(&rootfile), c(&readonly));
+    let (o, r, ro) = (cpath(&own), cpath(&rootfile), cpath(&readonly));
     let chown = |p: &CString, u: u32, g: u32| code(unsafe { libc::chown(p.as_ptr(), u, g) } as _);
     let chmod_as = |p: &CString, m: u32| code(unsafe { libc::chmod(p.as_ptr(), m) } as _);
     let keep = u32::MAX; // -1: leave unchanged
@@ -526,12 +517,12 @@ fn write_by_another_user_clears_setuid_and_setgid() {
     let t = v.path("suid-trunc");
     fs::write(&t, b"#!/bin/sh\n").unwrap();
     chmod(&t, 0o4777);
-    let (fc, tc) = (c(&f), c(&t));
+    let (fc, tc) = (cpath(&f), cpath(&t));
     assert_eq!(
         as_user(uid, gid, || {
             let fd = unsafe { libc::open(fc.as_ptr(), libc::O_WRONLY | libc::O_APPEND) };
             if fd < 0 {
-                return last_errno();
+                return errno();
             }
             let r = code(unsafe { libc::write(fd, b"echo\n".as_ptr().cast(), 5) } as _);
             unsafe { libc::close(fd) };
@@ -556,13 +547,13 @@ fn write_by_another_user_clears_setuid_and_setgid() {
 #[test]
 fn mount_without_allow_other_is_private() {
     let (uid, gid) = user();
-    let mut v = Volume::new();
+    let mut v = Volume::local();
     fs::set_permissions(v.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     v.mount();
     fs::write(v.path("f"), b"x").unwrap();
     chmod(&v.path("f"), 0o644);
     chmod(&v.mnt, 0o777);
-    let (m, f) = (c(&v.mnt), c(&v.path("f")));
+    let (m, f) = (cpath(&v.mnt), cpath(&v.path("f")));
     assert_eq!(as_user(uid, gid, || stat_of(&m)), libc::EACCES, "stat");
     assert_eq!(as_user(uid, gid, || stat_of(&f)), libc::EACCES, "stat file");
     assert_eq!(

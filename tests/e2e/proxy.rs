@@ -12,7 +12,11 @@
 //!
 //! Faults are taken from a queue, first come first served, each optionally
 //! only for one HTTP method; when the queue has none for a request, the
-//! standing fault (default `Pass`) applies, which is how an outage is made.
+//! standing fault (default `Pass`) applies, which is how an outage is made:
+//! a standing `Status(403, "AccessDenied")` refuses every request from then
+//! on (a permanent error), a standing `Reset` drops every connection, and a
+//! standing `Stall` holds every request unanswered until the standing fault
+//! changes (a store that accepts connections and never answers).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -38,6 +42,10 @@ pub enum Fault {
     /// Forward, but turn a 412 answer into 200: a store that ignores
     /// `If-None-Match` / `If-Match`, as seen by the client.
     IgnoreConditions,
+    /// Hold the request, unanswered and not forwarded, while the standing
+    /// fault is `Stall`; then handle it as if it had just arrived.
+    #[allow(dead_code)] // the library's unit tests do not stall
+    Stall,
 }
 
 #[derive(Default)]
@@ -88,16 +96,17 @@ impl Proxy {
                         break;
                     }
                     let Ok(conn) = conn else { continue };
-                    let (plan, requests, applied, kinds) = (
-                        plan.clone(),
-                        requests.clone(),
-                        applied.clone(),
-                        kinds.clone(),
-                    );
+                    let shared = Shared {
+                        plan: plan.clone(),
+                        requests: requests.clone(),
+                        applied: applied.clone(),
+                        kinds: kinds.clone(),
+                        stop: stop.clone(),
+                    };
                     let _ = thread::Builder::new()
                         .name("fault-proxy-conn".into())
                         .spawn(move || {
-                            let _ = serve(conn, upstream, &plan, &requests, &applied, &kinds);
+                            let _ = serve(conn, upstream, &shared);
                         });
                 }
             })
@@ -171,22 +180,47 @@ fn next_fault(plan: &Mutex<Plan>, method: &str) -> Fault {
     }
 }
 
-fn serve(
-    client: TcpStream,
-    upstream: SocketAddr,
-    plan: &Mutex<Plan>,
-    requests: &AtomicUsize,
-    applied: &AtomicUsize,
-    kinds: &Mutex<BTreeMap<String, usize>>,
-) -> io::Result<()> {
+/// What every connection thread shares with the [`Proxy`].
+struct Shared {
+    plan: Arc<Mutex<Plan>>,
+    requests: Arc<AtomicUsize>,
+    applied: Arc<AtomicUsize>,
+    kinds: Arc<Mutex<BTreeMap<String, usize>>>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Waits while the standing fault is `Stall` (or the proxy is dropped).
+fn stall(shared: &Shared) {
+    while !shared.stop.load(Ordering::Relaxed)
+        && shared.plan.lock().unwrap().standing == Some(Fault::Stall)
+    {
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn serve(client: TcpStream, upstream: SocketAddr, shared: &Shared) -> io::Result<()> {
+    let Shared {
+        plan,
+        requests,
+        applied,
+        kinds,
+        ..
+    } = shared;
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
     while let Some(req) = read_request(&mut reader, &mut client)? {
         requests.fetch_add(1, Ordering::Relaxed);
         *kinds.lock().unwrap().entry(kind(&req)).or_default() += 1;
-        let fault = next_fault(plan, &req.method);
+        let mut fault = next_fault(plan, &req.method);
         if fault != Fault::Pass {
             applied.fetch_add(1, Ordering::Relaxed);
+        }
+        if fault == Fault::Stall {
+            stall(shared);
+            if shared.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            fault = next_fault(plan, &req.method);
         }
         match fault {
             Fault::Pass | Fault::IgnoreConditions | Fault::Delay(_) | Fault::ResetAfterForward => {
@@ -217,7 +251,8 @@ fn serve(
                 };
                 write_simple(&mut client, status, code, &headers, body.as_bytes())?;
             }
-            Fault::Reset => {
+            // (Stall: a second queued one met after a stall; drop it.)
+            Fault::Reset | Fault::Stall => {
                 let _ = client.shutdown(Shutdown::Both);
                 return Ok(());
             }

@@ -2,7 +2,7 @@ use crate::harness::*;
 
 #[test]
 fn mount_write_remount_read() {
-    let mut v = Volume::new();
+    let mut v = Volume::local();
     v.mount();
     std::fs::write(v.path("hello.txt"), b"hello world").unwrap();
     std::fs::create_dir(v.path("dir")).unwrap();

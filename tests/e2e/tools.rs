@@ -4,104 +4,13 @@
 //!
 //! Needs coreutils, findutils, tar, rsync, attr (getfattr), diffutils.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::harness::tree::{TREE_SMALL_FILES, listing, same, shell_paths, volume_with_tree};
 use crate::harness::*;
-
-/// A varied tree: empty, small, 1 MiB and sparse files, names with spaces
-/// and non-ASCII, relative/absolute/dangling symlinks, hard links within
-/// and across directories, a FIFO, odd modes, user xattrs, and
-/// nanosecond mtimes on files, links and directories (set last).
-fn make_tree(root: &Path) {
-    let r = root.display();
-    sh(&format!(
-        "set -e; mkdir -p '{r}/a/b/c' '{r}/sp ace/ü' '{r}/empty-dir' && cd '{r}'
-         : > empty
-         printf 'small file\\n' > a/small
-         head -c 1048576 /dev/urandom > a/b/mib
-         truncate -s 3000000 a/sparse
-         printf 'tail' | dd of=a/sparse bs=1 seek=2500000 conv=notrunc status=none
-         printf 'unicode' > 'sp ace/ü/fïlé näme'
-         ln -s ../small a/b/rel-link
-         ln -s /etc/hostname abs-link
-         ln -s does/not/exist a/dangling
-         ln a/small a/b/c/hard-small
-         ln a/b/mib 'sp ace/hard-mib'
-         ln a/b/mib a/b/mib2
-         mkfifo a/fifo
-         for i in $(seq 1 50); do echo \"line $i\" > a/b/c/f$i; done
-         chmod 0600 a/b/mib; chmod 0751 a/b; chmod 4755 a/small; chmod 0444 empty
-         chmod 1777 'sp ace'; chmod 2750 a/b/c; chmod 0700 empty-dir
-         setfattr -n user.color -v blue a/small
-         setfattr -n user.bin -v 0x00ff10 a/b/mib
-         setfattr -n user.dir -v yes a/b
-         touch -h -d '2001-01-01 01:01:01.123456789' a/small a/b/rel-link abs-link
-         touch -d '1999-12-31 23:59:59.999999999' a/b/mib a/sparse
-         touch -h -d '2010-05-05 05:05:05.5' a/dangling
-         # (rsync keeps a special file's mtime only to the second)
-         touch -d '2003-03-03 03:03:03' a/fifo
-         find . -type d -print0 | xargs -0 touch -d '2005-06-07 08:09:10.111111111'"
-    ));
-}
-
-/// Everything `stat -c` says that a copy must keep (no atime; no size for
-/// directories, whose size is file-system specific), content hashes,
-/// hard-link groups and user xattrs; sorted by path.
-fn listing(root: &Path) -> String {
-    let r = root.display();
-    let mut out = sh(&format!(
-        "cd '{r}' && find . -mindepth 1 ! -type d -print0 | sort -z \
-           | xargs -0 stat -c '%n|%F|%a|%h|%u|%g|%s|%y|%N' \
-         && find . -mindepth 1 -type d -print0 | sort -z | xargs -0 stat -c '%n|%F|%a|%h|%u|%g|%y' \
-         && find . -type f -print0 | sort -z | xargs -0 sha256sum \
-         && find . -mindepth 1 -print0 | sort -z | xargs -0 getfattr -h -d -m '^user\\.' 2>&1"
-    ));
-    // Hard-link groups: the sets of paths that share an inode.
-    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for line in sh(&format!(
-        "cd '{r}' && find . -type f -links +1 -printf '%i %p\\n'"
-    ))
-    .lines()
-    {
-        let (ino, path) = line.split_once(' ').unwrap();
-        groups.entry(ino.into()).or_default().push(path.into());
-    }
-    let mut groups: Vec<Vec<String>> = groups.into_values().collect();
-    for g in &mut groups {
-        g.sort();
-    }
-    groups.sort();
-    out += &format!("hard-link groups: {groups:?}\n");
-    out
-}
-
-/// Asserts two listings are equal, showing the first differing lines.
-fn same(got: &str, want: &str, what: &str) {
-    if got != want {
-        let g: Vec<&str> = got.lines().collect();
-        let w: Vec<&str> = want.lines().collect();
-        let diff: Vec<_> = (0..g.len().max(w.len()))
-            .filter(|&i| g.get(i) != w.get(i))
-            .take(6)
-            .map(|i| (g.get(i).copied(), w.get(i).copied()))
-            .collect();
-        panic!("{what}: listings differ (got, want): {diff:#?}");
-    }
-}
-
-/// A mounted volume and a source tree beside it (outside the mount).
-fn setup() -> (Volume, PathBuf) {
-    let mut v = Volume::new();
-    v.mount();
-    let src = v.dir.path().join("src");
-    fs::create_dir(&src).unwrap();
-    make_tree(&src);
-    (v, src)
-}
 
 fn sparse_blocks(p: &Path) -> u64 {
     fs::metadata(p).unwrap().blocks()
@@ -109,7 +18,7 @@ fn sparse_blocks(p: &Path) -> u64 {
 
 #[test]
 fn ls_lr_matches_the_source() {
-    let (mut v, src) = setup();
+    let (mut v, src) = volume_with_tree(Backend::Local);
     let dst = v.path("copy");
     sh(&format!("cp -a '{}' '{}'", src.display(), dst.display()));
     // Directory sizes and "total" lines are file-system specific.
@@ -132,13 +41,9 @@ fn ls_lr_matches_the_source() {
 
 #[test]
 fn cp_a_in_and_out() {
-    let (mut v, src) = setup();
+    let (mut v, src) = volume_with_tree(Backend::Local);
     let want = listing(&src);
-    let (s, m, d) = (
-        src.display().to_string(),
-        v.mnt.display().to_string(),
-        v.dir.path().display().to_string(),
-    );
+    let (s, m, d) = shell_paths(&v, &src);
     sh(&format!("cp -a '{s}' '{m}/cp'"));
     same(&listing(&v.path("cp")), &want, "cp -a into the mount");
     sh(&format!("diff -r --no-dereference -x fifo '{s}' '{m}/cp'"));
@@ -164,13 +69,9 @@ fn cp_a_in_and_out() {
 
 #[test]
 fn tar_round_trip() {
-    let (mut v, src) = setup();
+    let (mut v, src) = volume_with_tree(Backend::Local);
     let want = listing(&src);
-    let (s, m, d) = (
-        src.display().to_string(),
-        v.mnt.display().to_string(),
-        v.dir.path().display().to_string(),
-    );
+    let (s, m, d) = shell_paths(&v, &src);
     // pax format keeps nanosecond times and xattrs.
     let tar = "tar --format=posix --xattrs --xattrs-include='user.*' --sparse";
     sh(&format!(
@@ -203,13 +104,9 @@ fn tar_round_trip() {
 
 #[test]
 fn rsync_round_trip() {
-    let (mut v, src) = setup();
+    let (mut v, src) = volume_with_tree(Backend::Local);
     let want = listing(&src);
-    let (s, m, d) = (
-        src.display().to_string(),
-        v.mnt.display().to_string(),
-        v.dir.path().display().to_string(),
-    );
+    let (s, m, d) = shell_paths(&v, &src);
     let nothing_to_do = |what: &str| {
         let changes = sh(&format!(
             "rsync -aHX --checksum --dry-run --itemize-changes '{s}/' '{m}/r/'"
@@ -247,7 +144,7 @@ fn rsync_round_trip() {
 
 #[test]
 fn grep_r_finds_markers() {
-    let mut v = Volume::new();
+    let mut v = Volume::local();
     v.mount();
     let m = v.mnt.display().to_string();
     const MARK: &str = "MARKER-7f3a9c";
@@ -281,7 +178,7 @@ fn grep_r_finds_markers() {
 
 #[test]
 fn find_du_df_stat() {
-    let (mut v, src) = setup();
+    let (mut v, src) = volume_with_tree(Backend::Local);
     let (s, m) = (src.display().to_string(), v.mnt.display().to_string());
     sh(&format!("cp -a '{s}' '{m}/t'"));
     v.remount();
@@ -293,7 +190,9 @@ fn find_du_df_stat() {
         ))
     };
     assert_eq!(newer(&format!("{m}/t")), newer(&s), "find -newermt");
-    assert_eq!(newer(&s).lines().count(), 54);
+    // The small files, `empty`, the unicode one, and `a/small` (2001)
+    // with its hard link.
+    assert_eq!(newer(&s).lines().count(), TREE_SMALL_FILES + 4);
     let links = sh(&format!("find '{m}/t' -type l | wc -l"));
     assert_eq!(links.trim(), "3");
     // du: the apparent size counts the sparse file's length, the real one not.
@@ -315,7 +214,7 @@ fn find_du_df_stat() {
 
 #[test]
 fn editor_style_saves() {
-    let mut v = Volume::new();
+    let mut v = Volume::local();
     v.mount();
     let notes = v.path("notes.txt");
     fs::write(&notes, b"version 1\n").unwrap();

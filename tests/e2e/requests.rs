@@ -32,15 +32,14 @@ fn wait_until_quiet(proxy: &Proxy) {
     }
 }
 
-#[test]
-fn s3_request_counts_of_common_operations() {
-    let proxy = Proxy::start(&s3_endpoint());
-    let mut v = Volume::new_s3_via(&proxy.endpoint());
+per_backend!(request_counts_of_common_operations: s3_proxy);
+fn request_counts_of_common_operations(backend: Backend) {
+    let mut v = Volume::new(backend);
     let mut report = Vec::new();
 
-    proxy.reset_request_kinds();
+    v.proxy().reset_request_kinds();
     v.mount();
-    let mount_empty = proxy.request_kinds();
+    let mount_empty = v.proxy().request_kinds();
     report.push(("mount of an empty volume", mount_empty.clone()));
 
     // 1,000 files, committed; then a fresh mount so nothing is cached but
@@ -52,29 +51,29 @@ fn s3_request_counts_of_common_operations() {
     v.mount();
     // The mount's one-off garbage scan (a listing, checkpoint reads) runs
     // in the background: let it finish so the counts are the stats' own.
-    wait_until_quiet(&proxy);
-    proxy.reset_request_kinds();
+    wait_until_quiet(v.proxy());
+    v.proxy().reset_request_kinds();
     for i in 0..1000 {
         std::fs::metadata(v.path(&format!("f{i:04}"))).unwrap();
     }
-    let stat = proxy.request_kinds();
+    let stat = v.proxy().request_kinds();
     report.push(("stat of 1,000 files (after mount)", stat.clone()));
 
-    proxy.reset_request_kinds();
+    v.proxy().reset_request_kinds();
     let big = v.path("big");
     sh(&format!(
         "head -c {} /dev/urandom | dd of='{}' bs=1M iflag=fullblock conv=fsync status=none",
         64 << 20,
         big.display()
     ));
-    let write = proxy.request_kinds();
+    let write = v.proxy().request_kinds();
     report.push(("write of a 64 MiB file (with fsync)", write.clone()));
 
     v.unmount();
     v.mount();
-    proxy.reset_request_kinds();
+    v.proxy().reset_request_kinds();
     sh(&format!("cat '{}' > /dev/null", big.display()));
-    let read = proxy.request_kinds();
+    let read = v.proxy().request_kinds();
     report.push(("read of a 64 MiB file (after mount)", read.clone()));
     v.unmount();
 

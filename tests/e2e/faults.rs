@@ -1,6 +1,6 @@
 //! An S3 volume mounted through the misbehaving proxy (proxy.rs) in front
-//! of the test server: error bursts, throttling, resets and stalls during a
-//! copy lose nothing; during an outage of 40 s writes wait, no fsync claims
+//! of the test server (only S3 has a network to fail): error bursts,
+//! throttling, resets and stalls during a copy lose nothing; during an outage of 40 s writes wait, no fsync claims
 //! success the store has not given, and everything is committed once the
 //! store is back and survives a remount.
 
@@ -10,16 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
-use crate::proxy::{Fault, Proxy};
+use crate::proxy::Fault;
 
-fn sha(path: &std::path::Path) -> String {
-    sh(&format!("sha256sum < '{}'", path.display()))
-}
-
-#[test]
-fn s3_error_bursts_resets_and_stalls_during_a_copy_lose_nothing() {
-    let proxy = Proxy::start(&s3_endpoint());
-    let mut v = Volume::new_s3_via(&proxy.endpoint());
+per_backend!(error_bursts_resets_and_stalls_during_a_copy_lose_nothing: s3_proxy);
+fn error_bursts_resets_and_stalls_during_a_copy_lose_nothing(backend: Backend) {
+    let mut v = Volume::new(backend);
     v.mount();
     let src = v.dir.path().join("src");
     std::fs::create_dir(&src).unwrap();
@@ -37,12 +32,13 @@ fn s3_error_bursts_resets_and_stalls_during_a_copy_lose_nothing() {
             Fault::Reset,
             Fault::Delay(Duration::from_millis(1500)),
         ] {
-            proxy.push(None, fault);
+            v.proxy().push(None, fault);
             queued += 1;
         }
         // The ambiguous one: the PUT lands, its answer is lost.
-        proxy.push(Some("PUT"), Fault::ResetAfterForward);
-        proxy.push(Some("PUT"), Fault::Status(503, "ServiceUnavailable"));
+        v.proxy().push(Some("PUT"), Fault::ResetAfterForward);
+        v.proxy()
+            .push(Some("PUT"), Fault::Status(503, "ServiceUnavailable"));
         queued += 2;
     }
     let dst = v.path("copy");
@@ -52,7 +48,7 @@ fn s3_error_bursts_resets_and_stalls_during_a_copy_lose_nothing() {
         dst.display(),
         dst.display()
     ));
-    let during = proxy.faults_applied();
+    let during = v.proxy().faults_applied();
     assert!(
         during >= queued / 2,
         "the copy met the faults ({during} of {queued})"
@@ -63,11 +59,12 @@ fn s3_error_bursts_resets_and_stalls_during_a_copy_lose_nothing() {
     // itself would test that deadline, not the reads.
     v.unmount();
     v.mount();
-    let before_reads = proxy.faults_applied();
+    let before_reads = v.proxy().faults_applied();
     for _ in 0..3 {
-        proxy.push(Some("GET"), Fault::Status(503, "SlowDown"));
-        proxy.push(Some("GET"), Fault::Reset);
-        proxy.push(Some("GET"), Fault::Status(500, "InternalError"));
+        v.proxy().push(Some("GET"), Fault::Status(503, "SlowDown"));
+        v.proxy().push(Some("GET"), Fault::Reset);
+        v.proxy()
+            .push(Some("GET"), Fault::Status(500, "InternalError"));
     }
     let names: Vec<String> = std::fs::read_dir(&src)
         .unwrap()
@@ -75,18 +72,22 @@ fn s3_error_bursts_resets_and_stalls_during_a_copy_lose_nothing() {
         .collect();
     assert_eq!(names.len(), 21);
     for name in &names {
-        assert_eq!(sha(&src.join(name)), sha(&dst.join(name)), "{name}");
+        assert_eq!(
+            sha256_of(&src.join(name)),
+            sha256_of(&dst.join(name)),
+            "{name}"
+        );
     }
     assert_eq!(
-        proxy.faults_applied() - before_reads,
+        v.proxy().faults_applied() - before_reads,
         9,
         "the reads after the remount met every queued fault"
     );
     v.unmount();
     eprintln!(
         "fault copy: {} faults applied over {} requests, {} files intact",
-        proxy.faults_applied(),
-        proxy.requests(),
+        v.proxy().faults_applied(),
+        v.proxy().requests(),
         names.len()
     );
 }
@@ -100,10 +101,9 @@ struct Sync {
     took: Duration,
 }
 
-#[test]
-fn s3_outage_writes_wait_fsync_never_lies_and_all_is_committed_after() {
-    let proxy = Proxy::start(&s3_endpoint());
-    let mut v = Volume::new_s3_via(&proxy.endpoint());
+per_backend!(outage_writes_wait_fsync_never_lies_and_all_is_committed_after: s3_proxy);
+fn outage_writes_wait_fsync_never_lies_and_all_is_committed_after(backend: Backend) {
+    let mut v = Volume::new(backend);
     v.mount();
     let t0 = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
@@ -140,9 +140,10 @@ fn s3_outage_writes_wait_fsync_never_lies_and_all_is_committed_after() {
     // connection. Longer than the 30 s lease TTL, so the lease lapses on
     // the holder's clock and must be renewed before writing resumes.
     let outage_start = t0.elapsed();
-    proxy.set_standing(Fault::Status(503, "ServiceUnavailable"));
+    v.proxy()
+        .set_standing(Fault::Status(503, "ServiceUnavailable"));
     std::thread::sleep(Duration::from_secs(20));
-    proxy.set_standing(Fault::Reset);
+    v.proxy().set_standing(Fault::Reset);
     // Meanwhile a whole-file write with fsync waits too.
     let dd = std::process::Command::new("dd")
         .args([
@@ -157,7 +158,7 @@ fn s3_outage_writes_wait_fsync_never_lies_and_all_is_committed_after() {
         .unwrap();
     std::thread::sleep(Duration::from_secs(20));
     let outage_end = t0.elapsed();
-    proxy.set_standing(Fault::Pass);
+    v.proxy().set_standing(Fault::Pass);
     let dd = dd.wait_with_output().unwrap();
     std::thread::sleep(Duration::from_secs(5));
     stop.store(true, Ordering::Relaxed);
