@@ -167,8 +167,15 @@ impl Holder {
         }
     }
 
-    /// One `If-Match` renewal on the ETag we hold.
+    /// One `If-Match` renewal on the ETag we hold. Its store calls end
+    /// within a third of the TTL: a renewal that hangs on a stalled store
+    /// must leave time for the next one.
     pub fn renew_once(&self) -> Renewal {
+        let deadline = std::time::Instant::now() + self.ttl / 3;
+        crate::store::deadline::within(deadline, || self.renew_attempt())
+    }
+
+    fn renew_attempt(&self) -> Renewal {
         let etag = {
             let s = self.state();
             if s.fenced.is_some() {
@@ -322,12 +329,15 @@ impl Holder {
             return Ok(false);
         }
         let etag = self.state().etag.clone();
-        match self.store.head(LEASE_KEY)? {
+        // Bounded like a renewal: an unmount during an outage must not
+        // hang here; an unreleased lease just expires.
+        let deadline = std::time::Instant::now() + self.ttl / 3;
+        crate::store::deadline::within(deadline, || match self.store.head(LEASE_KEY)? {
             Some(info) if info.etag == etag => {
                 self.store.delete(LEASE_KEY)?;
                 Ok(true)
             }
             _ => Ok(false),
-        }
+        })
     }
 }

@@ -26,6 +26,7 @@
 #[cfg(test)]
 mod conformance;
 mod counting;
+pub mod deadline;
 mod fault;
 mod local;
 mod memory;

@@ -6,9 +6,10 @@
 //!   (access denied), a missing object or a lost conditional race is the
 //!   store's answer and returns at once.
 //! - One deadline per call, counted from its first attempt; a retry whose
-//!   backoff would end past the deadline is not started. Backends make
-//!   single attempts, each bounded by its own attempt timeout, and nothing
-//!   above this decorator retries, so deadlines never stack.
+//!   backoff would end past the deadline is not started, and each attempt
+//!   is cut off when the deadline passes (`deadline::within`: a backend
+//!   bounds its attempt by what is left). Backends make single attempts
+//!   and nothing above this decorator retries, so deadlines never stack.
 //! - Backoff: full jitter, a random sleep in `0..min(cap, base·2ⁿ)`, so
 //!   many clients recovering from one outage do not retry in step.
 //! - A write whose attempt failed transiently may still have been applied
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use super::{ObjectInfo, ObjectStore, StoreError, StoreResult};
+use super::{ObjectInfo, ObjectStore, StoreError, StoreResult, deadline};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -78,6 +79,18 @@ impl RetryPolicy {
         mut attempt: impl FnMut() -> StoreResult<T>,
     ) -> Outcome<T> {
         let start = Instant::now();
+        deadline::within(start + self.deadline, || {
+            self.retry(what, key, start, &mut attempt)
+        })
+    }
+
+    fn retry<T>(
+        &self,
+        what: &str,
+        key: &str,
+        start: Instant,
+        attempt: &mut impl FnMut() -> StoreResult<T>,
+    ) -> Outcome<T> {
         let mut n = 0u32;
         loop {
             let err = match attempt() {

@@ -10,8 +10,9 @@
 //! - Object keys are `<prefix>/<volume key>`; no user metadata, tags or
 //!   content type are ever sent, only the optional SSE headers.
 //! - At most `max_requests` requests are in flight over all threads.
-//! - Every call is one attempt with a timeout that grows with the body,
-//!   its failure classified by [`classify`]: transient ones come back as
+//! - Every call is one attempt with a timeout that grows with the body
+//!   (cut short by the call's deadline, `super::deadline`), its failure
+//!   classified by [`classify`]: transient ones come back as
 //!   `StoreError::Unavailable` for [`crate::store::RetryingStore`] to
 //!   retry (and to resolve a lost answer by reading back). Only opening
 //!   retries here, under its own short deadline, with the same policy.
@@ -47,7 +48,7 @@ use tokio::sync::Semaphore;
 
 use self::classify::{Failure, classify, one_line};
 use super::{
-    ObjectInfo, ObjectStore, RetryPolicy, StoreError, StoreResult, check_key, check_range,
+    ObjectInfo, ObjectStore, RetryPolicy, StoreError, StoreResult, check_key, check_range, deadline,
 };
 
 /// DeleteObjects takes at most this many keys.
@@ -143,7 +144,13 @@ impl S3Store {
         F: FnOnce(&Client) -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
     {
-        let limit = self.attempt_timeout(body_len);
+        let limit = match deadline::remaining() {
+            Some(left) => self.attempt_timeout(body_len).min(left),
+            None => self.attempt_timeout(body_len),
+        };
+        if limit.is_zero() {
+            return Err(Failure::transport("the call's deadline passed".into()));
+        }
         let attempt = op(self.client());
         self.rt().block_on(async {
             let _permit = self
@@ -154,8 +161,8 @@ impl S3Store {
             match tokio::time::timeout(limit, attempt).await {
                 Ok(r) => r,
                 Err(_) => Err(Failure::transport(format!(
-                    "no answer within {}s",
-                    limit.as_secs()
+                    "no answer within {:.1}s",
+                    limit.as_secs_f64()
                 ))),
             }
         })

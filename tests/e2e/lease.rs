@@ -154,7 +154,15 @@ fn forced_takeover_fences_a_stopped_writer(backend: Backend) {
         "echo last > {0} && sync {0}",
         new.path("last").display()
     ));
-    v.unmount();
+    // The fenced mount reports at unmount whether it dropped anything:
+    // exit 0 if everything it took was committed before the fence, else
+    // exit 4 and one line naming the lost lease.
+    let out = v.try_unmount();
+    if !out.status.success() {
+        let msg = assert_cli_error(&out, 4);
+        assert!(msg.contains("lost the writer's lease"), "{msg}");
+    }
+    assert!(!v.is_mounted(), "the fenced mount is gone either way");
     new.unmount();
     assert!(!lease_exists(&v), "the new holder released it");
 

@@ -114,7 +114,7 @@ fn stalled_store_keeps_metadata_answering() {
 /// `sealedfs unmount` of a mount holding unwritten data gives up: exit 3
 /// and one line, well within a minute. Once the store is back and the
 /// daemon gone, what was fsynced before the outage is intact, and the file
-/// written during it is absent or exact, never partial.
+/// written during it is absent or a committed prefix, never other bytes.
 #[test]
 fn unmount_during_outage_exits_3() {
     let mut v = Volume::new(Backend::S3Proxy);
@@ -164,8 +164,16 @@ fn unmount_during_outage_exits_3() {
         std::fs::read(v.path("a")).unwrap() == a,
         "a after the outage"
     );
+    // B was never fsynced, and a PUT the daemon gave up on may still have
+    // landed once the store came back (the stalled requests go through).
+    // So B may be absent, or in any committed state: a prefix of what was
+    // written (empty when only its creation landed), never other bytes.
     match std::fs::read(v.path("b")) {
-        Ok(got) => assert!(got == b, "b is partial or garbage: {} bytes", got.len()),
+        Ok(got) => assert!(
+            b.starts_with(&got),
+            "b holds bytes never written: {} bytes",
+            got.len()
+        ),
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "b: {e}"),
     }
     v.unmount();

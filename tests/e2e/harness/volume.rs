@@ -199,13 +199,18 @@ impl Volume {
     }
 
     /// `sealedfs unmount MNT`, whatever its outcome; the volume counts as
-    /// unmounted only when it succeeded.
+    /// unmounted when the mount is gone, even if the command reported a
+    /// failed commit.
     pub fn try_unmount(&mut self) -> Output {
         let out = sealedfs(&["unmount", self.mnt.to_str().unwrap()]);
-        if out.status.success() {
+        if out.status.success() || !is_mount(&self.mnt) {
             self.mounted = false;
         }
         out
+    }
+
+    pub fn is_mounted(&self) -> bool {
+        is_mount(&self.mnt)
     }
 
     pub fn unmount(&mut self) {
@@ -288,6 +293,18 @@ impl Drop for Volume {
 
 /// Unmounts `mnt`; when `sealedfs unmount` fails, detaches the mount and
 /// kills its daemon, so nothing outlives the test.
+/// Is `mnt` a mountpoint now (per /proc/self/mountinfo)?
+fn is_mount(mnt: &Path) -> bool {
+    let Ok(canonical) = std::fs::canonicalize(mnt) else {
+        return false;
+    };
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let want = canonical.to_string_lossy().replace(' ', "\\040");
+    table
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
 fn force_unmount(mnt: &Path) {
     let out = sealedfs(&["unmount", mnt.to_str().unwrap()]);
     if out.status.success() {
