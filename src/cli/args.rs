@@ -96,6 +96,10 @@ pub struct MountArgs {
     /// mount can no longer commit). Logged.
     #[arg(long)]
     pub force_takeover: bool,
+    /// Mount even though the volume is older than a state this host (or
+    /// its last writer) saw: rolled back, truncated or replaced. Logged.
+    #[arg(long)]
+    pub accept_rollback: bool,
     #[command(flatten)]
     pub s3: S3Args,
 }

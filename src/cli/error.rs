@@ -157,6 +157,14 @@ impl From<FsError> for CliError {
             FsError::Failed(inner) => return inner.into(),
             // Replay found state that cannot be: the volume is damaged.
             FsError::Corrupt(_) => EXIT_INTEGRITY,
+            FsError::Rollback(r) => {
+                return CliError::new(
+                    EXIT_INTEGRITY,
+                    format!(
+                        "refusing to mount: {r}; if that is expected, mount with --accept-rollback"
+                    ),
+                );
+            }
             // POSIX-level errors do not come out of format/open/shutdown in
             // normal operation; if one does, it is bad input for this volume.
             FsError::NotFound

@@ -13,6 +13,7 @@
 //! volume between steps 2 and 3. An S3 prefix has no lock: step 2's
 //! create-only PUT is what makes one of two racing `init`s lose.
 
+use super::anchor::Anchors;
 use super::args::InitArgs;
 use super::error::{CliError, CliResult};
 use super::header::HEADER_KEY;
@@ -20,6 +21,7 @@ use super::location::StoreSpec;
 use super::passphrase::{self, Passphrase, Prompt};
 use super::process;
 use crate::crypto::{KdfParams, MasterKey};
+use crate::engine::{Anchor, Head};
 use crate::fs::Fs;
 use crate::store::{ObjectStore, StoreError};
 use crate::volume::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, VolumeHeader};
@@ -57,6 +59,19 @@ pub fn run(args: InitArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
             log::error!("could not remove the header of the unformatted volume: {undo}");
         }
         return Err(err);
+    }
+    // This host made the volume here: it is the one to expect at this
+    // location from now on (a volume re-created at a path is not a
+    // replaced one).
+    let anchor = Anchor {
+        volume_id: header.volume_id,
+        head: Head {
+            seq: 0,
+            hash: [0; 32],
+        },
+    };
+    if let Err(e) = Anchors::for_location(&spec.location()).reset(anchor) {
+        log::warn!("cannot record the new volume for rollback checks: {e}");
     }
     println!(
         "created sealedfs volume {} (chunk size {} bytes)",

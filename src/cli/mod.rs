@@ -18,8 +18,10 @@
 //! [`passphrase`] sources; [`location`] STORE arguments; [`header`] the
 //! volume header; [`init`], [`mount`], [`unmount`] the commands;
 //! [`daemon`] fork and readiness; [`process`] core dumps, signals, /proc;
-//! [`pidfile`] finding a daemon; [`mounts`] the mount table; [`logging`].
+//! [`pidfile`] finding a daemon; [`mounts`] the mount table; [`logging`];
+//! [`anchor`] what this host remembers of each volume (rollback checks).
 
+pub mod anchor;
 pub mod args;
 pub mod daemon;
 pub mod error;

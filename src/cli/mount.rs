@@ -29,12 +29,14 @@
 mod lease;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use fuser::{Session, SessionUnmounter};
 use log::{error, info, warn};
 
+use super::anchor::Anchors;
 use super::args::{MountArgs, parse_mount_opts};
 use super::daemon::{self, Forked, Readiness};
 use super::error::{CliError, CliResult, EXIT_BUSY};
@@ -45,13 +47,17 @@ use super::passphrase::{self, Passphrase, Prompt};
 use super::pidfile;
 use super::process::{self, ShutdownSignals};
 use crate::crypto::MasterKey;
+use crate::engine::{Anchor, Engine, Expected, Head};
 use crate::fs::{Fs, FsOptions};
 use crate::fuse::{FuseFs, ShutdownOutcome, session_config};
+use crate::lease::Holder;
 use crate::store::{ObjectStore, RetryPolicy, RetryingStore};
 use crate::volume::VolumeHeader;
 
 /// Everything the serving process needs, prepared before the fork.
 struct Plan {
+    /// This host's memory of the volume at this location.
+    anchors: Anchors,
     spec: StoreSpec,
     header: VolumeHeader,
     master: MasterKey,
@@ -82,17 +88,31 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
     let pass = passphrase::obtain(args.passphrase_file.as_deref(), env_pass, Prompt::Once)?;
     let master = header.unlock(&pass)?;
     drop(pass);
+    let anchors = Anchors::for_location(&spec.location());
+    let anchor = anchors.read().map_err(|e| {
+        CliError::usage(format!(
+            "cannot read this host's record of the volume ({e}); move it away to start afresh"
+        ))
+    })?;
     let (lease, lock) = if read_only {
         (None, None)
     } else {
         let (taken, lock) = lease::take(&store, &spec, &header, &master, args.force_takeover)?;
         (Some(taken), lock)
     };
+    // A lease taken over names its writer's newest commit: the journal
+    // must reach it.
+    let lease_head = lease
+        .as_ref()
+        .map(|l| l.acquired.committed)
+        .filter(|(seq, _)| *seq > 0)
+        .map(|(seq, hash)| Head { seq, hash });
     // The daemon opens its own store after the fork: a store may start
     // threads or a runtime, which would not survive it.
     drop(store);
 
     let plan = Plan {
+        anchors,
         spec,
         header,
         master,
@@ -102,7 +122,12 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
             read_only,
             cache_bytes: args.cache_size,
             claim_journal: lease.as_ref().is_some_and(|l| l.acquired.took_over),
-            ..FsOptions::default()
+            expected: Expected {
+                anchor,
+                lease: lease_head,
+                accept_rollback: args.accept_rollback,
+            },
+            ..tuned(FsOptions::default())
         },
         lock,
         lease,
@@ -149,6 +174,7 @@ fn prepare_mount_point(path: &Path) -> CliResult<PathBuf> {
 
 fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
     let Plan {
+        anchors,
         spec,
         header,
         master,
@@ -186,7 +212,16 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
     if let Some(h) = &holder {
         lease::fence_on_loss(h, &fs);
     }
+    remember_commits(fs.engine(), anchors.clone(), holder.clone(), &header);
     let result = serve_mounted(&fs, &config, mount_point.clone(), signals, ready);
+    let (seq, hash) = fs.engine().committed();
+    let last = Anchor {
+        volume_id: header.volume_id,
+        head: Head { seq, hash },
+    };
+    if let Err(e) = anchors.advance(last) {
+        warn!("cannot record the volume's state for rollback checks: {e}");
+    }
     let result = match (&holder, result) {
         (Some(h), Err(_)) if h.is_fenced() => Err(CliError::new(
             EXIT_BUSY,
@@ -277,6 +312,66 @@ fn serve_mounted(
     let result = finish(&fs, &outcome);
     info!("unmounted; exiting");
     result
+}
+
+/// Records the volume's committed head in this host's anchor now (reset
+/// after an accepted rollback) and after every later commit, and names it
+/// in the writer's lease at each renewal.
+fn remember_commits(
+    engine: &Arc<Engine>,
+    anchors: Anchors,
+    holder: Option<Arc<Holder>>,
+    header: &VolumeHeader,
+) {
+    let volume_id = header.volume_id;
+    let (seq, hash) = engine.committed();
+    let now = Anchor {
+        volume_id,
+        head: Head { seq, hash },
+    };
+    let recorded = if engine.accepted_rollback() {
+        anchors.reset(now)
+    } else {
+        anchors.advance(now)
+    };
+    if let Err(e) = recorded {
+        warn!("cannot record the volume's state for rollback checks: {e}");
+    }
+    if let Some(h) = &holder {
+        h.set_committed(seq, hash);
+    }
+    // At most one anchor write a second: a lagging anchor only narrows
+    // what the next mount can tell, and a database committing hundreds of
+    // times a second should not pay a file write for each.
+    let last = Mutex::new(Instant::now() - Duration::from_secs(1));
+    engine.on_commit(Box::new(move |head| {
+        if let Some(h) = &holder {
+            h.set_committed(head.seq, head.hash);
+        }
+        let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.elapsed() >= Duration::from_secs(1) {
+            *last = Instant::now();
+            if let Err(e) = anchors.advance(Anchor { volume_id, head }) {
+                warn!("cannot record the volume's state for rollback checks: {e}");
+            }
+        }
+    }));
+}
+
+/// Test knobs: checkpoint after this many journal bytes; sweep packs no
+/// commit references once this many milliseconds old.
+pub const CHECKPOINT_BYTES_VAR: &str = "SEALEDFS_CHECKPOINT_BYTES";
+pub const GC_GRACE_VAR: &str = "SEALEDFS_GC_GRACE_MS";
+
+fn tuned(mut opts: FsOptions) -> FsOptions {
+    let knob = |var| std::env::var(var).ok().and_then(|v| v.parse::<u64>().ok());
+    if let Some(bytes) = knob(CHECKPOINT_BYTES_VAR) {
+        opts.checkpoint_bytes = bytes;
+    }
+    if let Some(ms) = knob(GC_GRACE_VAR) {
+        opts.gc_grace = Duration::from_millis(ms);
+    }
+    opts
 }
 
 /// Test knob: a shorter store deadline, in milliseconds.

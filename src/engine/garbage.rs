@@ -5,6 +5,9 @@
 //!   shards), the journal from just after the oldest of the newest two
 //!   checkpoints through the last commit, and every pack that the tree or
 //!   a kept checkpoint maps chunks to.
+//! - Journal segments moved aside by an accepted rollback (`meta/attic/`)
+//!   are evidence and may map packs nothing else does: while the attic
+//!   holds anything, the sweep does not run.
 //! - A crash between a pack's PUT and the commit that maps it leaves an
 //!   unreferenced pack; the sweep deletes such packs only when the store's
 //!   own clock says they are older than the grace period (far longer than
@@ -20,6 +23,10 @@ use super::Engine;
 use super::error::EngineResult;
 use crate::data::PackId;
 use crate::meta::checkpoint;
+use crate::meta::journal::journal_key;
+
+/// Where an accepted rollback moves the journal segments past a hole.
+pub const ATTIC_PREFIX: &str = "meta/attic/";
 
 /// Every object the volume's committed state and kept history need.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +64,15 @@ impl Engine {
         if self.is_read_only() {
             return Ok(());
         }
+        let attic = self.store.list(ATTIC_PREFIX)?;
+        if !attic.is_empty() {
+            log::warn!(
+                "{} journal segments of an accepted rollback are kept in {ATTIC_PREFIX}; \
+                 unreferenced packs are kept with them",
+                attic.len()
+            );
+            return Ok(());
+        }
         let referenced: HashSet<PackId> = self.referenced()?.packs.into_iter().collect();
         let cutoff = SystemTime::now()
             .checked_sub(self.opts.gc_grace)
@@ -86,6 +102,24 @@ impl Engine {
                 doomed.len()
             ),
         }
+        Ok(())
+    }
+
+    /// Moves journal segments `first ..= last` to the attic (copy, then
+    /// delete): an accepted rollback continues the journal after the hole.
+    pub(super) fn move_to_attic(&self, first: u64, last: u64) -> EngineResult<()> {
+        for seq in first..=last {
+            let key = journal_key(seq);
+            let body = match self.store.get(&key) {
+                Ok(b) => b,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let aside = format!("{ATTIC_PREFIX}{}", &key["meta/journal/".len()..]);
+            self.store.put(&aside, &body)?;
+            self.store.delete(&key)?;
+        }
+        log::warn!("accepted rollback: journal segments {first}..={last} moved to {ATTIC_PREFIX}");
         Ok(())
     }
 

@@ -39,6 +39,7 @@ mod journal;
 mod load;
 mod packs;
 mod retention;
+mod rollback;
 
 #[cfg(test)]
 mod tests;
@@ -48,6 +49,7 @@ pub use garbage::Referenced;
 pub use journal::CommitId;
 pub use load::Loaded;
 pub use packs::{PackRecords, Written};
+pub use rollback::{Anchor, Expected, Head, Regression, Regressions};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -76,6 +78,9 @@ pub struct EngineOptions {
     /// a mount that took the writer's lease over, so the writer it
     /// replaced can no longer commit (see `crate::lease`).
     pub claim_journal: bool,
+    /// Newer states seen elsewhere: opening an older one is refused (see
+    /// `rollback`).
+    pub expected: Expected,
 }
 
 impl Default for EngineOptions {
@@ -86,6 +91,7 @@ impl Default for EngineOptions {
             gc_grace: Duration::from_secs(6 * 3600),
             checkpoint_bytes: 8 << 20,
             claim_journal: false,
+            expected: Expected::default(),
         }
     }
 }
@@ -103,9 +109,16 @@ pub struct Engine {
     retention: Mutex<Retention>,
     /// Signalled when a checkpoint is written or fails.
     checkpointed: Condvar,
+    /// Called with each new committed head (a host's anchor, the lease).
+    on_commit: Mutex<Vec<CommitHook>>,
+    /// This open accepted an older state than one seen.
+    accepted_rollback: bool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     shut: AtomicBool,
 }
+
+/// Told every committed head, on the committer thread, outside all locks.
+pub type CommitHook = Box<dyn Fn(Head) + Send + Sync>;
 
 /// The tree, locked: read it, or change it by applying records.
 pub struct Txn<'a> {
@@ -195,6 +208,27 @@ impl Engine {
     ) -> EngineResult<Arc<Engine>> {
         let keys = Keys::derive(master, &header.volume_id);
         let loaded = load::load(&*store, &keys, &header.volume_id)?;
+        let regressions = rollback::check(
+            &rollback::Found {
+                volume_id: header.volume_id,
+                head: Head {
+                    seq: loaded.last_seq,
+                    hash: loaded.last_hash,
+                },
+                chain: &loaded.chain,
+                skipped: &loaded.skipped,
+                beyond: loaded.beyond,
+            },
+            &opts.expected,
+        );
+        if !regressions.is_empty() {
+            if !opts.expected.accept_rollback {
+                return Err(EngineError::Rollback(rollback::Regressions(regressions)));
+            }
+            for r in &regressions {
+                log::warn!("accepted rollback: {r}");
+            }
+        }
         if loaded.ns.chunk_size() != header.chunk_size {
             return Err(Corrupt(format!(
                 "checkpoint chunk size {} differs from the header's {}",
@@ -203,6 +237,7 @@ impl Engine {
             ))
             .into());
         }
+        let (loaded_last, loaded_beyond) = (loaded.last_seq, loaded.beyond);
         log::info!(
             "volume loaded: checkpoint {:016x}, journal through {:016x}, {} inodes, {} packs",
             loaded.base_seq,
@@ -214,6 +249,8 @@ impl Engine {
             journal: Arc::new(Journal::new(loaded.last_seq, loaded.last_hash)),
             retention: Mutex::new(Retention::new(&loaded)),
             checkpointed: Condvar::new(),
+            on_commit: Mutex::new(Vec::new()),
+            accepted_rollback: !regressions.is_empty(),
             tree: Mutex::new(loaded.ns),
             keys,
             volume_id: header.volume_id,
@@ -230,12 +267,18 @@ impl Engine {
             engine.clamp_past_eof_in_memory();
             return Ok(engine);
         }
+        if let Some(newest) = loaded_beyond {
+            // Accepted with a hole: the segments past it would collide with
+            // the next commits. They move aside, kept (and their packs with
+            // them: no sweep runs while the attic holds anything).
+            engine.move_to_attic(loaded_last + 1, newest)?;
+        }
         if engine.opts.claim_journal {
             engine.claim_journal()?;
         }
         engine.clamp_past_eof()?;
         engine.drop_orphans()?;
-        committer::start(&engine);
+        committer::start(&engine, regressions.is_empty());
         Ok(engine)
     }
 
@@ -291,6 +334,20 @@ impl Engine {
     /// head of the hash chain).
     pub fn committed(&self) -> (u64, [u8; 32]) {
         self.journal.committed()
+    }
+
+    /// True when this open found an older state than one seen and the
+    /// caller accepted it.
+    pub fn accepted_rollback(&self) -> bool {
+        self.accepted_rollback
+    }
+
+    /// Calls `hook` with every head committed from now on.
+    pub fn on_commit(&self, hook: CommitHook) {
+        self.on_commit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
     }
 
     /// The id of the last record appended.

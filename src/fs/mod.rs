@@ -46,7 +46,7 @@ use std::time::Duration;
 
 use crate::crypto::MasterKey;
 use crate::data::Cache;
-use crate::engine::{CommitId, Engine, EngineOptions, Txn};
+use crate::engine::{CommitId, Engine, EngineOptions, Expected, Txn};
 use crate::meta::{Namespace, Record};
 use crate::store::ObjectStore;
 use crate::volume::VolumeHeader;
@@ -68,6 +68,8 @@ pub struct FsOptions {
     /// Commit a (maybe empty) journal segment before anything else: set by
     /// a mount that took the writer's lease over (see `crate::lease`).
     pub claim_journal: bool,
+    /// Newer states seen elsewhere (see `crate::engine::Expected`).
+    pub expected: Expected,
 }
 
 impl Default for FsOptions {
@@ -80,6 +82,7 @@ impl Default for FsOptions {
             gc_grace: e.gc_grace,
             checkpoint_bytes: e.checkpoint_bytes,
             claim_journal: e.claim_journal,
+            expected: e.expected,
         }
     }
 }
@@ -92,6 +95,7 @@ impl FsOptions {
             gc_grace: self.gc_grace,
             checkpoint_bytes: self.checkpoint_bytes,
             claim_journal: self.claim_journal,
+            expected: self.expected.clone(),
         }
     }
 }

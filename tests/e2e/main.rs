@@ -19,6 +19,7 @@ mod posix;
 #[allow(dead_code)] // faults the e2e tests do not use
 mod proxy;
 mod requests;
+mod rollback;
 mod roundtrip;
 mod s3;
 mod smoke;
