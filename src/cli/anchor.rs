@@ -24,11 +24,15 @@
 //!   wiped disk) only means less to compare with, never a false alarm.
 //! - An unreadable anchor file is an error, not "no anchor": a damaged
 //!   memory must not silently disable the check.
+//! - A mount records heads through an [`AnchorWriter`], on a thread of its
+//!   own: the committer only hands over the newest head, so a stopped
+//!   process holding the lock (or a slow disk) can never stall commits.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 
 use sha2::{Digest, Sha256};
 
@@ -102,6 +106,91 @@ impl Anchors {
     }
 }
 
+/// Writes a mount's newest committed head to its anchor, at most once a
+/// second, off the committing thread.
+pub struct AnchorWriter {
+    anchors: Anchors,
+    volume_id: [u8; 16],
+    latest: Mutex<(Option<Head>, bool)>,
+    cv: Condvar,
+}
+
+impl AnchorWriter {
+    pub fn start(anchors: Anchors, volume_id: [u8; 16]) -> Arc<AnchorWriter> {
+        let w = Arc::new(AnchorWriter {
+            anchors,
+            volume_id,
+            latest: Mutex::new((None, false)),
+            cv: Condvar::new(),
+        });
+        let weak = Arc::downgrade(&w);
+        let spawned = std::thread::Builder::new()
+            .name("anchor".into())
+            .spawn(move || {
+                while let Some(w) = weak.upgrade() {
+                    if !w.write_next() {
+                        return;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            log::warn!("no anchor thread ({e}): only the final state is recorded");
+        }
+        w
+    }
+
+    /// A new head was committed.
+    pub fn note(&self, head: Head) {
+        let mut l = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+        if l.0.is_none_or(|h| head.seq > h.seq) {
+            l.0 = Some(head);
+            self.cv.notify_all();
+        }
+    }
+
+    /// Records the newest head now and stops the thread.
+    pub fn finish(&self) {
+        let head = {
+            let mut l = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+            l.1 = true;
+            self.cv.notify_all();
+            l.0.take()
+        };
+        if let Some(head) = head {
+            self.record(head);
+        }
+    }
+
+    /// Waits for a head (up to a second), writes it; false once finished.
+    fn write_next(&self) -> bool {
+        let head = {
+            let mut l = self.latest.lock().unwrap_or_else(|p| p.into_inner());
+            while l.0.is_none() && !l.1 {
+                l = self.cv.wait(l).unwrap_or_else(|p| p.into_inner());
+            }
+            if l.1 {
+                return false;
+            }
+            l.0.take()
+        };
+        if let Some(head) = head {
+            self.record(head);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        true
+    }
+
+    fn record(&self, head: Head) {
+        let anchor = Anchor {
+            volume_id: self.volume_id,
+            head,
+        };
+        if let Err(e) = self.anchors.advance(anchor) {
+            log::warn!("cannot record the volume's state for rollback checks: {e}");
+        }
+    }
+}
+
 fn state_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os(STATE_DIR_VAR) {
         return PathBuf::from(dir);
@@ -119,18 +208,30 @@ fn state_dir() -> PathBuf {
     home.join(".local/state/sealedfs")
 }
 
-/// An exclusive `flock` on `path`, released when the file closes.
+/// An exclusive `flock` on `path`, released when the file closes. Waits
+/// at most two seconds: the holder may be a stopped process, and an
+/// anchor written a little later is better than a mount that hangs.
 fn lock(path: &Path) -> io::Result<File> {
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)?;
-    // SAFETY: a valid descriptor owned by `f` for the whole call.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(io::Error::last_os_error());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        // SAFETY: a valid descriptor owned by `f` for the whole call.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(f);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::WouldBlock || std::time::Instant::now() >= deadline {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("{} is held by another process: {e}", path.display()),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    Ok(f)
 }
 
 fn format(a: &Anchor) -> String {

@@ -143,9 +143,18 @@ impl From<Failure> for CliError {
     }
 }
 
+impl From<crate::meta::MetaError> for CliError {
+    fn from(e: crate::meta::MetaError) -> CliError {
+        EngineError::from(e).into()
+    }
+}
+
 impl From<EngineError> for CliError {
     fn from(e: EngineError) -> CliError {
-        FsError::from(e).into()
+        match e {
+            EngineError::Invalid(why) => CliError::usage(why),
+            other => FsError::from(other).into(),
+        }
     }
 }
 

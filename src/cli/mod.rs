@@ -23,6 +23,7 @@
 
 pub mod anchor;
 pub mod args;
+pub mod control;
 pub mod daemon;
 pub mod error;
 pub mod header;
@@ -34,7 +35,9 @@ pub mod mounts;
 pub mod passphrase;
 pub mod pidfile;
 pub mod process;
+pub mod snapshot;
 pub mod unmount;
+pub mod writer;
 
 use clap::Parser;
 use clap::error::ErrorKind;
@@ -57,6 +60,7 @@ pub fn main() -> i32 {
             mount::run(a, env_pass)
         }
         Command::Unmount(a) => unmount::run(a),
+        Command::Snapshot(a) => snapshot::run(a, env_pass),
     };
     match result {
         Ok(()) => 0,
@@ -76,7 +80,9 @@ fn clap_exit(e: clap::Error) -> i32 {
             0
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
-            eprintln!("sealedfs: missing command: init, mount or unmount (see sealedfs --help)");
+            eprintln!(
+                "sealedfs: missing command: init, mount, unmount or snapshot (see sealedfs --help)"
+            );
             EXIT_USAGE
         }
         _ => {

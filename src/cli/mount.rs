@@ -26,18 +26,19 @@
 //! An unmount from outside (`fusermount3 -u`, `umount`) ends the session
 //! the same way.
 
-mod lease;
+pub(super) mod lease;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fuser::{Session, SessionUnmounter};
 use log::{error, info, warn};
 
-use super::anchor::Anchors;
+use super::anchor::{AnchorWriter, Anchors};
 use super::args::{MountArgs, parse_mount_opts};
+use super::control::{self, Reply, Request, Server};
 use super::daemon::{self, Forked, Readiness};
 use super::error::{CliError, CliResult, EXIT_BUSY};
 use super::header;
@@ -45,11 +46,12 @@ use super::location::{LockGuard, StoreSpec};
 use super::mounts;
 use super::passphrase::{self, Passphrase, Prompt};
 use super::pidfile;
+use super::pidfile::PidFile;
 use super::process::{self, ShutdownSignals};
 use crate::crypto::MasterKey;
-use crate::engine::{Anchor, Engine, Expected, Head};
+use crate::engine::{Anchor, Engine, EngineOptions, Expected, Head};
 use crate::fs::{Fs, FsOptions};
-use crate::fuse::{FuseFs, ShutdownOutcome, session_config};
+use crate::fuse::{FuseFs, ShutdownOutcome, kernel_invalidator, session_config};
 use crate::lease::Holder;
 use crate::store::{ObjectStore, RetryPolicy, RetryingStore};
 use crate::volume::VolumeHeader;
@@ -72,7 +74,10 @@ struct Plan {
 
 pub fn run(args: MountArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
     let opts = parse_mount_opts(&args.options)?;
-    let read_only = args.read_only || opts.read_only;
+    // A snapshot is an old state, exactly: never written, never compared
+    // with this host's memory of the volume.
+    let snapshot = args.snapshot.clone();
+    let read_only = args.read_only || opts.read_only || snapshot.is_some() || args.follow;
     let mut spec = StoreSpec::parse(&args.store)?.with_s3(&args.s3);
     let mount_point = prepare_mount_point(&args.mountpoint)?;
 
@@ -89,11 +94,14 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
     let master = header.unlock(&pass)?;
     drop(pass);
     let anchors = Anchors::for_location(&spec.location());
-    let anchor = anchors.read().map_err(|e| {
-        CliError::usage(format!(
-            "cannot read this host's record of the volume ({e}); move it away to start afresh"
-        ))
-    })?;
+    let anchor = match &snapshot {
+        Some(_) => None,
+        None => anchors.read().map_err(|e| {
+            CliError::usage(format!(
+                "cannot read this host's record of the volume ({e}); move it away to start afresh"
+            ))
+        })?,
+    };
     let (lease, lock) = if read_only {
         (None, None)
     } else {
@@ -119,15 +127,19 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
         mount_point,
         config: session_config(opts.allow_other, read_only),
         fs_opts: FsOptions {
-            read_only,
             cache_bytes: args.cache_size,
-            claim_journal: lease.as_ref().is_some_and(|l| l.acquired.took_over),
-            expected: Expected {
-                anchor,
-                lease: lease_head,
-                accept_rollback: args.accept_rollback,
-            },
-            ..tuned(FsOptions::default())
+            follow: args.follow.then(follow_interval),
+            engine: tuned(EngineOptions {
+                read_only,
+                claim_journal: lease.as_ref().is_some_and(|l| l.acquired.took_over),
+                expected: Expected {
+                    anchor,
+                    lease: lease_head,
+                    accept_rollback: args.accept_rollback,
+                },
+                snapshot,
+                ..EngineOptions::default()
+            }),
         },
         lock,
         lease,
@@ -151,7 +163,17 @@ fn prepare_mount_point(path: &Path) -> CliResult<PathBuf> {
         warn!("mountpoint is a dead FUSE mount; detaching it");
         mounts::lazy_unmount(path)?;
     }
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+    let mut meta = std::fs::metadata(path);
+    if meta
+        .as_ref()
+        .is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN))
+    {
+        // Its daemon died just now, after the check above.
+        warn!("mountpoint is a dead FUSE mount; detaching it");
+        mounts::lazy_unmount(path)?;
+        meta = std::fs::metadata(path);
+    }
+    let meta = meta.map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
             CliError::usage(format!("mountpoint {shown} does not exist"))
         }
@@ -212,15 +234,17 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
     if let Some(h) = &holder {
         lease::fence_on_loss(h, &fs);
     }
-    remember_commits(fs.engine(), anchors.clone(), holder.clone(), &header);
+    let writer = holder.is_some();
+    let anchor_writer = fs_is_live(&fs)
+        .then(|| remember_commits(fs.engine(), anchors.clone(), holder.clone(), &header));
+    // The writer answers commands given the store (snapshots) on its
+    // control socket; the location file is how they find it.
+    let _control = writer.then(|| serve_control(&fs, &spec)).flatten();
     let result = serve_mounted(&fs, &config, mount_point.clone(), signals, ready);
-    let (seq, hash) = fs.engine().committed();
-    let last = Anchor {
-        volume_id: header.volume_id,
-        head: Head { seq, hash },
-    };
-    if let Err(e) = anchors.advance(last) {
-        warn!("cannot record the volume's state for rollback checks: {e}");
+    if let Some(w) = anchor_writer {
+        let (seq, hash) = fs.engine().committed();
+        w.note(Head { seq, hash });
+        w.finish();
     }
     let result = match (&holder, result) {
         (Some(h), Err(_)) if h.is_fenced() => Err(CliError::new(
@@ -267,6 +291,7 @@ fn serve_mounted(
         }
     };
     let unmounter = session.unmount_callable();
+    fs.set_invalidator(kernel_invalidator(session.notifier()));
     let worker = match thread::Builder::new()
         .name("fuse-session".into())
         .spawn(move || session.run())
@@ -315,18 +340,17 @@ fn serve_mounted(
 }
 
 /// Records the volume's committed head in this host's anchor now (reset
-/// after an accepted rollback) and after every later commit, and names it
-/// in the writer's lease at each renewal.
+/// after an accepted rollback) and after later commits (on the anchor's
+/// own thread), and names it in the writer's lease at each renewal.
 fn remember_commits(
     engine: &Arc<Engine>,
     anchors: Anchors,
     holder: Option<Arc<Holder>>,
     header: &VolumeHeader,
-) {
-    let volume_id = header.volume_id;
+) -> Arc<AnchorWriter> {
     let (seq, hash) = engine.committed();
     let now = Anchor {
-        volume_id,
+        volume_id: header.volume_id,
         head: Head { seq, hash },
     };
     let recorded = if engine.accepted_rollback() {
@@ -340,36 +364,77 @@ fn remember_commits(
     if let Some(h) = &holder {
         h.set_committed(seq, hash);
     }
-    // At most one anchor write a second: a lagging anchor only narrows
-    // what the next mount can tell, and a database committing hundreds of
-    // times a second should not pay a file write for each.
-    let last = Mutex::new(Instant::now() - Duration::from_secs(1));
+    let writer = AnchorWriter::start(anchors, header.volume_id);
+    let hook_writer = Arc::clone(&writer);
     engine.on_commit(Box::new(move |head| {
         if let Some(h) = &holder {
             h.set_committed(head.seq, head.hash);
         }
-        let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
-        if last.elapsed() >= Duration::from_secs(1) {
-            *last = Instant::now();
-            if let Err(e) = anchors.advance(Anchor { volume_id, head }) {
-                warn!("cannot record the volume's state for rollback checks: {e}");
-            }
-        }
+        hook_writer.note(head);
     }));
+    writer
+}
+
+/// A mount of the volume's newest state (not of a snapshot).
+fn fs_is_live(fs: &Fs) -> bool {
+    fs.options().engine.snapshot.is_none()
+}
+
+/// The control socket and the file naming this daemon as the store's
+/// writer; both go when dropped.
+fn serve_control(fs: &Arc<Fs>, spec: &StoreSpec) -> Option<(Server, PidFile)> {
+    let fs = Arc::clone(fs);
+    let server = control::serve(move |req| match req {
+        // Everything written so far belongs in the snapshot: data still
+        // in the cache is flushed and its sizes journaled first.
+        Request::SnapshotCreate { name } => Reply::from_result(
+            fs.sync_all()
+                .map_err(CliError::from)
+                .and_then(|()| fs.engine().create_snapshot(&name).map_err(CliError::from)),
+            Reply::Snapshot,
+        ),
+        Request::SnapshotDelete { name } => Reply::from_result(
+            fs.engine().delete_snapshot(&name).map_err(CliError::from),
+            |()| Reply::Done,
+        ),
+    });
+    let located = pidfile::write_for_location(&spec.location());
+    match (server, located) {
+        (Ok(s), Ok(l)) => Some((s, l)),
+        (Err(e), _) | (_, Err(e)) => {
+            warn!("no control socket ({e}): snapshot commands cannot reach this mount");
+            None
+        }
+    }
+}
+
+/// Test knob: a follower polls the journal this often, in milliseconds.
+pub const FOLLOW_VAR: &str = "SEALEDFS_FOLLOW_MS";
+
+/// How often a follower looks for new commits: every two seconds, one GET
+/// each (it slows down by itself when nothing happens).
+fn follow_interval() -> Duration {
+    let ms = std::env::var(FOLLOW_VAR).ok().and_then(|v| v.parse().ok());
+    ms.map_or(Duration::from_secs(2), Duration::from_millis)
 }
 
 /// Test knobs: checkpoint after this many journal bytes; sweep packs no
 /// commit references once this many milliseconds old.
 pub const CHECKPOINT_BYTES_VAR: &str = "SEALEDFS_CHECKPOINT_BYTES";
 pub const GC_GRACE_VAR: &str = "SEALEDFS_GC_GRACE_MS";
+/// Test knob: keep retired packs this many milliseconds.
+pub const RETIRE_GRACE_VAR: &str = "SEALEDFS_RETIRE_GRACE_MS";
 
-fn tuned(mut opts: FsOptions) -> FsOptions {
+fn tuned(mut opts: EngineOptions) -> EngineOptions {
     let knob = |var| std::env::var(var).ok().and_then(|v| v.parse::<u64>().ok());
     if let Some(bytes) = knob(CHECKPOINT_BYTES_VAR) {
         opts.checkpoint_bytes = bytes;
     }
     if let Some(ms) = knob(GC_GRACE_VAR) {
         opts.gc_grace = Duration::from_millis(ms);
+    }
+    if let Some(ms) = knob(RETIRE_GRACE_VAR) {
+        opts.retire_grace = Duration::from_millis(ms);
     }
     opts
 }

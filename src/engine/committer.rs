@@ -92,19 +92,11 @@ impl Engine {
             }
         };
         self.retention().note_commit(committed.record_bytes);
-        let head = super::Head {
+        self.tell_hooks(super::Head {
             seq: committed.seq,
             hash: committed.hash,
-        };
-        for hook in self
-            .on_commit
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            hook(head);
-        }
-        self.delete_retired(&committed.retired);
+        });
+        self.delete_retired(committed.retired);
         if let Some((prepared, dirty)) = prepared {
             let prev = self.retention().newest_shards();
             match checkpoint::write(
@@ -126,6 +118,20 @@ impl Engine {
             }
         }
         Ok(true)
+    }
+}
+
+impl Engine {
+    /// Tells every commit hook about a new head.
+    pub(super) fn tell_hooks(&self, head: super::Head) {
+        for hook in self
+            .on_commit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            hook(head);
+        }
     }
 }
 

@@ -58,6 +58,10 @@ pub enum EngineError {
     /// The state found is older than one seen (see `rollback`).
     #[error("{0}")]
     Rollback(Regressions),
+    /// A request the engine refuses as given (a snapshot name taken, or
+    /// not there); the message says why.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl From<MetaError> for EngineError {

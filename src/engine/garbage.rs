@@ -4,7 +4,9 @@
 //! - Referenced: the header, the lease, every kept checkpoint (index and
 //!   shards), the journal from just after the oldest of the newest two
 //!   checkpoints through the last commit, and every pack that the tree or
-//!   a kept checkpoint maps chunks to.
+//!   a pinned checkpoint maps chunks to. (An unpinned kept checkpoint is
+//!   only ever loaded to replay the journal after it, which ends at the
+//!   tree: the packs it alone maps were retired on the way.)
 //! - Journal segments moved aside by an accepted rollback (`meta/attic/`)
 //!   are evidence and may map packs nothing else does: while the attic
 //!   holds anything, the sweep does not run.
@@ -22,7 +24,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::Engine;
 use super::error::EngineResult;
 use crate::data::PackId;
-use crate::meta::checkpoint;
 use crate::meta::journal::journal_key;
 
 /// Where an accepted rollback moves the journal segments past a hole.
@@ -41,15 +42,12 @@ pub struct Referenced {
 impl Engine {
     /// What the volume needs as of now (fsck, replicas, the sweep).
     pub fn referenced(&self) -> EngineResult<Referenced> {
-        let (checkpoints, oldest) = {
+        let (checkpoints, oldest, pinned) = {
             let r = self.retention();
-            (r.kept(), r.oldest_unpinned())
+            (r.kept(), r.oldest_unpinned(), r.all_pinned_packs())
         };
         let mut packs: BTreeSet<PackId> = self.tree().packs().map(|(id, _)| *id).collect();
-        for &seq in &checkpoints {
-            let index = checkpoint::read_index(&*self.store, &self.keys, &self.volume_id, seq)?;
-            packs.extend(index.packs.iter().map(|(id, _)| *id));
-        }
+        packs.extend(pinned);
         let (last, _) = self.committed();
         Ok(Referenced {
             checkpoints,

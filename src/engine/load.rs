@@ -91,6 +91,27 @@ pub fn load(store: &dyn ObjectStore, keys: &Keys, volume_id: &[u8; 16]) -> Engin
     })
 }
 
+/// Loads checkpoint `seq` alone, with no replay (a snapshot).
+pub fn load_checkpoint(
+    store: &dyn ObjectStore,
+    keys: &Keys,
+    volume_id: &[u8; 16],
+    seq: u64,
+) -> EngineResult<Loaded> {
+    let cp = checkpoint::read(store, keys, volume_id, seq)?;
+    cp.ns.check()?;
+    Ok(Loaded {
+        ns: cp.ns,
+        last_seq: seq,
+        last_hash: cp.journal_hash,
+        base_seq: seq,
+        shards: cp.shards,
+        skipped: Vec::new(),
+        chain: BTreeMap::from([(seq, cp.journal_hash)]),
+        beyond: None,
+    })
+}
+
 /// Applies segments `after + 1, …` to `ns`, starting from the chain hash
 /// `hash`; records each segment's hash in `chain`; returns the last seq
 /// applied and its hash.

@@ -74,6 +74,7 @@ impl From<EngineError> for FsError {
             EngineError::Corrupt(c) => FsError::Corrupt(c.0),
             EngineError::ReadOnly => FsError::ReadOnly,
             EngineError::Rollback(r) => FsError::Rollback(r),
+            EngineError::Invalid(_) => FsError::Invalid,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod durability;
 mod faults;
+mod follow;
 mod golden;
 mod harness;
 mod integrity;
@@ -23,5 +24,6 @@ mod rollback;
 mod roundtrip;
 mod s3;
 mod smoke;
+mod snapshots;
 mod stall;
 mod tools;
