@@ -14,5 +14,9 @@ pub mod fs;
 pub mod fuse;
 pub mod lease;
 pub mod meta;
+pub mod replica;
 pub mod store;
 pub mod volume;
+
+#[cfg(test)]
+mod fuzz;

@@ -243,7 +243,7 @@ fn format(a: &Anchor) -> String {
     )
 }
 
-fn parse(text: &str) -> Option<Anchor> {
+pub(crate) fn parse(text: &str) -> Option<Anchor> {
     let mut lines = text.lines();
     (lines.next()? == "sealedfs anchor 1").then_some(())?;
     let volume_id = unhex::<16>(lines.next()?.strip_prefix("volume ")?)?;

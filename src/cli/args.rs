@@ -29,6 +29,43 @@ pub enum Command {
     /// Make, list or delete snapshots: exact, read-only states of the
     /// volume kept in the store until deleted.
     Snapshot(SnapshotArgs),
+    /// Copy the volume's ciphertext to another store, incrementally,
+    /// without its keys: a disaster-recovery replica, mountable as is.
+    Replicate(ReplicateArgs),
+    /// Check a volume: its metadata, that every object it needs is there,
+    /// and with --deep that every byte authenticates.
+    Fsck(FsckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// The volume: a local directory or s3://BUCKET[/PREFIX].
+    pub store: String,
+    /// Also read and authenticate every segment of every file.
+    #[arg(long)]
+    pub deep: bool,
+    /// Remove the garbage found that is older than the grace period (the
+    /// volume must not be mounted read-write).
+    #[arg(long)]
+    pub repair: bool,
+    /// Read the passphrase from this file (one trailing newline is dropped).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplicateArgs {
+    /// The volume: a local directory or s3://BUCKET[/PREFIX].
+    pub source: String,
+    /// Where the copy goes: empty, or an earlier copy of this volume.
+    pub target: String,
+    /// Check each copy by its size only, not by reading it back.
+    #[arg(long)]
+    pub no_verify: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 #[derive(Debug, Args)]

@@ -157,7 +157,7 @@ fn write_frame<T: Serialize>(conn: &mut UnixStream, value: &T) -> io::Result<()>
     conn.write_all(&body)
 }
 
-fn read_frame<T: serde::de::DeserializeOwned>(conn: &mut UnixStream) -> io::Result<T> {
+pub(crate) fn read_frame<T: serde::de::DeserializeOwned>(conn: &mut impl Read) -> io::Result<T> {
     let mut len = [0u8; 4];
     conn.read_exact(&mut len)?;
     let len = u32::from_be_bytes(len);

@@ -26,6 +26,7 @@ pub mod args;
 pub mod control;
 pub mod daemon;
 pub mod error;
+pub mod fsck;
 pub mod header;
 pub mod init;
 pub mod location;
@@ -35,6 +36,7 @@ pub mod mounts;
 pub mod passphrase;
 pub mod pidfile;
 pub mod process;
+pub mod replicate;
 pub mod snapshot;
 pub mod unmount;
 pub mod writer;
@@ -61,6 +63,8 @@ pub fn main() -> i32 {
         }
         Command::Unmount(a) => unmount::run(a),
         Command::Snapshot(a) => snapshot::run(a, env_pass),
+        Command::Replicate(a) => replicate::run(a),
+        Command::Fsck(a) => fsck::run(a, env_pass),
     };
     match result {
         Ok(()) => 0,

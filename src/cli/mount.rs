@@ -425,7 +425,7 @@ pub const GC_GRACE_VAR: &str = "SEALEDFS_GC_GRACE_MS";
 /// Test knob: keep retired packs this many milliseconds.
 pub const RETIRE_GRACE_VAR: &str = "SEALEDFS_RETIRE_GRACE_MS";
 
-fn tuned(mut opts: EngineOptions) -> EngineOptions {
+pub(super) fn tuned(mut opts: EngineOptions) -> EngineOptions {
     let knob = |var| std::env::var(var).ok().and_then(|v| v.parse::<u64>().ok());
     if let Some(bytes) = knob(CHECKPOINT_BYTES_VAR) {
         opts.checkpoint_bytes = bytes;

@@ -54,7 +54,7 @@ impl Writer {
             gated,
             RetryPolicy::with_deadline(FOREGROUND_DEADLINE),
         ));
-        let opts = EngineOptions {
+        let opts = super::mount::tuned(EngineOptions {
             claim_journal: claim,
             expected: Expected {
                 anchor,
@@ -62,7 +62,7 @@ impl Writer {
                 accept_rollback: false,
             },
             ..EngineOptions::default()
-        };
+        });
         let engine = match Engine::open(retrying, &header, &master, opts) {
             Ok(e) => e,
             Err(e) => {

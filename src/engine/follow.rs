@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use super::error::{EngineError, EngineResult};
 use super::{Engine, Head, load};
 use crate::crypto::sha256;
-use crate::meta::journal::{journal_key, open_segment};
+use crate::meta::journal::{MAX_SEGMENT_BYTES, journal_key, open_segment};
 use crate::meta::{Corrupt, Record, Segment, checkpoint};
 use crate::store::StoreError;
 
@@ -43,7 +43,7 @@ impl Engine {
         let mut segments: Vec<Segment> = Vec::new();
         loop {
             let key = journal_key(seq + 1);
-            let sealed = match self.store.get(&key) {
+            let sealed = match self.store.get_max(&key, MAX_SEGMENT_BYTES) {
                 Ok(b) => b,
                 Err(StoreError::NotFound { .. }) => break,
                 Err(e) => return Err(e.into()),

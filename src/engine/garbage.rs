@@ -24,7 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::Engine;
 use super::error::EngineResult;
 use crate::data::PackId;
-use crate::meta::journal::journal_key;
+use crate::meta::journal::{MAX_SEGMENT_BYTES, journal_key};
 
 /// Where an accepted rollback moves the journal segments past a hole.
 pub const ATTIC_PREFIX: &str = "meta/attic/";
@@ -58,9 +58,9 @@ impl Engine {
 
     /// Deletes packs left by a crash between PUT and commit (see the
     /// module rules).
-    pub(super) fn collect_unreferenced(&self) -> EngineResult<()> {
+    pub(super) fn collect_unreferenced(&self) -> EngineResult<usize> {
         if self.is_read_only() {
-            return Ok(());
+            return Ok(0);
         }
         let attic = self.store.list(ATTIC_PREFIX)?;
         if !attic.is_empty() {
@@ -69,7 +69,7 @@ impl Engine {
                  unreferenced packs are kept with them",
                 attic.len()
             );
-            return Ok(());
+            return Ok(0);
         }
         let referenced: HashSet<PackId> = self.referenced()?.packs.into_iter().collect();
         let cutoff = SystemTime::now()
@@ -89,7 +89,7 @@ impl Engine {
             doomed.push(o.key);
         }
         if doomed.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         // A refused delete (object lock) must not stop the sweep: the rest
         // are still removed, and the next sweep tries again.
@@ -100,7 +100,7 @@ impl Engine {
                 doomed.len()
             ),
         }
-        Ok(())
+        Ok(doomed.len())
     }
 
     /// Moves journal segments `first ..= last` to the attic (copy, then
@@ -108,12 +108,12 @@ impl Engine {
     pub(super) fn move_to_attic(&self, first: u64, last: u64) -> EngineResult<()> {
         for seq in first..=last {
             let key = journal_key(seq);
-            let body = match self.store.get(&key) {
+            let body = match self.store.get_max(&key, MAX_SEGMENT_BYTES) {
                 Ok(b) => b,
                 Err(e) if e.is_not_found() => continue,
                 Err(e) => return Err(e.into()),
             };
-            let aside = format!("{ATTIC_PREFIX}{}", &key["meta/journal/".len()..]);
+            let aside = format!("{ATTIC_PREFIX}{seq:016x}");
             self.store.put(&aside, &body)?;
             self.store.delete(&key)?;
         }
@@ -121,8 +121,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Test knob: run the unreferenced sweep now.
-    pub fn force_gc(&self) -> EngineResult<()> {
+    /// Runs the unreferenced sweep now (`fsck --repair`, tests); returns
+    /// how many objects it removed.
+    pub fn force_gc(&self) -> EngineResult<usize> {
         self.collect_unreferenced()
     }
 }

@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 
 use crate::crypto::{Keys, sha256};
 use crate::meta::checkpoint::{self, ShardRef};
-use crate::meta::journal::{JOURNAL_PREFIX, journal_key, open_segment, seq_of_key};
+use crate::meta::journal::{
+    JOURNAL_PREFIX, MAX_SEGMENT_BYTES, journal_key, open_segment, seq_of_key,
+};
 use crate::meta::{Corrupt, MetaError, Namespace};
 use crate::store::{ObjectStore, StoreError};
 
@@ -127,7 +129,7 @@ pub fn replay(
     let mut seq = after;
     loop {
         let key = journal_key(seq + 1);
-        let sealed = match store.get(&key) {
+        let sealed = match store.get_max(&key, MAX_SEGMENT_BYTES) {
             Ok(b) => b,
             Err(StoreError::NotFound { .. }) => break,
             Err(e) => return Err(e.into()),

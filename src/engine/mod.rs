@@ -34,6 +34,7 @@ mod committer;
 mod compact;
 mod error;
 mod follow;
+mod fsck;
 mod garbage;
 mod journal;
 mod load;
@@ -47,6 +48,7 @@ mod tests;
 
 pub use error::{EngineError, EngineResult, Failure};
 pub use follow::Followed;
+pub use fsck::{FsckReport, Problem, Severity};
 pub use garbage::Referenced;
 pub use journal::CommitId;
 pub use load::Loaded;
@@ -122,8 +124,8 @@ pub struct Engine {
     checkpointed: Condvar,
     /// Called with each new committed head (a host's anchor, the lease).
     on_commit: Mutex<Vec<CommitHook>>,
-    /// This open accepted an older state than one seen.
-    accepted_rollback: bool,
+    /// The older-than-seen findings this open accepted.
+    regressions: Vec<Regression>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     shut: AtomicBool,
 }
@@ -259,7 +261,8 @@ impl Engine {
             loaded.ns.inode_count(),
             loaded.ns.pack_count()
         );
-        let engine = Engine::assemble(store, header, keys, loaded, opts, !regressions.is_empty());
+        let sweep = regressions.is_empty();
+        let engine = Engine::assemble(store, header, keys, loaded, opts, regressions);
         if engine.opts.read_only {
             engine.clamp_past_eof_in_memory();
             return Ok(engine);
@@ -276,7 +279,7 @@ impl Engine {
         }
         engine.clamp_past_eof()?;
         engine.drop_orphans()?;
-        committer::start(&engine, regressions.is_empty());
+        committer::start(&engine, sweep);
         Ok(engine)
     }
 
@@ -286,14 +289,14 @@ impl Engine {
         keys: Keys,
         loaded: Loaded,
         opts: EngineOptions,
-        accepted_rollback: bool,
+        regressions: Vec<Regression>,
     ) -> Arc<Engine> {
         let engine = Arc::new(Engine {
             journal: Arc::new(Journal::new(loaded.last_seq, loaded.last_hash)),
             retention: Mutex::new(Retention::new(&loaded)),
             checkpointed: Condvar::new(),
             on_commit: Mutex::new(Vec::new()),
-            accepted_rollback,
+            regressions,
             tree: Mutex::new(loaded.ns),
             keys,
             volume_id: header.volume_id,
@@ -326,7 +329,14 @@ impl Engine {
             "snapshot loaded: checkpoint {seq:016x}, {} inodes",
             loaded.ns.inode_count()
         );
-        Ok(Engine::assemble(store, header, keys, loaded, opts, false))
+        Ok(Engine::assemble(
+            store,
+            header,
+            keys,
+            loaded,
+            opts,
+            Vec::new(),
+        ))
     }
 
     /// The tree, locked. A panic while it was held is logged and the lock
@@ -386,7 +396,7 @@ impl Engine {
     /// True when this open found an older state than one seen and the
     /// caller accepted it.
     pub fn accepted_rollback(&self) -> bool {
-        self.accepted_rollback
+        !self.regressions.is_empty()
     }
 
     /// Calls `hook` with every head committed from now on.

@@ -118,7 +118,7 @@ impl Contender<'_> {
             let Some(info) = self.store.head(LEASE_KEY)? else {
                 return Ok(None);
             };
-            let body = match self.store.get(LEASE_KEY) {
+            let body = match self.store.get_max(LEASE_KEY, record::MAX_LEASE_BYTES) {
                 Ok(b) => b,
                 Err(StoreError::NotFound { .. }) => return Ok(None),
                 Err(e) => return Err(e.into()),
@@ -225,7 +225,7 @@ impl Contender<'_> {
         committed: (u64, [u8; 32]),
     ) -> Result<Acquired, LeaseError> {
         let info = self.store.head(LEASE_KEY)?.ok_or(LeaseError::Lost)?;
-        let body = match self.store.get(LEASE_KEY) {
+        let body = match self.store.get_max(LEASE_KEY, record::MAX_LEASE_BYTES) {
             Ok(b) => b,
             Err(StoreError::NotFound { .. }) => return Err(LeaseError::Lost),
             Err(e) => return Err(e.into()),

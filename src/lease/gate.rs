@@ -45,6 +45,9 @@ impl ObjectStore for LeasedStore {
     fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
         self.inner.get(key)
     }
+    fn get_max(&self, key: &str, max: u64) -> StoreResult<Vec<u8>> {
+        self.inner.get_max(key, max)
+    }
     fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
         self.inner.get_range(key, range)
     }

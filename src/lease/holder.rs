@@ -253,7 +253,7 @@ impl Holder {
         let Some(info) = self.store.head(LEASE_KEY)? else {
             return Ok(None);
         };
-        let body = match self.store.get(LEASE_KEY) {
+        let body = match self.store.get_max(LEASE_KEY, record::MAX_LEASE_BYTES) {
             Ok(b) => b,
             Err(StoreError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),

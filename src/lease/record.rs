@@ -25,6 +25,9 @@ use crate::crypto::{self, CryptoError, SubKey, UnitAd};
 /// The lease's object name, relative to the volume.
 pub const LEASE_KEY: &str = "lease";
 
+/// Largest lease object read back (a few hundred bytes are used).
+pub const MAX_LEASE_BYTES: u64 = 64 << 10;
+
 /// First byte of every lease plaintext.
 pub const LEASE_VERSION: u8 = 2;
 

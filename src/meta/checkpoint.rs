@@ -27,6 +27,9 @@ use crate::store::ObjectStore;
 
 pub const CHECKPOINT_PREFIX: &str = "meta/checkpoint/";
 
+/// Largest checkpoint object (index or shard) read back.
+pub const MAX_OBJECT_BYTES: u64 = 1 << 30;
+
 /// Inodes per shard.
 pub const SHARD_INODES: u64 = 16_384;
 
@@ -174,7 +177,8 @@ pub fn read_index(
     seq: u64,
 ) -> Result<Index, MetaError> {
     let key = index_key(seq);
-    let plain = crypto::open(&keys.meta, &ad(volume_id, &key), &store.get(&key)?)?;
+    let sealed = store.get_max(&key, MAX_OBJECT_BYTES)?;
+    let plain = crypto::open(&keys.meta, &ad(volume_id, &key), &sealed)?;
     let index: Index = decode(&key, &plain)?;
     if index.seq != seq {
         return Err(Corrupt(format!("{key} claims seq {}", index.seq)).into());
@@ -201,7 +205,7 @@ pub fn read(
     let mut inodes = HashMap::new();
     for r in &index.shards {
         let key = shard_key(r.seq, r.n);
-        let sealed = store.get(&key)?;
+        let sealed = store.get_max(&key, MAX_OBJECT_BYTES)?;
         if sha256(&sealed) != r.hash {
             return Err(Corrupt(format!(
                 "{key} does not match the index of checkpoint {seq:016x}"
@@ -244,7 +248,13 @@ pub fn sweep(
     let mut doomed_indexes = Vec::new();
     let mut doomed_shards = Vec::new();
     for o in store.list(CHECKPOINT_PREFIX)? {
-        let Some((hex, leaf)) = o.key[CHECKPOINT_PREFIX.len()..].split_once('/') else {
+        // A store may list keys it should not (another prefix, garbage):
+        // those are skipped, never sliced blindly.
+        let Some((hex, leaf)) = o
+            .key
+            .strip_prefix(CHECKPOINT_PREFIX)
+            .and_then(|rest| rest.split_once('/'))
+        else {
             continue;
         };
         let Ok(seq) = u64::from_str_radix(hex, 16) else {

@@ -16,6 +16,11 @@ use crate::crypto::{self, Keys, UnitAd};
 
 pub const JOURNAL_PREFIX: &str = "meta/journal/";
 
+/// Largest journal segment read back: far above any batch the committer
+/// writes (it commits at 1 MiB of records), low enough that a hostile
+/// store cannot make a mount allocate without limit.
+pub const MAX_SEGMENT_BYTES: u64 = 1 << 30;
+
 pub fn journal_key(seq: u64) -> String {
     format!("{JOURNAL_PREFIX}{seq:016x}")
 }

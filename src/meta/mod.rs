@@ -38,13 +38,16 @@ pub enum MetaError {
     Corrupt(#[from] Corrupt),
 }
 
-fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     let mut out = vec![META_VERSION];
     out.extend(postcard::to_allocvec(value).expect("in-memory metadata always encodes"));
     out
 }
 
-fn decode<T: serde::de::DeserializeOwned>(object: &str, plain: &[u8]) -> Result<T, MetaError> {
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    object: &str,
+    plain: &[u8],
+) -> Result<T, MetaError> {
     match plain.split_first() {
         Some((&META_VERSION, body)) => postcard::from_bytes(body)
             .map_err(|e| MetaError::Corrupt(Corrupt(format!("{object}: undecodable: {e}")))),

@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use super::inode::{Content, Inode, InodeAttr, Kind};
 use super::record::Record;
-use crate::data::{ChunkMap, Freed, PackId};
+use crate::crypto::SEAL_OVERHEAD;
+use crate::data::{ChunkMap, Extent, Freed, PackId};
 
 pub const ROOT_INO: u64 = 1;
 
@@ -45,6 +46,48 @@ pub struct Namespace {
     chunk_size: u32,
     /// Checkpoint shards changed since the last checkpoint took them.
     dirty_shards: BTreeSet<u64>,
+}
+
+/// An extent must lie inside its pack and its file's addressable range:
+/// a record says where bytes are, and offsets computed from it must never
+/// overflow or point outside the object.
+fn check_extent(
+    ino: u64,
+    first: u64,
+    e: &Extent,
+    pack: &PackInfo,
+    chunk_size: u32,
+) -> Result<(), Corrupt> {
+    let bad = |why: &str| {
+        Err(Corrupt(format!(
+            "inode {ino}: extent at chunk {first} {why}"
+        )))
+    };
+    let chunk_end = first.checked_add(e.count as u64);
+    let last_byte = chunk_end.and_then(|end| end.checked_mul(chunk_size as u64));
+    let cipher_end = (e.count as u64)
+        .checked_mul(e.cipher_len as u64)
+        .and_then(|len| e.cipher_off.checked_add(len));
+    if e.count == 0 {
+        return bad("maps no chunk");
+    }
+    if last_byte.is_none() {
+        return bad("lies past the largest file");
+    }
+    if e.first_unit
+        .checked_add(e.count)
+        .is_none_or(|end| end > pack.units)
+    {
+        return bad("names units its pack does not have");
+    }
+    if cipher_end.is_none_or(|end| end > pack.size) {
+        return bad("reaches past the end of its pack");
+    }
+    if e.plain_len > chunk_size || (e.cipher_len as u64) < e.plain_len as u64 + SEAL_OVERHEAD as u64
+    {
+        return bad("has impossible segment lengths");
+    }
+    Ok(())
 }
 
 impl Namespace {
@@ -198,13 +241,15 @@ impl Namespace {
                 }
             }
             Record::Chunks { ino, first, extent } => {
-                self.chunks_mut(*ino)?.insert(*first, *extent, &mut freed);
-                let p = self.packs.get_mut(&extent.pack).ok_or_else(|| {
+                let pack = self.packs.get(&extent.pack).ok_or_else(|| {
                     Corrupt(format!(
                         "inode {ino} maps chunks to unknown {:?}",
                         extent.pack
                     ))
                 })?;
+                check_extent(*ino, *first, extent, pack, self.chunk_size)?;
+                self.chunks_mut(*ino)?.insert(*first, *extent, &mut freed);
+                let p = self.packs.get_mut(&extent.pack).expect("looked up above");
                 p.live += extent.count as u64 * extent.cipher_len as u64;
             }
             Record::Punch { ino, first, count } => {

@@ -20,6 +20,9 @@ use crate::store::ObjectStore;
 
 pub const SNAPSHOT_PREFIX: &str = "snapshots/";
 
+/// Largest snapshot record read back.
+pub const MAX_RECORD_BYTES: u64 = 64 << 10;
+
 /// Longest snapshot name, in bytes.
 pub const NAME_MAX: usize = 200;
 
@@ -93,7 +96,7 @@ pub fn list(
     let mut out = Vec::new();
     for o in store.list(SNAPSHOT_PREFIX)? {
         let key = o.key;
-        let sealed = store.get(&key)?;
+        let sealed = store.get_max(&key, MAX_RECORD_BYTES)?;
         let record: SnapshotRecord = decode(
             &key,
             &crypto::open(&keys.meta, &ad(volume_id, &key), &sealed)?,

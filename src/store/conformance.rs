@@ -17,6 +17,7 @@ pub fn check_all(store: &dyn ObjectStore) {
     put_if_absent_fences(store);
     put_if_match_replaces_only_the_version_read(store);
     get_range_boundaries(store);
+    get_max_refuses_larger_objects(store);
     list_is_sorted_and_filtered_by_prefix(store);
     delete_is_idempotent(store);
     head_reports_size_and_time(store);
@@ -88,6 +89,20 @@ fn put_if_absent_fences(store: &dyn ObjectStore) {
     // `put` still replaces a create-only object (lease and volume do).
     store.put("fence/seq1", b"replaced").unwrap();
     assert_eq!(store.get("fence/seq1").unwrap(), b"replaced");
+}
+
+fn get_max_refuses_larger_objects(store: &dyn ObjectStore) {
+    store.put("max/ten", b"0123456789").unwrap();
+    store.put("max/empty", b"").unwrap();
+    assert_eq!(store.get_max("max/ten", 10).unwrap(), b"0123456789");
+    assert_eq!(store.get_max("max/ten", 1 << 20).unwrap(), b"0123456789");
+    let err = store.get_max("max/ten", 9).unwrap_err();
+    assert_eq!(io_kind(err), ErrorKind::InvalidData);
+    assert_eq!(store.get_max("max/empty", 0).unwrap(), b"");
+    assert!(matches!(
+        store.get_max("max/missing", 10),
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 fn get_range_boundaries(store: &dyn ObjectStore) {

@@ -140,6 +140,13 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
         Ok(body)
     }
 
+    fn get_max(&self, key: &str, max: u64) -> StoreResult<Vec<u8>> {
+        bump(&self.counters.get, 1);
+        let body = self.inner.get_max(key, max)?;
+        bump(&self.counters.bytes_read, body.len() as u64);
+        Ok(body)
+    }
+
     fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
         bump(&self.counters.get_range, 1);
         let body = self.inner.get_range(key, range)?;

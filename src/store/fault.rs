@@ -256,6 +256,9 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
     fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
         self.call(Op::Get, key, |s| s.get(key))
     }
+    fn get_max(&self, key: &str, max: u64) -> StoreResult<Vec<u8>> {
+        self.call(Op::Get, key, |s| s.get_max(key, max))
+    }
     fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
         self.call(Op::GetRange, key, |s| s.get_range(key, range))
     }

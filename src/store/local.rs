@@ -35,15 +35,15 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::ops::Range;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use super::{ObjectInfo, ObjectStore, StoreError, StoreResult, check_key, check_range};
+use super::{ObjectInfo, ObjectStore, StoreError, StoreResult, check_key, check_max, check_range};
 
 /// The advisory lock file, and the `key` of the error that reports it held.
 pub(crate) const LOCK_FILE: &str = ".lock";
@@ -103,6 +103,30 @@ impl LocalStore {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Opens an object's file for reading, and its size. A symlink or
+    /// anything but a regular file is not an object (someone put it
+    /// there): it is refused, never followed.
+    fn open_object(&self, key: &str) -> StoreResult<(File, u64)> {
+        let path = self.path_of(key)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => StoreError::io(
+                    key,
+                    io::ErrorKind::InvalidData,
+                    "a symlink where an object belongs",
+                ),
+                _ => read_err(key, e),
+            })?;
+        let meta = file.metadata().map_err(|e| io_err(key, e))?;
+        if !meta.is_file() {
+            return Err(StoreError::NotFound { key: key.into() });
+        }
+        Ok((file, meta.len()))
     }
 
     /// Waits for the lock that makes a conditional replace's check and
@@ -229,18 +253,20 @@ impl ObjectStore for LocalStore {
     }
 
     fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
-        let path = self.path_of(key)?;
-        fs::read(path).map_err(|e| read_err(key, e))
+        self.get_max(key, u64::MAX)
+    }
+
+    fn get_max(&self, key: &str, max: u64) -> StoreResult<Vec<u8>> {
+        let (mut file, len) = self.open_object(key)?;
+        check_max(key, len, max)?;
+        let mut body = Vec::with_capacity(len as usize);
+        file.read_to_end(&mut body).map_err(|e| io_err(key, e))?;
+        Ok(body)
     }
 
     fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
-        let path = self.path_of(key)?;
-        let file = File::open(path).map_err(|e| read_err(key, e))?;
-        let meta = file.metadata().map_err(|e| io_err(key, e))?;
-        if !meta.is_file() {
-            return Err(StoreError::NotFound { key: key.into() });
-        }
-        check_range(key, &range, meta.len())?;
+        let (file, len) = self.open_object(key)?;
+        check_range(key, &range, len)?;
         let len = usize::try_from(range.end - range.start)
             .map_err(|e| io_err(key, io::Error::new(io::ErrorKind::InvalidInput, e)))?;
         let mut buf = vec![0; len];
@@ -595,6 +621,23 @@ mod tests {
         assert!(store.get("data/ab/p1/x").unwrap_err().is_not_found());
         store.delete("data/ab").unwrap();
         assert_eq!(store.get("data/ab/p1").unwrap(), b"1");
+    }
+
+    #[test]
+    fn symlinks_and_non_files_are_never_read() {
+        let (dir, store) = fresh();
+        fs::write(dir.path().join("secret"), b"outside the volume").unwrap();
+        fs::create_dir_all(dir.path().join("data/ab")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), dir.path().join("data/ab/link"))
+            .unwrap();
+        let e = store.get("data/ab/link").unwrap_err();
+        assert!(e.to_string().contains("symlink"), "{e}");
+        assert!(store.get_range("data/ab/link", 0..1).is_err());
+        fs::create_dir_all(dir.path().join("data/ab/dir")).unwrap();
+        assert!(matches!(
+            store.get("data/ab/dir"),
+            Err(StoreError::NotFound { .. })
+        ));
     }
 
     #[test]

@@ -222,11 +222,32 @@ pub(crate) fn check_range(key: &str, range: &Range<u64>, len: u64) -> StoreResul
     Ok(())
 }
 
+/// Refuses an object of `len` bytes where at most `max` may be.
+pub(crate) fn check_max(key: &str, len: u64, max: u64) -> StoreResult<()> {
+    if len > max {
+        return Err(StoreError::io(
+            key,
+            io::ErrorKind::InvalidData,
+            format!("{len} bytes where at most {max} belong"),
+        ));
+    }
+    Ok(())
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 pub trait ObjectStore: Send + Sync {
     /// Whole object.
     fn get(&self, key: &str) -> StoreResult<Vec<u8>>;
+    /// Whole object, refused (`Io`, `InvalidData`) if it is larger than
+    /// `max` bytes, where the store can tell without reading it all. Every
+    /// read of an object whose format bounds its size comes here, so a
+    /// hostile store cannot make us allocate without limit.
+    fn get_max(&self, key: &str, max: u64) -> StoreResult<Vec<u8>> {
+        let body = self.get(key)?;
+        check_max(key, body.len() as u64, max)?;
+        Ok(body)
+    }
     /// Bytes `range` of the object; a range past the end is an error
     /// (`Io` with `UnexpectedEof`), never a short read.
     fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>>;
@@ -271,6 +292,9 @@ pub trait ObjectStore: Send + Sync {
 impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
     fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
         (**self).get(key)
+    }
+    fn get_max(&self, key: &str, max: u64) -> StoreResult<Vec<u8>> {
+        (**self).get_max(key, max)
     }
     fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
         (**self).get_range(key, range)

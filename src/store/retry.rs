@@ -139,7 +139,7 @@ impl RetryPolicy {
 /// After a write that may have landed was refused on retry: does the
 /// object hold exactly `body`?
 pub fn landed(store: &dyn ObjectStore, key: &str, body: &[u8]) -> bool {
-    match store.get(key) {
+    match store.get_max(key, body.len() as u64) {
         Ok(now) if now == body => {
             log::info!(
                 "put {key}: an earlier attempt's answer was lost; the object holds our write"
@@ -192,6 +192,9 @@ impl RetryingStore {
 impl ObjectStore for RetryingStore {
     fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
         self.run("get", key, || self.inner.get(key))
+    }
+    fn get_max(&self, key: &str, max: u64) -> StoreResult<Vec<u8>> {
+        self.run("get", key, || self.inner.get_max(key, max))
     }
     fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
         self.run("get", key, || self.inner.get_range(key, range.clone()))

@@ -48,7 +48,8 @@ use tokio::sync::Semaphore;
 
 use self::classify::{Failure, classify, one_line};
 use super::{
-    ObjectInfo, ObjectStore, RetryPolicy, StoreError, StoreResult, check_key, check_range, deadline,
+    ObjectInfo, ObjectStore, RetryPolicy, StoreError, StoreResult, check_key, check_max,
+    check_range, deadline,
 };
 
 /// DeleteObjects takes at most this many keys.
@@ -444,6 +445,41 @@ impl ObjectStore for S3Store {
             }
         })
         .map_err(|f| self.error(key, f))
+    }
+
+    fn get_max(&self, key: &str, max: u64) -> StoreResult<Vec<u8>> {
+        check_key(key)?;
+        if max >= u64::MAX - 1 {
+            return self.get(key);
+        }
+        // One byte more than allowed: its presence, or Content-Range's
+        // total, says the object is too large without fetching it all.
+        let full = self.cfg.full_key(key);
+        let header = format!("bytes=0-{max}");
+        let res = self.call(0, |c| {
+            let req = c
+                .get_object()
+                .bucket(&self.cfg.bucket)
+                .key(&full)
+                .range(&header);
+            async move {
+                let out = req.send().await.map_err(classify)?;
+                let total = range_total(out.content_range());
+                let body = out.body.collect().await.map_err(|e| {
+                    Failure::transport(format!("body broke off: {}", one_line(&e.to_string())))
+                })?;
+                Ok((total, body.into_bytes()))
+            }
+        });
+        match res {
+            Ok((total, body)) => {
+                check_max(key, total.unwrap_or(body.len() as u64), max)?;
+                Ok(body.to_vec())
+            }
+            // An empty object has no byte 0 to start a range at.
+            Err(f) if f.is(416) || f.code_is("InvalidRange") => self.get(key),
+            Err(f) => Err(self.error(key, f)),
+        }
     }
 
     fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {

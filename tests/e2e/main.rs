@@ -9,6 +9,7 @@
 mod durability;
 mod faults;
 mod follow;
+mod fsck;
 mod golden;
 mod harness;
 mod integrity;
@@ -20,6 +21,7 @@ mod posix;
 #[allow(dead_code)] // faults the e2e tests do not use
 mod proxy;
 mod requests;
+mod restore;
 mod rollback;
 mod roundtrip;
 mod s3;
