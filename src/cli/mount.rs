@@ -69,8 +69,8 @@ struct Plan {
 }
 
 pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>) -> CliResult<()> {
-    let req = MountRequest::from_args(&args)?;
-    let file = Config::load(config)?.for_store(&args.store);
+    let req = MountRequest::from_args(&args, config)?;
+    let file = Config::load(req.config.as_deref())?.for_store(&args.store);
     let secret = req.settings.secret(env_pass.is_some(), &file)?;
     let settings = req.settings.clone().or(Settings::from_env()).or(file);
     let kernel = req.kernel(settings.allow_other.unwrap_or(false))?;

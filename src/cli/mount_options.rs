@@ -27,7 +27,7 @@
 //! (see `settings` for which layer wins); the others are choices of one
 //! mount.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::args::{MountArgs, parse_size};
 use super::error::{CliError, CliResult};
@@ -43,6 +43,8 @@ pub struct MountRequest {
     pub foreground: bool,
     pub nonempty: bool,
     pub force_takeover: bool,
+    /// The config file, as `--config`.
+    pub config: Option<PathBuf>,
     pub allow_root: bool,
     pub noexec: bool,
     pub sync: bool,
@@ -62,15 +64,12 @@ pub enum Kind {
     Ignored,
 }
 
-type Apply = fn(&mut MountRequest, &str) -> Result<(), String>;
-
 pub struct OptionSpec {
     pub name: &'static str,
     /// `Some(METAVAR)`: spelled `name=METAVAR`.
     pub value: Option<&'static str>,
     pub kind: Kind,
     pub help: &'static str,
-    apply: Apply,
 }
 
 const fn opt(
@@ -78,289 +77,62 @@ const fn opt(
     value: Option<&'static str>,
     kind: Kind,
     help: &'static str,
-    apply: Apply,
 ) -> OptionSpec {
     OptionSpec {
         name,
         value,
         kind,
         help,
-        apply,
-    }
-}
-
-fn nothing(_: &mut MountRequest, _: &str) -> Result<(), String> {
-    Ok(())
-}
-
-fn path(v: &str) -> Result<PathBuf, String> {
-    match v {
-        "" => Err("an empty path".into()),
-        p => Ok(PathBuf::from(p)),
     }
 }
 
 use Kind::{AlwaysOn, Ignored, Mount, Setting};
 
-/// Every option `mount -o` accepts, in `--help` order.
+/// Every option `mount -o` accepts, in `--help` order; what each does is
+/// [`MountRequest::set`].
+#[rustfmt::skip]
 pub static OPTIONS: &[OptionSpec] = &[
-    opt(
-        "cache_size",
-        Some("SIZE"),
-        Setting,
-        "as --cache-size",
-        |r, v| set_once(&mut r.settings.cache_size, parse_size(v)?, "cache_size"),
-    ),
-    opt(
-        "passphrase_file",
-        Some("FILE"),
-        Setting,
-        "as --passphrase-file",
-        |r, v| set_once(&mut r.settings.passphrase_file, path(v)?, "passphrase_file"),
-    ),
-    opt(
-        "key_file",
-        Some("FILE"),
-        Setting,
-        "as --key-file",
-        |r, v| set_once(&mut r.settings.key_file, path(v)?, "key_file"),
-    ),
-    opt(
-        "allow_other",
-        None,
-        Setting,
-        "every user may enter (permissions are still checked)",
-        |r, _| set_once(&mut r.settings.allow_other, true, "allow_other"),
-    ),
-    opt("endpoint", Some("URL"), Setting, "as --endpoint", |r, v| {
-        set_once(&mut r.settings.endpoint, v.to_owned(), "endpoint")
-    }),
-    opt("region", Some("REGION"), Setting, "as --region", |r, v| {
-        set_once(&mut r.settings.region, v.to_owned(), "region")
-    }),
-    opt("path_style", None, Setting, "as --path-style", |r, _| {
-        set_once(&mut r.settings.path_style, true, "path_style")
-    }),
-    opt("allow_http", None, Setting, "as --allow-http", |r, _| {
-        set_once(&mut r.settings.allow_http, true, "allow_http")
-    }),
-    opt("sse", Some("MODE"), Setting, "as --sse", |r, v| {
-        set_once(&mut r.settings.sse, v.to_owned(), "sse")
-    }),
-    opt(
-        "sse_kms_key_id",
-        Some("ID"),
-        Setting,
-        "as --sse-kms-key-id",
-        |r, v| {
-            set_once(
-                &mut r.settings.sse_kms_key_id,
-                v.to_owned(),
-                "sse_kms_key_id",
-            )
-        },
-    ),
-    opt("ro", None, Mount, "as --read-only", |r, _| {
-        r.read_only = true;
-        Ok(())
-    }),
-    opt(
-        "rw",
-        None,
-        Mount,
-        "read-write (the default; undoes an earlier ro)",
-        |r, _| {
-            r.read_only = false;
-            Ok(())
-        },
-    ),
-    opt("foreground", None, Mount, "as --foreground", |r, _| {
-        r.foreground = true;
-        Ok(())
-    }),
-    opt("nonempty", None, Mount, "as --nonempty", |r, _| {
-        r.nonempty = true;
-        Ok(())
-    }),
-    opt(
-        "force_takeover",
-        None,
-        Mount,
-        "as --force-takeover",
-        |r, _| {
-            r.force_takeover = true;
-            Ok(())
-        },
-    ),
-    opt(
-        "allow_root",
-        None,
-        Mount,
-        "the mounting user and root may enter",
-        |r, _| {
-            r.allow_root = true;
-            Ok(())
-        },
-    ),
-    opt(
-        "noexec",
-        None,
-        Mount,
-        "programs on the volume cannot be run",
-        |r, _| {
-            r.noexec = true;
-            Ok(())
-        },
-    ),
-    opt(
-        "exec",
-        None,
-        Mount,
-        "programs may be run (the default; undoes noexec)",
-        |r, _| {
-            r.noexec = false;
-            Ok(())
-        },
-    ),
-    opt(
-        "sync",
-        None,
-        Mount,
-        "every write is durable in the store before it returns (slow)",
-        |r, _| {
-            r.sync = true;
-            Ok(())
-        },
-    ),
-    opt(
-        "dirsync",
-        None,
-        Mount,
-        "every directory change is durable before it returns",
-        |r, _| {
-            r.dirsync = true;
-            Ok(())
-        },
-    ),
-    opt("async", None, Mount, "the default; undoes sync", |r, _| {
-        r.sync = false;
-        Ok(())
-    }),
-    opt(
-        "default_permissions",
-        None,
-        AlwaysOn,
-        "the kernel checks permissions",
-        nothing,
-    ),
-    opt(
-        "noatime",
-        None,
-        AlwaysOn,
-        "access times are never recorded",
-        nothing,
-    ),
-    opt(
-        "nodev",
-        None,
-        AlwaysOn,
-        "device files cannot be opened",
-        nothing,
-    ),
-    opt(
-        "nosuid",
-        None,
-        AlwaysOn,
-        "set-user-id bits are not honoured",
-        nothing,
-    ),
-    opt(
-        "dev",
-        None,
-        Ignored,
-        "added by mount.fuse3; sealedfs always mounts nodev",
-        nothing,
-    ),
-    opt(
-        "suid",
-        None,
-        Ignored,
-        "added by mount.fuse3; sealedfs always mounts nosuid",
-        nothing,
-    ),
-    opt(
-        "relatime",
-        None,
-        Ignored,
-        "sealedfs is always noatime",
-        nothing,
-    ),
-    opt(
-        "nodiratime",
-        None,
-        Ignored,
-        "sealedfs is always noatime",
-        nothing,
-    ),
-    opt(
-        "lazytime",
-        None,
-        Ignored,
-        "sealedfs is always noatime",
-        nothing,
-    ),
-    opt("defaults", None, Ignored, "fstab's placeholder", nothing),
-    opt("auto", None, Ignored, "for mount -a", nothing),
-    opt("noauto", None, Ignored, "for mount -a", nothing),
-    opt(
-        "user",
-        None,
-        Ignored,
-        "for mount(8): who may mount",
-        nothing,
-    ),
-    opt(
-        "nouser",
-        None,
-        Ignored,
-        "for mount(8): who may mount",
-        nothing,
-    ),
-    opt(
-        "users",
-        None,
-        Ignored,
-        "for mount(8): who may mount",
-        nothing,
-    ),
-    opt(
-        "owner",
-        None,
-        Ignored,
-        "for mount(8): who may mount",
-        nothing,
-    ),
-    opt(
-        "group",
-        None,
-        Ignored,
-        "for mount(8): who may mount",
-        nothing,
-    ),
-    opt(
-        "_netdev",
-        None,
-        Ignored,
-        "for systemd: mount after the network is up",
-        nothing,
-    ),
-    opt(
-        "nofail",
-        None,
-        Ignored,
-        "for systemd and mount -a: boot goes on if this mount fails",
-        nothing,
-    ),
+    opt("cache_size", Some("SIZE"), Setting, "as --cache-size"),
+    opt("passphrase_file", Some("FILE"), Setting, "as --passphrase-file"),
+    opt("key_file", Some("FILE"), Setting, "as --key-file"),
+    opt("allow_other", None, Setting, "every user may enter (permissions are still checked)"),
+    opt("endpoint", Some("URL"), Setting, "as --endpoint"),
+    opt("region", Some("REGION"), Setting, "as --region"),
+    opt("path_style", None, Setting, "as --path-style"),
+    opt("allow_http", None, Setting, "as --allow-http"),
+    opt("sse", Some("MODE"), Setting, "as --sse"),
+    opt("sse_kms_key_id", Some("ID"), Setting, "as --sse-kms-key-id"),
+    opt("ro", None, Mount, "as --read-only"),
+    opt("rw", None, Mount, "read-write (the default; undoes an earlier ro)"),
+    opt("foreground", None, Mount, "as --foreground"),
+    opt("nonempty", None, Mount, "as --nonempty"),
+    opt("force_takeover", None, Mount, "as --force-takeover"),
+    opt("config", Some("FILE"), Mount, "as --config"),
+    opt("allow_root", None, Mount, "the mounting user and root may enter"),
+    opt("noexec", None, Mount, "programs on the volume cannot be run"),
+    opt("exec", None, Mount, "programs may be run (the default; undoes noexec)"),
+    opt("sync", None, Mount, "every write is durable in the store before it returns (slow)"),
+    opt("dirsync", None, Mount, "every directory change is durable before it returns"),
+    opt("async", None, Mount, "the default; undoes sync"),
+    opt("default_permissions", None, AlwaysOn, "the kernel checks permissions"),
+    opt("noatime", None, AlwaysOn, "access times are never recorded"),
+    opt("nodev", None, AlwaysOn, "device files cannot be opened"),
+    opt("nosuid", None, AlwaysOn, "set-user-id bits are not honoured"),
+    opt("dev", None, Ignored, "added by mount.fuse3; sealedfs always mounts nodev"),
+    opt("suid", None, Ignored, "added by mount.fuse3; sealedfs always mounts nosuid"),
+    opt("relatime", None, Ignored, "sealedfs is always noatime"),
+    opt("nodiratime", None, Ignored, "sealedfs is always noatime"),
+    opt("lazytime", None, Ignored, "sealedfs is always noatime"),
+    opt("defaults", None, Ignored, "fstab's placeholder"),
+    opt("auto", None, Ignored, "for mount -a"),
+    opt("noauto", None, Ignored, "for mount -a"),
+    opt("user", None, Ignored, "for mount(8): who may mount"),
+    opt("nouser", None, Ignored, "for mount(8): who may mount"),
+    opt("users", None, Ignored, "for mount(8): who may mount"),
+    opt("owner", None, Ignored, "for mount(8): who may mount"),
+    opt("group", None, Ignored, "for mount(8): who may mount"),
+    opt("_netdev", None, Ignored, "for systemd: mount after the network is up"),
+    opt("nofail", None, Ignored, "for systemd and mount -a: boot goes on if this mount fails"),
 ];
 
 /// Prefixes of option families that are notes for other programs.
@@ -384,6 +156,13 @@ const REFUSED: &[(&str, &str)] = &[
     ),
 ];
 
+fn path(v: &str) -> Result<PathBuf, String> {
+    match v {
+        "" => Err("an empty path".into()),
+        p => Ok(PathBuf::from(p)),
+    }
+}
+
 /// The option named `name`, if there is one.
 pub fn spec(name: &str) -> Option<&'static OptionSpec> {
     OPTIONS.iter().find(|o| o.name == name)
@@ -391,8 +170,10 @@ pub fn spec(name: &str) -> Option<&'static OptionSpec> {
 
 impl MountRequest {
     /// Folds the flags and `-o` lists of `args` together.
-    pub fn from_args(args: &MountArgs) -> CliResult<MountRequest> {
+    /// `config` is the global `--config` flag.
+    pub fn from_args(args: &MountArgs, config: Option<&Path>) -> CliResult<MountRequest> {
         let mut req = MountRequest {
+            config: config.map(Path::to_path_buf),
             settings: Settings {
                 cache_size: args.cache_size,
                 passphrase_file: args.passphrase_file.clone(),
@@ -438,10 +219,39 @@ impl MountRequest {
         match (spec.value, value) {
             (Some(meta), None) => Err(format!("mount option {name} needs a value: {name}={meta}")),
             (None, Some(_)) => Err(format!("mount option {name} takes no value")),
-            (_, v) => {
-                (spec.apply)(self, v.unwrap_or("")).map_err(|e| format!("mount option {name}: {e}"))
-            }
+            (_, v) => self
+                .set(name, v.unwrap_or(""))
+                .map_err(|e| format!("mount option {name}: {e}")),
         }
+    }
+
+    /// What the option `name` (in [`OPTIONS`]) does, with its value `v`.
+    fn set(&mut self, name: &str, v: &str) -> Result<(), String> {
+        let s = &mut self.settings;
+        match name {
+            "cache_size" => set_once(&mut s.cache_size, parse_size(v)?, name)?,
+            "passphrase_file" => set_once(&mut s.passphrase_file, path(v)?, name)?,
+            "key_file" => set_once(&mut s.key_file, path(v)?, name)?,
+            "allow_other" => set_once(&mut s.allow_other, true, name)?,
+            "endpoint" => set_once(&mut s.endpoint, v.to_owned(), name)?,
+            "region" => set_once(&mut s.region, v.to_owned(), name)?,
+            "path_style" => set_once(&mut s.path_style, true, name)?,
+            "allow_http" => set_once(&mut s.allow_http, true, name)?,
+            "sse" => set_once(&mut s.sse, v.to_owned(), name)?,
+            "sse_kms_key_id" => set_once(&mut s.sse_kms_key_id, v.to_owned(), name)?,
+            "config" => set_once(&mut self.config, path(v)?, name)?,
+            "ro" | "rw" => self.read_only = name == "ro",
+            "foreground" => self.foreground = true,
+            "nonempty" => self.nonempty = true,
+            "force_takeover" => self.force_takeover = true,
+            "allow_root" => self.allow_root = true,
+            "noexec" | "exec" => self.noexec = name == "noexec",
+            "sync" | "async" => self.sync = name == "sync",
+            "dirsync" => self.dirsync = true,
+            // AlwaysOn and Ignored.
+            _ => {}
+        }
+        Ok(())
     }
 
     /// The kernel's part, once every layer decided `allow_other`.
@@ -598,15 +408,41 @@ mod tests {
     }
 
     #[test]
+    fn every_mount_flag_has_an_o_spelling() {
+        use clap::CommandFactory;
+        let mut cmd = crate::cli::args::Cli::command();
+        cmd.build();
+        let mount = cmd.find_subcommand("mount").unwrap();
+        let mut checked = 0;
+        for arg in mount.get_arguments() {
+            let Some(long) = arg.get_long() else {
+                continue;
+            };
+            let name = match long {
+                "help" => continue,
+                "read-only" => "ro".to_owned(),
+                other => other.replace('-', "_"),
+            };
+            assert!(spec(&name).is_some(), "--{long} has no -o spelling");
+            checked += 1;
+        }
+        assert!(checked >= 14, "{checked}");
+    }
+
+    #[test]
     fn every_option_applies_and_is_documented() {
         let help = long_help();
+        // The options that only undo another are the defaults.
+        let undo = ["rw", "exec", "async"];
         for o in OPTIONS {
             let item = match o.value {
                 Some(_) if o.name == "cache_size" => format!("{}=64M", o.name),
                 Some(_) => format!("{}=/x", o.name),
                 None => o.name.to_owned(),
             };
-            req(&[&item]).unwrap_or_else(|e| panic!("{item}: {}", e.msg));
+            let r = req(&[&item]).unwrap_or_else(|e| panic!("{item}: {}", e.msg));
+            let has_effect = matches!(o.kind, Setting | Mount) && !undo.contains(&o.name);
+            assert_eq!(r != MountRequest::default(), has_effect, "{item}");
             assert!(
                 help.contains(&format!("  {}", o.name)),
                 "{} not in help",
