@@ -8,11 +8,13 @@
 
 mod durability;
 mod faults;
+mod fstab;
 mod golden;
 mod harness;
 mod integrity;
 mod leak;
 mod lease;
+mod mount_cli;
 mod outage;
 mod perms;
 mod posix;
