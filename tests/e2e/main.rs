@@ -6,6 +6,7 @@
 //! Scenarios that mean the same on every store run once per backend (see
 //! harness/mod.rs): `durability::crash_rounds::local`, `…::s3`.
 
+mod config;
 mod durability;
 mod faults;
 mod fstab;
@@ -14,7 +15,9 @@ mod harness;
 mod integrity;
 mod leak;
 mod lease;
+mod messages;
 mod mount_cli;
+mod notify;
 mod outage;
 mod perms;
 mod posix;
