@@ -268,6 +268,18 @@ endpoint = "http://127.0.0.1:9000"
     }
 
     #[test]
+    fn the_documented_example_parses() {
+        let text = include_str!("../../docs/systemd/config.toml");
+        let c = parse(text).unwrap();
+        let ehr = c.for_store("s3://ehr-prod/volume1/");
+        assert_eq!(ehr.passphrase_file, Some("/etc/sealedfs/ehr.pass".into()));
+        assert_eq!(ehr.allow_other, Some(true));
+        assert_eq!(ehr.region.as_deref(), Some("us-east-1"));
+        let scans = c.for_store("file:///srv/vaults/scans");
+        assert_eq!(scans.cache_size, Some(1 << 30));
+    }
+
+    #[test]
     fn loading() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
