@@ -73,7 +73,14 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>)
     let file = Config::load(req.config.as_deref())?.for_store(&args.store);
     let secret = req.settings.secret(env_pass.is_some(), &file)?;
     let settings = req.settings.clone().or(Settings::from_env()).or(file);
-    let kernel = req.kernel(settings.allow_other.unwrap_or(false))?;
+    // allow_root on the command line beats an allow_other from the file;
+    // both on the command line are refused.
+    let allow_other = if req.allow_root {
+        req.settings.allow_other
+    } else {
+        settings.allow_other
+    };
+    let kernel = req.kernel(allow_other.unwrap_or(false))?;
     let read_only = req.read_only;
     let mut spec = StoreSpec::parse(&args.store)?.with_s3(&settings.s3_args());
     let mount_point = prepare_mount_point(&args.mountpoint, req.nonempty)?;

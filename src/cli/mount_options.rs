@@ -132,7 +132,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt("owner", None, Ignored, "for mount(8): who may mount"),
     opt("group", None, Ignored, "for mount(8): who may mount"),
     opt("_netdev", None, Ignored, "for systemd: mount after the network is up"),
-    opt("nofail", None, Ignored, "for systemd and mount -a: boot goes on if this mount fails"),
+    opt("nofail", None, Ignored, "for systemd: the boot goes on if this mount fails"),
 ];
 
 /// Prefixes of option families that are notes for other programs.
