@@ -23,8 +23,16 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The volume commands first in `--help`, in the order written here; the
+/// helpers about the command line itself last (`display_order`).
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Print a shell completion script.
+    #[command(after_help = help::COMPLETIONS_EXAMPLES, display_order = 1000)]
+    Completions(CompletionsArgs),
+    /// Write man pages for sealedfs and every command into DIR.
+    #[command(hide = true)]
+    Manpages(ManpagesArgs),
     /// Create a volume; asks for a passphrase twice.
     #[command(after_help = help::INIT_EXAMPLES)]
     Init(InitArgs),
@@ -34,12 +42,6 @@ pub enum Command {
     /// Flush, commit, release the lock and unmount.
     #[command(after_help = help::UNMOUNT_EXAMPLES)]
     Unmount(UnmountArgs),
-    /// Print a shell completion script.
-    #[command(after_help = help::COMPLETIONS_EXAMPLES)]
-    Completions(CompletionsArgs),
-    /// Write man pages for sealedfs and every command into DIR.
-    #[command(hide = true)]
-    Manpages(ManpagesArgs),
 }
 
 #[derive(Debug, Args)]

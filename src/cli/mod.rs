@@ -68,17 +68,17 @@ pub fn main() -> i32 {
     };
     let config = cli.config.as_deref();
     let result = match cli.command {
+        Command::Completions(a) => {
+            help::completions(a.shell, &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Manpages(a) => help::manpages(&a.dir),
         Command::Init(a) => init::run(a, env_pass, config),
         Command::Mount(a) => {
             process::limit_malloc_arenas();
             mount::run(a, env_pass, config)
         }
         Command::Unmount(a) => unmount::run(a),
-        Command::Completions(a) => {
-            help::completions(a.shell, &mut std::io::stdout());
-            Ok(())
-        }
-        Command::Manpages(a) => help::manpages(&a.dir),
     };
     match result {
         Ok(()) => 0,
@@ -98,15 +98,9 @@ fn clap_exit(e: clap::Error) -> i32 {
             0
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
-            let cmd = Cli::command();
-            let names: Vec<&str> = cmd
-                .get_subcommands()
-                .filter(|s| !s.is_hide_set())
-                .map(|s| s.get_name())
-                .collect();
             eprintln!(
                 "sealedfs: missing command: one of {} (see sealedfs --help)",
-                names.join(", ")
+                command_names().join(", ")
             );
             EXIT_USAGE
         }
@@ -115,6 +109,18 @@ fn clap_exit(e: clap::Error) -> i32 {
             EXIT_USAGE
         }
     }
+}
+
+/// The visible commands in `--help` order.
+fn command_names() -> Vec<String> {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut subs: Vec<&clap::Command> = cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        .collect();
+    subs.sort_by_key(|s| s.get_display_order());
+    subs.iter().map(|s| s.get_name().to_owned()).collect()
 }
 
 /// The first paragraph of clap's message on one line, without its
@@ -150,5 +156,13 @@ mod tests {
         let reason = clap_reason(&e.render().to_string());
         assert!(reason.starts_with("invalid value '1X'"), "{reason}");
         assert_eq!(clap_exit(e), EXIT_USAGE);
+    }
+
+    #[test]
+    fn commands_are_named_in_help_order() {
+        let names = command_names();
+        assert_eq!(&names[..3], ["init", "mount", "unmount"]);
+        assert_eq!(names.last().map(String::as_str), Some("completions"));
+        assert!(!names.iter().any(|n| n == "manpages" || n == "help"));
     }
 }
