@@ -27,8 +27,9 @@
 # the network to package registries the first time.
 #
 #   scripts/test.sh            everything
-#   scripts/test.sh --quick    setup (moto only), fmt, clippy, build and cargo
-#                              test (no root needed)
+#   scripts/test.sh --quick    setup (without pjdfstest and fsx; packages only
+#                              as root), fmt, clippy, build and cargo test
+#                              (no root needed)
 set -euo pipefail
 # shellcheck disable=SC2034 # read by lib.sh
 SCRIPT_NAME="test"
