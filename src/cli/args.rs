@@ -42,6 +42,50 @@ pub enum Command {
     /// Flush, commit, release the lock and unmount.
     #[command(after_help = help::UNMOUNT_EXAMPLES)]
     Unmount(UnmountArgs),
+    /// Make, list or delete snapshots: exact, read-only states of the
+    /// volume kept in the store until deleted.
+    Snapshot(SnapshotArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    #[command(subcommand)]
+    pub action: SnapshotAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SnapshotAction {
+    /// Snapshot the volume as it is now (through its read-write daemon
+    /// on this host if it is mounted). Costs a checkpoint and one object.
+    Create(SnapshotNameArgs),
+    /// List the volume's snapshots, oldest first.
+    List(SnapshotListArgs),
+    /// Delete a snapshot and the data only it still held.
+    Delete(SnapshotNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotNameArgs {
+    /// The volume: a local directory or s3://BUCKET[/PREFIX].
+    pub store: String,
+    /// The snapshot's name: letters, digits and -_.:@+.
+    pub name: String,
+    /// Read the passphrase from this file (one trailing newline is dropped).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotListArgs {
+    /// The volume: a local directory or s3://BUCKET[/PREFIX].
+    pub store: String,
+    /// Read the passphrase from this file (one trailing newline is dropped).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +173,17 @@ pub struct MountArgs {
     /// mount can no longer commit). Logged.
     #[arg(long)]
     pub force_takeover: bool,
+    /// Mount even though the volume is older than a state this host (or
+    /// its last writer) saw: rolled back, truncated or replaced. Logged.
+    #[arg(long)]
+    pub accept_rollback: bool,
+    /// Mount this snapshot of the volume: read-only, exactly as it was.
+    #[arg(long, value_name = "NAME")]
+    pub snapshot: Option<String>,
+    /// Mount read-only without the writer's lease and follow the writer
+    /// (on any host): its commits show here within seconds.
+    #[arg(long, conflicts_with = "snapshot")]
+    pub follow: bool,
     #[command(flatten)]
     pub s3: S3Args,
 }

@@ -143,9 +143,18 @@ impl From<Failure> for CliError {
     }
 }
 
+impl From<crate::meta::MetaError> for CliError {
+    fn from(e: crate::meta::MetaError) -> CliError {
+        EngineError::from(e).into()
+    }
+}
+
 impl From<EngineError> for CliError {
     fn from(e: EngineError) -> CliError {
-        FsError::from(e).into()
+        match e {
+            EngineError::Invalid(why) => CliError::usage(why),
+            other => FsError::from(other).into(),
+        }
     }
 }
 
@@ -157,6 +166,14 @@ impl From<FsError> for CliError {
             FsError::Failed(inner) => return inner.into(),
             // Replay found state that cannot be: the volume is damaged.
             FsError::Corrupt(_) => EXIT_INTEGRITY,
+            FsError::Rollback(r) => {
+                return CliError::new(
+                    EXIT_INTEGRITY,
+                    format!(
+                        "refusing to mount: {r}; if that is expected, mount with --accept-rollback"
+                    ),
+                );
+            }
             // POSIX-level errors do not come out of format/open/shutdown in
             // normal operation; if one does, it is bad input for this volume.
             FsError::NotFound

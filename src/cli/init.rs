@@ -15,6 +15,7 @@
 
 use std::path::Path;
 
+use super::anchor::Anchors;
 use super::args::InitArgs;
 use super::config::Config;
 use super::error::{CliError, CliResult};
@@ -24,6 +25,7 @@ use super::passphrase::{self, Passphrase, Prompt};
 use super::process;
 use super::settings::Settings;
 use crate::crypto::{KdfParams, MasterKey};
+use crate::engine::{Anchor, Head};
 use crate::fs::Fs;
 use crate::store::{ObjectStore, StoreError};
 use crate::volume::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, VolumeHeader};
@@ -44,7 +46,7 @@ pub fn run(args: InitArgs, env_pass: Option<Passphrase>, config: Option<&Path>) 
     let _lock = spec.lock()?;
 
     process::forbid_core_dumps()?;
-    let pass = passphrase::obtain(secret.as_ref(), env_pass, Prompt::Confirm)?;
+    let pass = passphrase::obtain_from(secret.as_ref(), env_pass, Prompt::Confirm)?;
     if pass.is_empty() {
         return Err(CliError::usage("empty passphrase"));
     }
@@ -69,6 +71,19 @@ pub fn run(args: InitArgs, env_pass: Option<Passphrase>, config: Option<&Path>) 
             log::error!("could not remove the header of the unformatted volume: {undo}");
         }
         return Err(err);
+    }
+    // This host made the volume here: it is the one to expect at this
+    // location from now on (a volume re-created at a path is not a
+    // replaced one).
+    let anchor = Anchor {
+        volume_id: header.volume_id,
+        head: Head {
+            seq: 0,
+            hash: [0; 32],
+        },
+    };
+    if let Err(e) = Anchors::for_location(&spec.location()).reset(anchor) {
+        log::warn!("cannot record the new volume for rollback checks: {e}");
     }
     println!(
         "created sealedfs volume {} (chunk size {} bytes)",

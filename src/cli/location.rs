@@ -235,6 +235,28 @@ impl StoreSpec {
     }
 }
 
+impl StoreSpec {
+    /// A name for this store that stays the same across mounts from any
+    /// working directory (this host's anchor is kept per location): the
+    /// canonical directory, or the bucket, prefix and endpoint.
+    pub fn location(&self) -> String {
+        match self {
+            StoreSpec::Local(path) => {
+                let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+                format!("file://{}", canonical.display())
+            }
+            StoreSpec::S3 { bucket, prefix, s3 } => {
+                let endpoint = s3
+                    .endpoint
+                    .clone()
+                    .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
+                    .unwrap_or_else(|| "aws".into());
+                format!("s3://{bucket}/{prefix} at {endpoint}")
+            }
+        }
+    }
+}
+
 impl std::fmt::Display for StoreSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

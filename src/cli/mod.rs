@@ -23,13 +23,17 @@
 //! sources; [`settings`] which source of a setting wins; [`config`] the
 //! config file; [`mount_options`] `-o`; [`fstab`] mount.fuse3's calls;
 //! [`location`] STORE arguments; [`header`] the volume header; [`init`],
-//! [`mount`], [`unmount`] the commands; [`daemon`] fork and readiness;
-//! [`notify`] systemd readiness; [`process`] core dumps, signals, /proc;
-//! [`pidfile`] finding a daemon; [`mounts`] the mount table; [`logging`].
-//! For commands that report: [`json`] (`--json`) and [`progress`] (bars).
+//! [`mount`], [`unmount`], [`snapshot`] the commands; [`daemon`] fork and
+//! readiness; [`notify`] systemd readiness; [`process`] core dumps,
+//! signals, /proc; [`pidfile`] finding a daemon; [`mounts`] the mount
+//! table; [`logging`]; [`anchor`] what this host remembers of each volume
+//! (rollback checks). For commands that report: [`json`] (`--json`) and
+//! [`progress`] (bars).
 
+pub mod anchor;
 pub mod args;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod error;
 pub mod fstab;
@@ -48,7 +52,9 @@ pub mod pidfile;
 pub mod process;
 pub mod progress;
 pub mod settings;
+pub mod snapshot;
 pub mod unmount;
+pub mod writer;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
@@ -79,6 +85,7 @@ pub fn main() -> i32 {
             mount::run(a, env_pass, config)
         }
         Command::Unmount(a) => unmount::run(a),
+        Command::Snapshot(a) => snapshot::run(a, env_pass),
     };
     match result {
         Ok(()) => 0,

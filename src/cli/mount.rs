@@ -29,33 +29,41 @@
 //! An unmount from outside (`fusermount3 -u`, `umount`) ends the session
 //! the same way.
 
-mod lease;
+pub(super) mod lease;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use fuser::{Session, SessionUnmounter};
 use log::{error, info, warn};
 
+use super::anchor::{AnchorWriter, Anchors};
 use super::args::{DEFAULT_CACHE_SIZE, MountArgs};
 use super::config::Config;
+use super::control::{self, Reply, Request, Server};
 use super::daemon::{self, Forked, Readiness};
 use super::error::{CliError, CliResult, EXIT_BUSY};
 use super::location::{LockGuard, StoreSpec};
 use super::mount_options::MountRequest;
 use super::passphrase::{self, Passphrase, Prompt};
+use super::pidfile::PidFile;
 use super::process::{self, ShutdownSignals};
 use super::settings::Settings;
 use super::{fstab, header, mounts, notify, pidfile};
 use crate::crypto::MasterKey;
+use crate::engine::{Anchor, Engine, EngineOptions, Expected, Head};
 use crate::fs::{Fs, FsOptions};
-use crate::fuse::{FuseFs, ShutdownOutcome, session_config};
+use crate::fuse::{FuseFs, ShutdownOutcome, kernel_invalidator, session_config};
+use crate::lease::Holder;
 use crate::store::{ObjectStore, RetryPolicy, RetryingStore};
 use crate::volume::VolumeHeader;
 
 /// Everything the serving process needs, prepared before the fork.
 struct Plan {
+    /// This host's memory of the volume at this location.
+    anchors: Anchors,
     spec: StoreSpec,
     header: VolumeHeader,
     master: MasterKey,
@@ -69,7 +77,11 @@ struct Plan {
 }
 
 pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>) -> CliResult<()> {
-    let req = MountRequest::from_args(&args, config)?;
+    let mut req = MountRequest::from_args(&args, config)?;
+    // A snapshot is an old state, exactly: never written, never compared
+    // with this host's memory of the volume.
+    let snapshot = req.snapshot.clone();
+    req.read_only |= snapshot.is_some() || req.follow;
     let file = Config::load(req.config.as_deref())?.for_store(&args.store);
     let secret = req.settings.secret(env_pass.is_some(), &file)?;
     let settings = req.settings.clone().or(Settings::from_env()).or(file);
@@ -94,30 +106,56 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>)
     let header = header::read(&*store)?;
 
     process::forbid_core_dumps()?;
-    let pass = passphrase::obtain(secret.as_ref(), env_pass, Prompt::Once)?;
+    let pass = passphrase::obtain_from(secret.as_ref(), env_pass, Prompt::Once)?;
     let master = header.unlock(&pass)?;
     drop(pass);
+    let anchors = Anchors::for_location(&spec.location());
+    let anchor = match &snapshot {
+        Some(_) => None,
+        None => anchors.read().map_err(|e| {
+            CliError::usage(format!(
+                "cannot read this host's record of the volume ({e}); move it away to start afresh"
+            ))
+        })?,
+    };
     let (lease, lock) = if read_only {
         (None, None)
     } else {
         let (taken, lock) = lease::take(&store, &spec, &header, &master, req.force_takeover)?;
         (Some(taken), lock)
     };
+    // A lease taken over names its writer's newest commit: the journal
+    // must reach it.
+    let lease_head = lease
+        .as_ref()
+        .map(|l| l.acquired.committed)
+        .filter(|(seq, _)| *seq > 0)
+        .map(|(seq, hash)| Head { seq, hash });
     // The daemon opens its own store after the fork: a store may start
     // threads or a runtime, which would not survive it.
     drop(store);
 
     let plan = Plan {
+        anchors,
         spec,
         header,
         master,
         mount_point,
         config: session_config(&kernel),
         fs_opts: FsOptions {
-            read_only,
             cache_bytes: settings.cache_size.unwrap_or(DEFAULT_CACHE_SIZE),
-            claim_journal: lease.as_ref().is_some_and(|l| l.acquired.took_over),
-            ..FsOptions::default()
+            follow: req.follow.then(follow_interval),
+            engine: tuned(EngineOptions {
+                read_only,
+                claim_journal: lease.as_ref().is_some_and(|l| l.acquired.took_over),
+                expected: Expected {
+                    anchor,
+                    lease: lease_head,
+                    accept_rollback: req.accept_rollback,
+                },
+                snapshot,
+                ..EngineOptions::default()
+            }),
         },
         lock,
         lease,
@@ -142,7 +180,17 @@ fn prepare_mount_point(path: &Path, nonempty: bool) -> CliResult<PathBuf> {
         warn!("mountpoint is a dead FUSE mount; detaching it");
         mounts::lazy_unmount(path)?;
     }
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+    let mut meta = std::fs::metadata(path);
+    if meta
+        .as_ref()
+        .is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN))
+    {
+        // Its daemon died just now, after the check above.
+        warn!("mountpoint is a dead FUSE mount; detaching it");
+        mounts::lazy_unmount(path)?;
+        meta = std::fs::metadata(path);
+    }
+    let meta = meta.map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
             CliError::usage(format!("mountpoint {shown} does not exist"))
         }
@@ -178,6 +226,7 @@ fn prepare_mount_point(path: &Path, nonempty: bool) -> CliResult<PathBuf> {
 
 fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
     let Plan {
+        anchors,
         spec,
         header,
         master,
@@ -215,7 +264,18 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
     if let Some(h) = &holder {
         lease::fence_on_loss(h, &fs);
     }
+    let writer = holder.is_some();
+    let anchor_writer = fs_is_live(&fs)
+        .then(|| remember_commits(fs.engine(), anchors.clone(), holder.clone(), &header));
+    // The writer answers commands given the store (snapshots) on its
+    // control socket; the location file is how they find it.
+    let _control = writer.then(|| serve_control(&fs, &spec)).flatten();
     let result = serve_mounted(&fs, &config, mount_point.clone(), signals, ready);
+    if let Some(w) = anchor_writer {
+        let (seq, hash) = fs.engine().committed();
+        w.note(Head { seq, hash });
+        w.finish();
+    }
     let result = match (&holder, result) {
         (Some(h), Err(_)) if h.is_fenced() => Err(CliError::new(
             EXIT_BUSY,
@@ -261,6 +321,7 @@ fn serve_mounted(
         }
     };
     let unmounter = session.unmount_callable();
+    fs.set_invalidator(kernel_invalidator(session.notifier()));
     let worker = match thread::Builder::new()
         .name("fuse-session".into())
         .spawn(move || session.run())
@@ -308,6 +369,106 @@ fn serve_mounted(
     let result = finish(&fs, &outcome);
     info!("unmounted; exiting");
     result
+}
+
+/// Records the volume's committed head in this host's anchor now (reset
+/// after an accepted rollback) and after later commits (on the anchor's
+/// own thread), and names it in the writer's lease at each renewal.
+fn remember_commits(
+    engine: &Arc<Engine>,
+    anchors: Anchors,
+    holder: Option<Arc<Holder>>,
+    header: &VolumeHeader,
+) -> Arc<AnchorWriter> {
+    let (seq, hash) = engine.committed();
+    let now = Anchor {
+        volume_id: header.volume_id,
+        head: Head { seq, hash },
+    };
+    let recorded = if engine.accepted_rollback() {
+        anchors.reset(now)
+    } else {
+        anchors.advance(now)
+    };
+    if let Err(e) = recorded {
+        warn!("cannot record the volume's state for rollback checks: {e}");
+    }
+    if let Some(h) = &holder {
+        h.set_committed(seq, hash);
+    }
+    let writer = AnchorWriter::start(anchors, header.volume_id);
+    let hook_writer = Arc::clone(&writer);
+    engine.on_commit(Box::new(move |head| {
+        if let Some(h) = &holder {
+            h.set_committed(head.seq, head.hash);
+        }
+        hook_writer.note(head);
+    }));
+    writer
+}
+
+/// A mount of the volume's newest state (not of a snapshot).
+fn fs_is_live(fs: &Fs) -> bool {
+    fs.options().engine.snapshot.is_none()
+}
+
+/// The control socket and the file naming this daemon as the store's
+/// writer; both go when dropped.
+fn serve_control(fs: &Arc<Fs>, spec: &StoreSpec) -> Option<(Server, PidFile)> {
+    let fs = Arc::clone(fs);
+    let server = control::serve(move |req| match req {
+        // Everything written so far belongs in the snapshot: data still
+        // in the cache is flushed and its sizes journaled first.
+        Request::SnapshotCreate { name } => Reply::from_result(
+            fs.sync_all()
+                .map_err(CliError::from)
+                .and_then(|()| fs.engine().create_snapshot(&name).map_err(CliError::from)),
+            Reply::Snapshot,
+        ),
+        Request::SnapshotDelete { name } => Reply::from_result(
+            fs.engine().delete_snapshot(&name).map_err(CliError::from),
+            |()| Reply::Done,
+        ),
+    });
+    let located = pidfile::write_for_location(&spec.location());
+    match (server, located) {
+        (Ok(s), Ok(l)) => Some((s, l)),
+        (Err(e), _) | (_, Err(e)) => {
+            warn!("no control socket ({e}): snapshot commands cannot reach this mount");
+            None
+        }
+    }
+}
+
+/// Test knob: a follower polls the journal this often, in milliseconds.
+pub const FOLLOW_VAR: &str = "SEALEDFS_FOLLOW_MS";
+
+/// How often a follower looks for new commits: every two seconds, one GET
+/// each (it slows down by itself when nothing happens).
+fn follow_interval() -> Duration {
+    let ms = std::env::var(FOLLOW_VAR).ok().and_then(|v| v.parse().ok());
+    ms.map_or(Duration::from_secs(2), Duration::from_millis)
+}
+
+/// Test knobs: checkpoint after this many journal bytes; sweep packs no
+/// commit references once this many milliseconds old.
+pub const CHECKPOINT_BYTES_VAR: &str = "SEALEDFS_CHECKPOINT_BYTES";
+pub const GC_GRACE_VAR: &str = "SEALEDFS_GC_GRACE_MS";
+/// Test knob: keep retired packs this many milliseconds.
+pub const RETIRE_GRACE_VAR: &str = "SEALEDFS_RETIRE_GRACE_MS";
+
+fn tuned(mut opts: EngineOptions) -> EngineOptions {
+    let knob = |var| std::env::var(var).ok().and_then(|v| v.parse::<u64>().ok());
+    if let Some(bytes) = knob(CHECKPOINT_BYTES_VAR) {
+        opts.checkpoint_bytes = bytes;
+    }
+    if let Some(ms) = knob(GC_GRACE_VAR) {
+        opts.gc_grace = Duration::from_millis(ms);
+    }
+    if let Some(ms) = knob(RETIRE_GRACE_VAR) {
+        opts.retire_grace = Duration::from_millis(ms);
+    }
+    opts
 }
 
 /// Test knob: a shorter store deadline, in milliseconds.

@@ -43,6 +43,10 @@ pub struct MountRequest {
     pub foreground: bool,
     pub nonempty: bool,
     pub force_takeover: bool,
+    pub accept_rollback: bool,
+    /// A snapshot to mount (read-only), as `--snapshot`.
+    pub snapshot: Option<String>,
+    pub follow: bool,
     /// The config file, as `--config`.
     pub config: Option<PathBuf>,
     pub allow_root: bool,
@@ -107,6 +111,9 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt("foreground", None, Mount, "as --foreground"),
     opt("nonempty", None, Mount, "as --nonempty"),
     opt("force_takeover", None, Mount, "as --force-takeover"),
+    opt("accept_rollback", None, Mount, "as --accept-rollback"),
+    opt("snapshot", Some("NAME"), Mount, "as --snapshot"),
+    opt("follow", None, Mount, "as --follow"),
     opt("config", Some("FILE"), Mount, "as --config"),
     opt("allow_root", None, Mount, "the mounting user and root may enter"),
     opt("noexec", None, Mount, "programs on the volume cannot be run"),
@@ -157,9 +164,14 @@ const REFUSED: &[(&str, &str)] = &[
 ];
 
 fn path(v: &str) -> Result<PathBuf, String> {
+    text(v).map(PathBuf::from)
+}
+
+/// A value that may not be empty (`endpoint=` is a mistake, not a default).
+fn text(v: &str) -> Result<String, String> {
     match v {
-        "" => Err("an empty path".into()),
-        p => Ok(PathBuf::from(p)),
+        "" => Err("an empty value".into()),
+        t => Ok(t.to_owned()),
     }
 }
 
@@ -189,6 +201,16 @@ impl MountRequest {
         req.foreground |= args.foreground;
         req.nonempty |= args.nonempty;
         req.force_takeover |= args.force_takeover;
+        req.accept_rollback |= args.accept_rollback;
+        req.follow |= args.follow;
+        if let Some(name) = &args.snapshot {
+            set_once(&mut req.snapshot, name.clone(), "snapshot").map_err(CliError::usage)?;
+        }
+        if req.snapshot.is_some() && req.follow {
+            return Err(CliError::usage(
+                "snapshot and follow exclude each other: a snapshot never changes",
+            ));
+        }
         Ok(req)
     }
 
@@ -233,17 +255,20 @@ impl MountRequest {
             "passphrase_file" => set_once(&mut s.passphrase_file, path(v)?, name)?,
             "key_file" => set_once(&mut s.key_file, path(v)?, name)?,
             "allow_other" => set_once(&mut s.allow_other, true, name)?,
-            "endpoint" => set_once(&mut s.endpoint, v.to_owned(), name)?,
-            "region" => set_once(&mut s.region, v.to_owned(), name)?,
+            "endpoint" => set_once(&mut s.endpoint, text(v)?, name)?,
+            "region" => set_once(&mut s.region, text(v)?, name)?,
             "path_style" => set_once(&mut s.path_style, true, name)?,
             "allow_http" => set_once(&mut s.allow_http, true, name)?,
-            "sse" => set_once(&mut s.sse, v.to_owned(), name)?,
-            "sse_kms_key_id" => set_once(&mut s.sse_kms_key_id, v.to_owned(), name)?,
+            "sse" => set_once(&mut s.sse, text(v)?, name)?,
+            "sse_kms_key_id" => set_once(&mut s.sse_kms_key_id, text(v)?, name)?,
             "config" => set_once(&mut self.config, path(v)?, name)?,
             "ro" | "rw" => self.read_only = name == "ro",
             "foreground" => self.foreground = true,
             "nonempty" => self.nonempty = true,
             "force_takeover" => self.force_takeover = true,
+            "accept_rollback" => self.accept_rollback = true,
+            "snapshot" => set_once(&mut self.snapshot, text(v)?, name)?,
+            "follow" => self.follow = true,
             "allow_root" => self.allow_root = true,
             "noexec" | "exec" => self.noexec = name == "noexec",
             "sync" | "async" => self.sync = name == "sync",
@@ -384,8 +409,9 @@ mod tests {
             ("allow_other=1", "mount option allow_other takes no value"),
             (
                 "passphrase_file=",
-                "mount option passphrase_file: an empty path",
+                "mount option passphrase_file: an empty value",
             ),
+            ("endpoint=", "mount option endpoint: an empty value"),
             (
                 "strictatime",
                 "mount option \"strictatime\" is not supported: sealedfs never records access times (it is always noatime)",

@@ -57,10 +57,21 @@ pub enum Secret {
 /// Larger files are not key files (a typo naming a disk image or a device).
 const MAX_SECRET_FILE: u64 = 64 << 10;
 
+/// Picks the passphrase: a `--passphrase-file` when given, else
+/// `from_env` (what [`take_env`] returned), else a prompt on a terminal.
+pub fn obtain(
+    file: Option<&Path>,
+    from_env: Option<Passphrase>,
+    prompt: Prompt,
+) -> CliResult<Passphrase> {
+    let file = file.map(|p| Secret::PassphraseFile(p.to_path_buf()));
+    obtain_from(file.as_ref(), from_env, prompt)
+}
+
 /// Picks the passphrase: `file` when given (the caller ranked it above or
 /// below the environment, see `settings`), else `from_env` (what
 /// [`take_env`] returned), else a prompt on a terminal.
-pub fn obtain(
+pub fn obtain_from(
     file: Option<&Secret>,
     from_env: Option<Passphrase>,
     prompt: Prompt,
@@ -179,23 +190,26 @@ mod tests {
         std::fs::write(&path, b"from-file\n").unwrap();
         let env = Some(Zeroizing::new(b"from-env".to_vec()));
         let file = Secret::PassphraseFile(path.clone());
-        let p = obtain(Some(&file), env, Prompt::Once).unwrap();
+        let p = obtain_from(Some(&file), env, Prompt::Once).unwrap();
         assert_eq!(p.as_slice(), b"from-file");
         // A key file is taken byte for byte, newline and all.
         let key = Secret::KeyFile(path);
-        let p = obtain(Some(&key), None, Prompt::Once).unwrap();
+        let p = obtain_from(Some(&key), None, Prompt::Once).unwrap();
         assert_eq!(p.as_slice(), b"from-file\n");
         let env = Some(Zeroizing::new(b"from-env".to_vec()));
         assert_eq!(
             obtain(None, env, Prompt::Once).unwrap().as_slice(),
             b"from-env"
         );
+        let path = dir.path().join("pass");
+        let p = obtain(Some(&path), None, Prompt::Once).unwrap();
+        assert_eq!(p.as_slice(), b"from-file");
     }
 
     #[test]
     fn unusable_files_are_usage_errors() {
         let missing = Secret::PassphraseFile("/nonexistent/pass".into());
-        let e = obtain(Some(&missing), None, Prompt::Once).unwrap_err();
+        let e = obtain_from(Some(&missing), None, Prompt::Once).unwrap_err();
         assert_eq!(e.code, 1);
         assert!(
             e.msg
@@ -204,13 +218,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty");
         std::fs::write(&empty, b"").unwrap();
-        let e = obtain(Some(&Secret::KeyFile(empty)), None, Prompt::Once).unwrap_err();
+        let e = obtain_from(Some(&Secret::KeyFile(empty)), None, Prompt::Once).unwrap_err();
         assert!(e.msg.ends_with("is empty"), "{}", e.msg);
         let big = dir.path().join("big");
         std::fs::write(&big, vec![7u8; (MAX_SECRET_FILE + 1) as usize]).unwrap();
-        let e = obtain(Some(&Secret::KeyFile(big)), None, Prompt::Once).unwrap_err();
+        let e = obtain_from(Some(&Secret::KeyFile(big)), None, Prompt::Once).unwrap_err();
         assert!(e.msg.contains("larger than 64 KiB"), "{}", e.msg);
-        let e = obtain(
+        let e = obtain_from(
             Some(&Secret::KeyFile(dir.path().to_path_buf())),
             None,
             Prompt::Once,

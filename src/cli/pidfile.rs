@@ -41,11 +41,42 @@ impl Drop for PidFile {
 
 /// Records this process as the daemon of `mount_point` (canonical).
 pub fn write(mount_point: &Path) -> io::Result<PidFile> {
+    write_named(&file_name(mount_point))
+}
+
+/// Records this process as the writer serving the store at `location`
+/// (`StoreSpec::location`), so commands given the store find it.
+pub fn write_for_location(location: &str) -> io::Result<PidFile> {
+    write_named(&location_name(location))
+}
+
+/// The live daemon serving the store at `location`, if one recorded itself.
+pub fn find_daemon_for_location(location: &str) -> Option<i32> {
+    let name = location_name(location);
+    candidate_dirs()
+        .into_iter()
+        .filter_map(|dir| verified_pid(&dir.join(&name)))
+        .next()
+}
+
+/// This user's runtime directory (created private if missing).
+pub fn own_runtime_dir() -> io::Result<PathBuf> {
+    let dir = own_dir();
+    ensure_private_dir(&dir)?;
+    Ok(dir)
+}
+
+/// Every runtime directory a daemon this caller may talk to could use.
+pub fn runtime_dirs() -> Vec<PathBuf> {
+    candidate_dirs()
+}
+
+fn write_named(name: &str) -> io::Result<PidFile> {
     let dir = own_dir();
     ensure_private_dir(&dir)?;
     let me = ProcStat::of_self().ok_or_else(|| io::Error::other("cannot read /proc/self/stat"))?;
     let pid = std::process::id();
-    let path = dir.join(file_name(mount_point));
+    let path = dir.join(name);
     let tmp = dir.join(format!(".{pid}.tmp"));
     let mut f = fs::File::create(&tmp)?;
     f.write_all(format!("{pid} {}\n", me.start_time).as_bytes())?;
@@ -143,6 +174,12 @@ fn file_name(mount_point: &Path) -> String {
     let digest = Sha256::digest(mount_point.as_os_str().as_bytes());
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("{hex}.pid")
+}
+
+fn location_name(location: &str) -> String {
+    let digest = Sha256::digest(format!("location {location}").as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{hex}.loc")
 }
 
 fn exit_name(mount_point: &Path) -> String {

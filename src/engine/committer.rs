@@ -27,7 +27,9 @@ const MAX_SEGMENTS: u64 = 4096;
 /// mount replays little.
 const SHUTDOWN_SEGMENTS: u64 = 16;
 
-pub(super) fn start(engine: &Arc<Engine>) {
+/// Starts the committer, and the unreferenced sweep unless `sweep` is
+/// false (an accepted rollback: the hidden tail's packs stay).
+pub(super) fn start(engine: &Arc<Engine>, sweep: bool) {
     let interval = engine.opts.commit_interval;
     let journal = Arc::clone(&engine.journal);
     engine.spawn("committer", move |weak| {
@@ -37,6 +39,10 @@ pub(super) fn start(engine: &Arc<Engine>) {
             let _ = engine.commit_once();
         }
     });
+    if !sweep {
+        log::warn!("no sweep of unreferenced packs on this mount: a rollback was accepted");
+        return;
+    }
     engine.spawn("gc", |weak| {
         if let Some(engine) = weak.upgrade() {
             if let Err(e) = engine.collect_unreferenced() {
@@ -86,7 +92,11 @@ impl Engine {
             }
         };
         self.retention().note_commit(committed.record_bytes);
-        self.delete_retired(&committed.retired);
+        self.tell_hooks(super::Head {
+            seq: committed.seq,
+            hash: committed.hash,
+        });
+        self.delete_retired(committed.retired);
         if let Some((prepared, dirty)) = prepared {
             let prev = self.retention().newest_shards();
             match checkpoint::write(
@@ -108,6 +118,20 @@ impl Engine {
             }
         }
         Ok(true)
+    }
+}
+
+impl Engine {
+    /// Tells every commit hook about a new head.
+    pub(super) fn tell_hooks(&self, head: super::Head) {
+        for hook in self
+            .on_commit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            hook(head);
+        }
     }
 }
 

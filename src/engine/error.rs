@@ -5,6 +5,7 @@
 //! passing for a store that did not take a commit before its deadline (the
 //! next successful commit clears it). [`EngineError`] is one call's error.
 
+use super::rollback::Regressions;
 use crate::crypto::CryptoError;
 use crate::meta::{Corrupt, MetaError};
 use crate::store::StoreError;
@@ -54,6 +55,13 @@ pub enum EngineError {
     /// A change to a read-only engine.
     #[error("the volume is open read-only")]
     ReadOnly,
+    /// The state found is older than one seen (see `rollback`).
+    #[error("{0}")]
+    Rollback(Regressions),
+    /// A request the engine refuses as given (a snapshot name taken, or
+    /// not there); the message says why.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 impl From<MetaError> for EngineError {

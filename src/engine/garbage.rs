@@ -4,7 +4,12 @@
 //! - Referenced: the header, the lease, every kept checkpoint (index and
 //!   shards), the journal from just after the oldest of the newest two
 //!   checkpoints through the last commit, and every pack that the tree or
-//!   a kept checkpoint maps chunks to.
+//!   a pinned checkpoint maps chunks to. (An unpinned kept checkpoint is
+//!   only ever loaded to replay the journal after it, which ends at the
+//!   tree: the packs it alone maps were retired on the way.)
+//! - Journal segments moved aside by an accepted rollback (`meta/attic/`)
+//!   are evidence and may map packs nothing else does: while the attic
+//!   holds anything, the sweep does not run.
 //! - A crash between a pack's PUT and the commit that maps it leaves an
 //!   unreferenced pack; the sweep deletes such packs only when the store's
 //!   own clock says they are older than the grace period (far longer than
@@ -19,7 +24,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::Engine;
 use super::error::EngineResult;
 use crate::data::PackId;
-use crate::meta::checkpoint;
+use crate::meta::journal::journal_key;
+
+/// Where an accepted rollback moves the journal segments past a hole.
+pub const ATTIC_PREFIX: &str = "meta/attic/";
 
 /// Every object the volume's committed state and kept history need.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,15 +42,12 @@ pub struct Referenced {
 impl Engine {
     /// What the volume needs as of now (fsck, replicas, the sweep).
     pub fn referenced(&self) -> EngineResult<Referenced> {
-        let (checkpoints, oldest) = {
+        let (checkpoints, oldest, pinned) = {
             let r = self.retention();
-            (r.kept(), r.oldest_unpinned())
+            (r.kept(), r.oldest_unpinned(), r.all_pinned_packs())
         };
         let mut packs: BTreeSet<PackId> = self.tree().packs().map(|(id, _)| *id).collect();
-        for &seq in &checkpoints {
-            let index = checkpoint::read_index(&*self.store, &self.keys, &self.volume_id, seq)?;
-            packs.extend(index.packs.iter().map(|(id, _)| *id));
-        }
+        packs.extend(pinned);
         let (last, _) = self.committed();
         Ok(Referenced {
             checkpoints,
@@ -55,6 +60,15 @@ impl Engine {
     /// module rules).
     pub(super) fn collect_unreferenced(&self) -> EngineResult<()> {
         if self.is_read_only() {
+            return Ok(());
+        }
+        let attic = self.store.list(ATTIC_PREFIX)?;
+        if !attic.is_empty() {
+            log::warn!(
+                "{} journal segments of an accepted rollback are kept in {ATTIC_PREFIX}; \
+                 unreferenced packs are kept with them",
+                attic.len()
+            );
             return Ok(());
         }
         let referenced: HashSet<PackId> = self.referenced()?.packs.into_iter().collect();
@@ -86,6 +100,24 @@ impl Engine {
                 doomed.len()
             ),
         }
+        Ok(())
+    }
+
+    /// Moves journal segments `first ..= last` to the attic (copy, then
+    /// delete): an accepted rollback continues the journal after the hole.
+    pub(super) fn move_to_attic(&self, first: u64, last: u64) -> EngineResult<()> {
+        for seq in first..=last {
+            let key = journal_key(seq);
+            let body = match self.store.get(&key) {
+                Ok(b) => b,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let aside = format!("{ATTIC_PREFIX}{}", &key["meta/journal/".len()..]);
+            self.store.put(&aside, &body)?;
+            self.store.delete(&key)?;
+        }
+        log::warn!("accepted rollback: journal segments {first}..={last} moved to {ATTIC_PREFIX}");
         Ok(())
     }
 

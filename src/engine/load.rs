@@ -12,9 +12,11 @@
 //!   so the loaded tree is exactly the journaled one; a record that
 //!   contradicts the tree is corruption, never guessed around.
 
+use std::collections::BTreeMap;
+
 use crate::crypto::{Keys, sha256};
 use crate::meta::checkpoint::{self, ShardRef};
-use crate::meta::journal::{journal_key, open_segment};
+use crate::meta::journal::{JOURNAL_PREFIX, journal_key, open_segment, seq_of_key};
 use crate::meta::{Corrupt, MetaError, Namespace};
 use crate::store::{ObjectStore, StoreError};
 
@@ -31,6 +33,12 @@ pub struct Loaded {
     pub shards: Vec<ShardRef>,
     /// Newer checkpoints that did not load: (seq, why).
     pub skipped: Vec<(u64, String)>,
+    /// The hash chain walked: seq → hash of its sealed segment, from the
+    /// checkpoint's own seq to the last replayed.
+    pub chain: BTreeMap<u64, [u8; 32]>,
+    /// The newest journal segment in the store when it is past the last
+    /// one replayed (there is a hole).
+    pub beyond: Option<u64>,
 }
 
 /// Loads the newest readable checkpoint and replays the journal after it.
@@ -41,9 +49,22 @@ pub fn load(store: &dyn ObjectStore, keys: &Keys, volume_id: &[u8; 16]) -> Engin
         match checkpoint::read(store, keys, volume_id, base) {
             Ok(cp) => {
                 let mut ns = cp.ns;
-                let (last_seq, last_hash) =
-                    replay(store, keys, volume_id, &mut ns, base, cp.journal_hash)?;
+                let mut chain = BTreeMap::from([(base, cp.journal_hash)]);
+                let (last_seq, last_hash) = replay(
+                    store,
+                    keys,
+                    volume_id,
+                    &mut ns,
+                    base,
+                    cp.journal_hash,
+                    &mut chain,
+                )?;
                 ns.check()?;
+                let newest = store
+                    .list(JOURNAL_PREFIX)?
+                    .iter()
+                    .filter_map(|o| seq_of_key(&o.key))
+                    .max();
                 return Ok(Loaded {
                     ns,
                     last_seq,
@@ -51,6 +72,8 @@ pub fn load(store: &dyn ObjectStore, keys: &Keys, volume_id: &[u8; 16]) -> Engin
                     base_seq: base,
                     shards: cp.shards,
                     skipped,
+                    chain,
+                    beyond: newest.filter(|&n| n > last_seq),
                 });
             }
             // An unreachable store is not a damaged checkpoint.
@@ -68,8 +91,30 @@ pub fn load(store: &dyn ObjectStore, keys: &Keys, volume_id: &[u8; 16]) -> Engin
     })
 }
 
+/// Loads checkpoint `seq` alone, with no replay (a snapshot).
+pub fn load_checkpoint(
+    store: &dyn ObjectStore,
+    keys: &Keys,
+    volume_id: &[u8; 16],
+    seq: u64,
+) -> EngineResult<Loaded> {
+    let cp = checkpoint::read(store, keys, volume_id, seq)?;
+    cp.ns.check()?;
+    Ok(Loaded {
+        ns: cp.ns,
+        last_seq: seq,
+        last_hash: cp.journal_hash,
+        base_seq: seq,
+        shards: cp.shards,
+        skipped: Vec::new(),
+        chain: BTreeMap::from([(seq, cp.journal_hash)]),
+        beyond: None,
+    })
+}
+
 /// Applies segments `after + 1, …` to `ns`, starting from the chain hash
-/// `hash`; returns the last seq applied and its hash.
+/// `hash`; records each segment's hash in `chain`; returns the last seq
+/// applied and its hash.
 pub fn replay(
     store: &dyn ObjectStore,
     keys: &Keys,
@@ -77,6 +122,7 @@ pub fn replay(
     ns: &mut Namespace,
     after: u64,
     mut hash: [u8; 32],
+    chain: &mut BTreeMap<u64, [u8; 32]>,
 ) -> EngineResult<(u64, [u8; 32])> {
     let mut seq = after;
     loop {
@@ -98,6 +144,7 @@ pub fn replay(
         }
         hash = sha256(&sealed);
         seq += 1;
+        chain.insert(seq, hash);
     }
     Ok((seq, hash))
 }

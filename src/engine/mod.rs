@@ -39,15 +39,19 @@ mod journal;
 mod load;
 mod packs;
 mod retention;
+mod rollback;
+mod snapshots;
 
 #[cfg(test)]
 mod tests;
 
 pub use error::{EngineError, EngineResult, Failure};
+pub use follow::Followed;
 pub use garbage::Referenced;
 pub use journal::CommitId;
 pub use load::Loaded;
 pub use packs::{PackRecords, Written};
+pub use rollback::{Anchor, Expected, Head, Regression, Regressions};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -55,8 +59,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::crypto::{Keys, MasterKey};
-use crate::meta::checkpoint;
 use crate::meta::{Corrupt, InodeAttr, Kind, Namespace, Record};
+use crate::meta::{checkpoint, snapshot};
 use crate::store::ObjectStore;
 use crate::volume::VolumeHeader;
 use journal::Journal;
@@ -72,10 +76,20 @@ pub struct EngineOptions {
     pub gc_grace: Duration,
     /// Journal bytes after which a checkpoint is written.
     pub checkpoint_bytes: u64,
+    /// How long a pack retired by a commit is kept before it is deleted,
+    /// so a follower that has not caught up yet can still read it: the lag
+    /// a follower may have before it must reload.
+    pub retire_grace: Duration,
     /// Commit a (maybe empty) journal segment before anything else: set by
     /// a mount that took the writer's lease over, so the writer it
     /// replaced can no longer commit (see `crate::lease`).
     pub claim_journal: bool,
+    /// Newer states seen elsewhere: opening an older one is refused (see
+    /// `rollback`).
+    pub expected: Expected,
+    /// Open this snapshot (by name) instead of the newest state: read-only,
+    /// from its checkpoint alone.
+    pub snapshot: Option<String>,
 }
 
 impl Default for EngineOptions {
@@ -85,7 +99,10 @@ impl Default for EngineOptions {
             commit_interval: Duration::from_secs(1),
             gc_grace: Duration::from_secs(6 * 3600),
             checkpoint_bytes: 8 << 20,
+            retire_grace: Duration::from_secs(300),
             claim_journal: false,
+            expected: Expected::default(),
+            snapshot: None,
         }
     }
 }
@@ -103,9 +120,16 @@ pub struct Engine {
     retention: Mutex<Retention>,
     /// Signalled when a checkpoint is written or fails.
     checkpointed: Condvar,
+    /// Called with each new committed head (a host's anchor, the lease).
+    on_commit: Mutex<Vec<CommitHook>>,
+    /// This open accepted an older state than one seen.
+    accepted_rollback: bool,
     threads: Mutex<Vec<JoinHandle<()>>>,
     shut: AtomicBool,
 }
+
+/// Told every committed head, on the committer thread, outside all locks.
+pub type CommitHook = Box<dyn Fn(Head) + Send + Sync>;
 
 /// The tree, locked: read it, or change it by applying records.
 pub struct Txn<'a> {
@@ -194,7 +218,31 @@ impl Engine {
         opts: EngineOptions,
     ) -> EngineResult<Arc<Engine>> {
         let keys = Keys::derive(master, &header.volume_id);
+        if let Some(name) = &opts.snapshot {
+            return Engine::open_snapshot(store, header, keys, name, opts.clone());
+        }
         let loaded = load::load(&*store, &keys, &header.volume_id)?;
+        let regressions = rollback::check(
+            &rollback::Found {
+                volume_id: header.volume_id,
+                head: Head {
+                    seq: loaded.last_seq,
+                    hash: loaded.last_hash,
+                },
+                chain: &loaded.chain,
+                skipped: &loaded.skipped,
+                beyond: loaded.beyond,
+            },
+            &opts.expected,
+        );
+        if !regressions.is_empty() {
+            if !opts.expected.accept_rollback {
+                return Err(EngineError::Rollback(rollback::Regressions(regressions)));
+            }
+            for r in &regressions {
+                log::warn!("accepted rollback: {r}");
+            }
+        }
         if loaded.ns.chunk_size() != header.chunk_size {
             return Err(Corrupt(format!(
                 "checkpoint chunk size {} differs from the header's {}",
@@ -203,6 +251,7 @@ impl Engine {
             ))
             .into());
         }
+        let (loaded_last, loaded_beyond) = (loaded.last_seq, loaded.beyond);
         log::info!(
             "volume loaded: checkpoint {:016x}, journal through {:016x}, {} inodes, {} packs",
             loaded.base_seq,
@@ -210,10 +259,41 @@ impl Engine {
             loaded.ns.inode_count(),
             loaded.ns.pack_count()
         );
+        let engine = Engine::assemble(store, header, keys, loaded, opts, !regressions.is_empty());
+        if engine.opts.read_only {
+            engine.clamp_past_eof_in_memory();
+            return Ok(engine);
+        }
+        if let Some(newest) = loaded_beyond {
+            // Accepted with a hole: the segments past it would collide with
+            // the next commits. They move aside, kept (and their packs with
+            // them: no sweep runs while the attic holds anything).
+            engine.move_to_attic(loaded_last + 1, newest)?;
+        }
+        engine.pin_snapshots()?;
+        if engine.opts.claim_journal {
+            engine.claim_journal()?;
+        }
+        engine.clamp_past_eof()?;
+        engine.drop_orphans()?;
+        committer::start(&engine, regressions.is_empty());
+        Ok(engine)
+    }
+
+    fn assemble(
+        store: Arc<dyn ObjectStore>,
+        header: &VolumeHeader,
+        keys: Keys,
+        loaded: Loaded,
+        opts: EngineOptions,
+        accepted_rollback: bool,
+    ) -> Arc<Engine> {
         let engine = Arc::new(Engine {
             journal: Arc::new(Journal::new(loaded.last_seq, loaded.last_hash)),
             retention: Mutex::new(Retention::new(&loaded)),
             checkpointed: Condvar::new(),
+            on_commit: Mutex::new(Vec::new()),
+            accepted_rollback,
             tree: Mutex::new(loaded.ns),
             keys,
             volume_id: header.volume_id,
@@ -226,17 +306,27 @@ impl Engine {
         if !crate::crypto::keys::lock_in_memory(&engine.keys) {
             log::warn!("could not lock the keys in memory (RLIMIT_MEMLOCK); use encrypted swap");
         }
-        if engine.opts.read_only {
-            engine.clamp_past_eof_in_memory();
-            return Ok(engine);
-        }
-        if engine.opts.claim_journal {
-            engine.claim_journal()?;
-        }
-        engine.clamp_past_eof()?;
-        engine.drop_orphans()?;
-        committer::start(&engine);
-        Ok(engine)
+        engine
+    }
+
+    /// A snapshot, read-only from its checkpoint (see `snapshots`).
+    fn open_snapshot(
+        store: Arc<dyn ObjectStore>,
+        header: &VolumeHeader,
+        keys: Keys,
+        name: &str,
+        mut opts: EngineOptions,
+    ) -> EngineResult<Arc<Engine>> {
+        opts.read_only = true;
+        let seq = snapshot::find(&*store, &keys, &header.volume_id, name)?
+            .map(|(_, r)| r.checkpoint)
+            .ok_or_else(|| EngineError::Invalid(format!("no snapshot named {name:?}")))?;
+        let loaded = load::load_checkpoint(&*store, &keys, &header.volume_id, seq)?;
+        log::info!(
+            "snapshot loaded: checkpoint {seq:016x}, {} inodes",
+            loaded.ns.inode_count()
+        );
+        Ok(Engine::assemble(store, header, keys, loaded, opts, false))
     }
 
     /// The tree, locked. A panic while it was held is logged and the lock
@@ -291,6 +381,20 @@ impl Engine {
     /// head of the hash chain).
     pub fn committed(&self) -> (u64, [u8; 32]) {
         self.journal.committed()
+    }
+
+    /// True when this open found an older state than one seen and the
+    /// caller accepted it.
+    pub fn accepted_rollback(&self) -> bool {
+        self.accepted_rollback
+    }
+
+    /// Calls `hook` with every head committed from now on.
+    pub fn on_commit(&self, hook: CommitHook) {
+        self.on_commit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
     }
 
     /// The id of the last record appended.

@@ -7,14 +7,18 @@
 //!   leaves a complete way back to the newest state.
 //! - Deleting an old checkpoint deletes only the shards no kept checkpoint
 //!   refers to.
-//! - A pack retired by a commit is deleted once that commit is durable,
-//!   unless a pinned checkpoint still maps chunks to it: replay from any
-//!   kept checkpoint ends past its retirement, but a pinned state is
-//!   mounted as it is.
+//! - A pack retired by a commit is deleted once that commit is durable and
+//!   the retire grace has passed (`EngineOptions::retire_grace`: a
+//!   follower that has not yet caught up may still read it), unless a
+//!   pinned checkpoint still maps chunks to it: replay from any kept
+//!   checkpoint ends past its retirement, but a pinned state is mounted as
+//!   it is. Packs still waiting when the writer stops are unreferenced at
+//!   the next mount, and its sweep removes them.
 //! - A refused delete (Object Lock, versioning) is logged and tolerated;
 //!   the unreferenced sweep finds it again later.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::time::Instant;
 
 use super::error::{EngineError, EngineResult};
 use super::{Engine, Loaded};
@@ -34,6 +38,8 @@ pub(super) struct Retention {
     /// Checkpoints written and failed so far, for those waiting on one.
     written: u64,
     failed: u64,
+    /// Packs retired by durable commits, waiting out the retire grace.
+    retiring: VecDeque<(Instant, Vec<PackId>)>,
 }
 
 struct Pinned {
@@ -51,6 +57,7 @@ impl Retention {
             forced: false,
             written: 0,
             failed: 0,
+            retiring: VecDeque::new(),
         }
     }
 
@@ -99,24 +106,40 @@ impl Retention {
     fn pinned_packs(&self) -> impl Iterator<Item = &PackId> {
         self.pinned.values().flat_map(|p| p.packs.iter())
     }
+
+    /// Every pack some pinned checkpoint maps chunks to.
+    pub fn all_pinned_packs(&self) -> Vec<PackId> {
+        self.pinned_packs().copied().collect()
+    }
 }
 
 impl Engine {
-    /// Deletes packs a durable commit retired (but none a pinned
-    /// checkpoint needs).
-    pub(super) fn delete_retired(&self, retired: &[PackId]) {
-        if retired.is_empty() {
-            return;
-        }
+    /// Queues the packs a durable commit retired, and deletes those whose
+    /// grace has passed (but none a pinned checkpoint needs).
+    pub(super) fn delete_retired(&self, retired: Vec<PackId>) {
+        let grace = self.opts.retire_grace;
         let keys: Vec<String> = {
-            let r = self.retention();
+            let mut r = self.retention();
+            if !retired.is_empty() {
+                r.retiring.push_back((Instant::now(), retired));
+            }
+            let mut due = Vec::new();
+            while r
+                .retiring
+                .front()
+                .is_some_and(|(at, _)| at.elapsed() >= grace)
+            {
+                due.extend(r.retiring.pop_front().expect("checked").1);
+            }
             let pinned: HashSet<&PackId> = r.pinned_packs().collect();
-            retired
-                .iter()
+            due.iter()
                 .filter(|p| !pinned.contains(p))
                 .map(PackId::key)
                 .collect()
         };
+        if keys.is_empty() {
+            return;
+        }
         if let Err(e) = self.store.delete_many(&keys) {
             log::warn!(
                 "could not delete every one of {} retired packs: {e}",
@@ -217,5 +240,13 @@ impl Engine {
 
     pub fn unpin(&self, seq: u64) {
         self.retention().pinned.remove(&seq);
+    }
+
+    /// The packs pinned checkpoint `seq` maps chunks to.
+    pub(super) fn pinned_packs(&self, seq: u64) -> Option<std::collections::BTreeSet<PackId>> {
+        let r = self.retention();
+        r.pinned
+            .get(&seq)
+            .map(|p| p.packs.iter().copied().collect())
     }
 }

@@ -35,6 +35,7 @@ impl Vol {
         let opts = EngineOptions {
             read_only,
             commit_interval: Duration::from_millis(20),
+            retire_grace: Duration::ZERO,
             ..EngineOptions::default()
         };
         self.open_on(Arc::new(self.mem.clone()), opts)
@@ -125,10 +126,10 @@ fn a_follower_sees_new_commits_and_a_trimmed_journal() {
     let follower = vol.open(true);
     let (a, id) = add_file(&writer, "a", b"first");
     writer.wait_durable(id).unwrap();
-    assert!(follower.catch_up().unwrap() >= 1);
+    assert!(follower.catch_up(true).unwrap().segments >= 1);
     assert_eq!(read(&follower, a), b"first");
     assert_eq!(follower.committed(), writer.committed());
-    assert_eq!(follower.catch_up().unwrap(), 0, "nothing new");
+    assert_eq!(follower.catch_up(true).unwrap().segments, 0, "nothing new");
 
     // Two checkpoints later the segments the follower would need are gone:
     // it loads the newest checkpoint instead.
@@ -136,7 +137,7 @@ fn a_follower_sees_new_commits_and_a_trimmed_journal() {
     writer.checkpoint_now().unwrap();
     writer.checkpoint_now().unwrap();
     writer.checkpoint_now().unwrap();
-    assert!(follower.catch_up().unwrap() >= 1);
+    assert!(follower.catch_up(true).unwrap().segments >= 1);
     assert_eq!(read(&follower, b), b"second");
     assert_eq!(follower.committed(), writer.committed());
     assert!(writer.lock().apply(vec![]).is_ok());
@@ -235,4 +236,43 @@ fn a_permanent_refusal_is_not_retried_to_the_deadline() {
         "{err}"
     );
     e.shutdown().unwrap();
+}
+
+#[test]
+fn a_retired_pack_outlives_its_commit_by_the_grace_for_followers() {
+    let vol = Vol::new();
+    let opts = EngineOptions {
+        commit_interval: Duration::from_millis(20),
+        retire_grace: Duration::from_millis(400),
+        ..EngineOptions::default()
+    };
+    let e = vol.open_on(Arc::new(vol.mem.clone()), opts);
+    let (a, id) = add_file(&e, "a", b"read by a lagging follower");
+    e.wait_durable(id).unwrap();
+    let follower = vol.open(true);
+    let pack = {
+        let txn = e.lock();
+        let (_, ext) = txn
+            .ns()
+            .get(a)
+            .unwrap()
+            .chunks()
+            .unwrap()
+            .extent_at(0)
+            .unwrap();
+        ext.pack
+    };
+    e.wait_durable(remove_file(&e, "a", a)).unwrap();
+    // The follower still maps the file: its pack is still there to read.
+    assert!(vol.mem.raw(&pack.key()).is_some());
+    assert_eq!(read(&follower, a), b"read by a lagging follower");
+    std::thread::sleep(Duration::from_millis(500));
+    // The next commit deletes what waited out the grace.
+    let (_, id) = add_file(&e, "b", b"later");
+    e.wait_durable(id).unwrap();
+    e.shutdown().unwrap();
+    assert!(
+        vol.mem.raw(&pack.key()).is_none(),
+        "deleted after the grace"
+    );
 }

@@ -449,7 +449,7 @@ impl Fs {
     }
 
     pub fn fsyncdir(&self, ino: u64, _fh: u64, _datasync: bool) -> FsResult<()> {
-        if self.opts.read_only {
+        if self.opts.read_only() {
             return Ok(());
         }
         self.lock().ns().get(ino).ok_or(FsError::NotFound)?;

@@ -4,7 +4,7 @@
 //! does not compile until someone decides what the kernel sees.
 
 use crate::crypto::CryptoError;
-use crate::engine::{EngineError, Failure};
+use crate::engine::{EngineError, Failure, Regressions};
 use crate::store::StoreError;
 
 #[derive(Clone, Debug, thiserror::Error)]
@@ -60,6 +60,9 @@ pub enum FsError {
     /// The volume cannot commit: fenced, store unavailable, abandoned.
     #[error("{0}")]
     Failed(#[from] Failure),
+    /// Opening found an older state than one seen (refused).
+    #[error("refusing an older state: {0}")]
+    Rollback(Regressions),
 }
 
 impl From<EngineError> for FsError {
@@ -70,6 +73,8 @@ impl From<EngineError> for FsError {
             EngineError::Integrity(c) => FsError::Integrity(c),
             EngineError::Corrupt(c) => FsError::Corrupt(c.0),
             EngineError::ReadOnly => FsError::ReadOnly,
+            EngineError::Rollback(r) => FsError::Rollback(r),
+            EngineError::Invalid(_) => FsError::Invalid,
         }
     }
 }
@@ -106,6 +111,8 @@ impl FsError {
             // (`check_writable`); what is left is a commit or flush that
             // cannot happen: the data is not durable.
             FsError::Failed(_) => libc::EIO,
+            // Only opening finds these; no request ever sees one.
+            FsError::Rollback(_) => libc::EIO,
         }
     }
 }

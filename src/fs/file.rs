@@ -33,10 +33,11 @@ impl Fs {
         }
         let fh = self.handles.insert(c, ino, flags, None);
         // We are the only writer, and every change goes through the
-        // kernel, so its page cache stays valid across opens.
+        // kernel, so its page cache stays valid across opens; a follower's
+        // files change behind the kernel's back.
         Ok(Opened {
             fh,
-            keep_cache: true,
+            keep_cache: self.opts.follow.is_none(),
         })
     }
 
@@ -177,7 +178,7 @@ impl Fs {
     }
 
     pub fn fsync(&self, ino: u64, _fh: u64, _datasync: bool) -> FsResult<()> {
-        if self.opts.read_only {
+        if self.opts.read_only() {
             return Ok(());
         }
         if let Some(f) = self.engine.sticky_failure() {

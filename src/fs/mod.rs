@@ -24,6 +24,7 @@ mod attr;
 mod dir;
 mod error;
 mod file;
+mod follow;
 mod handles;
 mod live;
 mod read;
@@ -34,6 +35,7 @@ mod writeback;
 mod tests;
 
 pub use error::{FsError, FsResult};
+pub use follow::Invalidator;
 pub use types::*;
 
 /// The root directory's inode number.
@@ -55,44 +57,36 @@ use live::Core;
 
 #[derive(Clone, Debug)]
 pub struct FsOptions {
-    pub read_only: bool,
     /// Plaintext cache budget in bytes (clean + dirty + read-ahead).
     pub cache_bytes: u64,
-    /// Background commit interval for changes nobody fsynced.
-    pub commit_interval: Duration,
-    /// Objects no committed state references are deleted only when older
-    /// than this (by the store's clock).
-    pub gc_grace: Duration,
-    /// Journal bytes after which a checkpoint is written.
-    pub checkpoint_bytes: u64,
-    /// Commit a (maybe empty) journal segment before anything else: set by
-    /// a mount that took the writer's lease over (see `crate::lease`).
-    pub claim_journal: bool,
+    /// How the volume is opened and kept (read-only, commit interval,
+    /// checkpoints, garbage, rollback checks, snapshots).
+    pub engine: EngineOptions,
+    /// Follow a writer elsewhere, polling its journal this often
+    /// (read-only mounts).
+    pub follow: Option<Duration>,
 }
 
 impl Default for FsOptions {
     fn default() -> Self {
-        let e = EngineOptions::default();
         FsOptions {
-            read_only: e.read_only,
             cache_bytes: 256 << 20,
-            commit_interval: e.commit_interval,
-            gc_grace: e.gc_grace,
-            checkpoint_bytes: e.checkpoint_bytes,
-            claim_journal: e.claim_journal,
+            engine: EngineOptions::default(),
+            follow: None,
         }
     }
 }
 
 impl FsOptions {
-    fn engine(&self) -> EngineOptions {
-        EngineOptions {
-            read_only: self.read_only,
-            commit_interval: self.commit_interval,
-            gc_grace: self.gc_grace,
-            checkpoint_bytes: self.checkpoint_bytes,
-            claim_journal: self.claim_journal,
-        }
+    /// Default options with `f` applied to the engine's.
+    pub fn with_engine(f: impl FnOnce(&mut EngineOptions)) -> FsOptions {
+        let mut opts = FsOptions::default();
+        f(&mut opts.engine);
+        opts
+    }
+
+    fn read_only(&self) -> bool {
+        self.engine.read_only || self.engine.snapshot.is_some()
     }
 }
 
@@ -108,6 +102,7 @@ pub struct Fs {
     handles: Handles,
     locks: InodeLocks,
     writeback: Arc<writeback::Writeback>,
+    follow: follow::FollowState,
     read_only: AtomicBool,
     shut: AtomicBool,
 }
@@ -155,7 +150,7 @@ impl Fs {
         master: &MasterKey,
         opts: FsOptions,
     ) -> FsResult<Arc<Fs>> {
-        let engine = Engine::open(store, header, master, opts.engine())?;
+        let engine = Engine::open(store, header, master, opts.engine.clone())?;
         Ok(Fs::new(engine, opts))
     }
 
@@ -163,7 +158,7 @@ impl Fs {
     pub fn new(engine: Arc<Engine>, opts: FsOptions) -> Arc<Fs> {
         let fs = Arc::new(Fs {
             chunk_size: engine.chunk_size(),
-            read_only: AtomicBool::new(opts.read_only),
+            read_only: AtomicBool::new(opts.read_only()),
             engine,
             core: Mutex::default(),
             cache: Mutex::new(Cache::new(opts.cache_bytes)),
@@ -171,11 +166,15 @@ impl Fs {
             handles: Handles::default(),
             locks: InodeLocks::default(),
             writeback: Arc::default(),
+            follow: follow::FollowState::default(),
             shut: AtomicBool::new(false),
             opts,
         });
-        if !fs.opts.read_only {
+        if !fs.opts.read_only() {
             writeback::start(&fs);
+        }
+        if let Some(interval) = fs.opts.follow {
+            follow::start(&fs, interval);
         }
         fs
     }
@@ -184,11 +183,15 @@ impl Fs {
         &self.engine
     }
 
+    pub fn options(&self) -> &FsOptions {
+        &self.opts
+    }
+
     /// Commits everything and stops the writeback (unmount, SIGTERM).
     /// Idempotent. Fails with what kept the data or the last commit from
     /// the store.
     pub fn shutdown(&self) -> FsResult<()> {
-        if self.shut.swap(true, Ordering::SeqCst) || self.opts.read_only {
+        if self.shut.swap(true, Ordering::SeqCst) || self.opts.read_only() {
             return Ok(());
         }
         let staged = self.stage_all();
@@ -231,7 +234,7 @@ impl Fs {
 
     /// Flushes all dirty data and commits every change so far.
     pub fn sync_all(&self) -> FsResult<()> {
-        if self.opts.read_only {
+        if self.opts.read_only() {
             return Ok(());
         }
         let id = self.stage_all()?;
@@ -292,7 +295,7 @@ impl Fs {
 
 impl Drop for Fs {
     fn drop(&mut self) {
-        if !self.shut.load(Ordering::SeqCst) && !self.opts.read_only {
+        if !self.shut.load(Ordering::SeqCst) && !self.opts.read_only() {
             if let Err(e) = self.shutdown() {
                 log::error!("shutdown on drop failed: {e}");
             }

@@ -102,7 +102,7 @@ impl Writeback {
 pub fn start(fs: &Arc<Fs>) {
     let weak = Arc::downgrade(fs);
     let wb = Arc::clone(&fs.writeback);
-    let interval = fs.opts.commit_interval;
+    let interval = fs.opts.engine.commit_interval;
     let handle = std::thread::Builder::new()
         .name("flusher".into())
         .spawn(move || flusher(weak, wb, interval))

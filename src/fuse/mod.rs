@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use fuser::{Config, MountOption, SessionACL};
 
-use crate::fs::{Fs, FsResult};
+use crate::fs::{Fs, FsResult, Invalidator};
 
 /// How long the kernel may cache an entry or attributes.
 pub const TTL: Duration = Duration::from_secs(1);
@@ -129,6 +129,18 @@ pub struct KernelOptions {
     pub sync: bool,
     /// `MS_DIRSYNC`: the same for directory changes only.
     pub dirsync: bool,
+}
+
+/// Tells the kernel, through `notifier`, to drop its cached data and
+/// attributes of inodes that changed behind its back (a follower mount).
+/// After a full reload there is no list: the TTL and reopening do it.
+pub fn kernel_invalidator(notifier: fuser::Notifier) -> Invalidator {
+    Box::new(move |changed| {
+        for &ino in changed.into_iter().flatten() {
+            // An inode the kernel does not hold answers ENOENT: nothing to drop.
+            let _ = notifier.inval_inode(fuser::INodeNo(ino), 0, 0);
+        }
+    })
 }
 
 /// The mount configuration of every sealedfs session.

@@ -55,6 +55,9 @@ pub struct Acquired {
     /// True when another mount's lease was replaced (not a fresh create):
     /// the new writer must then fence the old one through the journal.
     pub took_over: bool,
+    /// The newest commit (seq, hash) the replaced lease named, carried
+    /// into ours; (0, zeros) when there was none.
+    pub committed: (u64, [u8; 32]),
 }
 
 /// A lease as read: its ETag and its (maybe unreadable) body.
@@ -69,6 +72,9 @@ enum Verdict {
     Gone,
 }
 
+/// A lease that names no commit yet.
+const NO_COMMIT: (u64, [u8; 32]) = (0, [0; 32]);
+
 /// Rounds of "create, else judge" before giving up on a lease that keeps
 /// appearing and vanishing.
 const ROUNDS: usize = 5;
@@ -78,26 +84,31 @@ impl Contender<'_> {
         let writer: [u8; 16] = rand::random();
         for _ in 0..ROUNDS {
             let sent_at = self.clock.now();
-            match self.store.put_if_absent(LEASE_KEY, &self.body(writer)) {
-                Ok(()) => return self.confirm(writer, sent_at, false),
+            match self
+                .store
+                .put_if_absent(LEASE_KEY, &self.body(writer, NO_COMMIT))
+            {
+                Ok(()) => return self.confirm(writer, sent_at, false, NO_COMMIT),
                 Err(StoreError::AlreadyExists { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
             let Some(seen) = self.read()? else { continue };
             if seen.record.as_ref().is_ok_and(|r| r.writer == writer) {
                 // Our own create, whose answer was lost on the way back.
-                return self.confirm(writer, sent_at, false);
+                return self.confirm(writer, sent_at, false, NO_COMMIT);
             }
             match self.judge(&seen)? {
                 Verdict::Gone => continue,
-                Verdict::Take => return self.take(&seen.etag, writer),
+                Verdict::Take => return self.take(&seen, writer),
             }
         }
         Err(LeaseError::Lost)
     }
 
-    fn body(&self, writer: [u8; 16]) -> Vec<u8> {
-        let r = self.me.record(writer, self.ttl, self.clock.wall());
+    fn body(&self, writer: [u8; 16], committed: (u64, [u8; 32])) -> Vec<u8> {
+        let r = self
+            .me
+            .record(writer, self.ttl, self.clock.wall(), committed);
         record::seal(self.key, self.volume_id, &r)
     }
 
@@ -186,10 +197,16 @@ impl Contender<'_> {
         }
     }
 
-    fn take(&self, etag: &str, writer: [u8; 16]) -> Result<Acquired, LeaseError> {
+    fn take(&self, seen: &Seen, writer: [u8; 16]) -> Result<Acquired, LeaseError> {
         let sent_at = self.clock.now();
-        match self.store.put_if_match(LEASE_KEY, &self.body(writer), etag) {
-            Ok(()) => self.confirm(writer, sent_at, true),
+        // What the old holder knew committed stays known.
+        let committed = seen
+            .record
+            .as_ref()
+            .map_or(NO_COMMIT, |r| (r.committed_seq, r.committed_hash));
+        let body = self.body(writer, committed);
+        match self.store.put_if_match(LEASE_KEY, &body, &seen.etag) {
+            Ok(()) => self.confirm(writer, sent_at, true, committed),
             Err(StoreError::PreconditionFailed { .. } | StoreError::NotFound { .. }) => {
                 Err(LeaseError::Lost)
             }
@@ -205,6 +222,7 @@ impl Contender<'_> {
         writer: [u8; 16],
         sent_at: Duration,
         took_over: bool,
+        committed: (u64, [u8; 32]),
     ) -> Result<Acquired, LeaseError> {
         let info = self.store.head(LEASE_KEY)?.ok_or(LeaseError::Lost)?;
         let body = match self.store.get(LEASE_KEY) {
@@ -219,6 +237,7 @@ impl Contender<'_> {
                 sent_at,
                 ttl: self.ttl,
                 took_over,
+                committed,
             }),
             _ => Err(LeaseError::Lost),
         }

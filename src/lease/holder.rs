@@ -61,6 +61,8 @@ struct State {
     /// A lapse was logged and not yet followed by a renewal.
     lapsed: bool,
     stop: bool,
+    /// The newest commit (seq, hash) to name at the next renewal.
+    committed: (u64, [u8; 32]),
 }
 
 /// What one renewal attempt came to.
@@ -97,6 +99,7 @@ impl Holder {
                 fenced: None,
                 lapsed: false,
                 stop: false,
+                committed: acquired.committed,
             }),
             cv: Condvar::new(),
             hooks: Mutex::new(Vec::new()),
@@ -131,6 +134,15 @@ impl Holder {
             return Err("writer's lease lapsed (not renewed in time)".into());
         }
         Ok(())
+    }
+
+    /// The newest commit to name from the next renewal on (never older
+    /// than one named before).
+    pub fn set_committed(&self, seq: u64, hash: [u8; 32]) {
+        let mut s = self.state();
+        if seq > s.committed.0 {
+            s.committed = (seq, hash);
+        }
     }
 
     pub fn is_fenced(&self) -> bool {
@@ -184,7 +196,10 @@ impl Holder {
             s.etag.clone()
         };
         let sent_at = self.clock.now();
-        let r = self.me.record(self.writer, self.ttl, self.clock.wall());
+        let committed = self.state().committed;
+        let r = self
+            .me
+            .record(self.writer, self.ttl, self.clock.wall(), committed);
         let body = record::seal(&self.key, &self.volume_id, &r);
         match self.store.put_if_match(LEASE_KEY, &body, &etag) {
             Ok(()) => match self.read_back() {

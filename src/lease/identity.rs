@@ -28,7 +28,15 @@ impl Identity {
 
     /// The record this identity writes: `writer` from the acquisition,
     /// display expiry `wall + ttl`.
-    pub fn record(&self, writer: [u8; 16], ttl: Duration, wall: SystemTime) -> LeaseRecord {
+    /// The lease body naming this process, with `committed` (seq, hash)
+    /// as the newest commit it knows of.
+    pub fn record(
+        &self,
+        writer: [u8; 16],
+        ttl: Duration,
+        wall: SystemTime,
+        committed: (u64, [u8; 32]),
+    ) -> LeaseRecord {
         let until = wall + ttl;
         LeaseRecord {
             host: self.host.clone(),
@@ -40,6 +48,8 @@ impl Identity {
             valid_until_ms: until
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
+            committed_seq: committed.0,
+            committed_hash: committed.1,
         }
     }
 

@@ -6,7 +6,13 @@
 //! epoch 0, last). The plaintext is a version byte [`LEASE_VERSION`]
 //! followed by the postcard encoding of [`LeaseRecord`]. The decoder is
 //! strict: an unknown version, an undecodable body or trailing bytes are
-//! rejected and the reason says which.
+//! rejected and the reason says which. Version 1 records (without the
+//! committed head) are still read, as a head of 0.
+//!
+//! `committed_seq`/`committed_hash` name the newest commit the holder
+//! knew of at its last renewal (0: none yet); a new writer carries it
+//! forward when it takes the lease, so a mount finding a journal that ends
+//! earlier knows the volume was truncated (`crate::engine::rollback`).
 //!
 //! `valid_until_ms` is the holder's wall clock plus the TTL at renewal: it
 //! is shown to people ("mounted … until T") and used to skip the watch when
@@ -20,7 +26,7 @@ use crate::crypto::{self, CryptoError, SubKey, UnitAd};
 pub const LEASE_KEY: &str = "lease";
 
 /// First byte of every lease plaintext.
-pub const LEASE_VERSION: u8 = 1;
+pub const LEASE_VERSION: u8 = 2;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseRecord {
@@ -40,6 +46,38 @@ pub struct LeaseRecord {
     /// Holder's wall clock at renewal + TTL, in ms since the Unix epoch.
     /// For display only.
     pub valid_until_ms: u64,
+    /// The newest commit the holder knew of (0: none).
+    pub committed_seq: u64,
+    /// The SHA-256 of that commit's sealed journal segment.
+    pub committed_hash: [u8; 32],
+}
+
+/// Version 1: the same without the committed head.
+#[derive(Deserialize)]
+struct LeaseRecordV1 {
+    host: String,
+    boot_id: String,
+    pid: u32,
+    pid_start: u64,
+    writer: [u8; 16],
+    ttl_ms: u64,
+    valid_until_ms: u64,
+}
+
+impl From<LeaseRecordV1> for LeaseRecord {
+    fn from(r: LeaseRecordV1) -> LeaseRecord {
+        LeaseRecord {
+            host: r.host,
+            boot_id: r.boot_id,
+            pid: r.pid,
+            pid_start: r.pid_start,
+            writer: r.writer,
+            ttl_ms: r.ttl_ms,
+            valid_until_ms: r.valid_until_ms,
+            committed_seq: 0,
+            committed_hash: [0; 32],
+        }
+    }
 }
 
 impl LeaseRecord {
@@ -71,15 +109,17 @@ pub fn encode(record: &LeaseRecord) -> Vec<u8> {
 
 pub fn decode(plain: &[u8]) -> Result<LeaseRecord, CryptoError> {
     let bad = |why: String| CryptoError::Malformed(format!("object {LEASE_KEY}: {why}"));
-    match plain.split_first() {
-        Some((&LEASE_VERSION, body)) => {
-            let (record, rest) = postcard::take_from_bytes::<LeaseRecord>(body)
-                .map_err(|e| bad(format!("undecodable: {e}")))?;
-            if !rest.is_empty() {
-                return Err(bad(format!("{} trailing bytes", rest.len())));
-            }
-            Ok(record)
+    fn strict<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+        let (record, rest) =
+            postcard::take_from_bytes::<T>(body).map_err(|e| format!("undecodable: {e}"))?;
+        if !rest.is_empty() {
+            return Err(format!("{} trailing bytes", rest.len()));
         }
+        Ok(record)
+    }
+    match plain.split_first() {
+        Some((&LEASE_VERSION, body)) => strict::<LeaseRecord>(body).map_err(bad),
+        Some((1, body)) => strict::<LeaseRecordV1>(body).map(Into::into).map_err(bad),
         Some((v, _)) => Err(bad(format!("unknown lease version {v}"))),
         None => Err(bad("empty".into())),
     }
@@ -109,6 +149,8 @@ pub(crate) mod tests {
             writer: [7; 16],
             ttl_ms: 30_000,
             valid_until_ms: 1,
+            committed_seq: 5,
+            committed_hash: [9; 32],
         }
     }
 
@@ -116,24 +158,31 @@ pub(crate) mod tests {
         b.iter().map(|x| format!("{x:02x}")).collect()
     }
 
+    fn hex_bytes(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
     /// The worked example in docs/FORMAT.md ("Lease") is what the encoder
     /// produces, byte for byte.
     #[test]
     fn documented_encoding() {
         let bytes = hex(&encode(&sample()));
-        assert_eq!(
-            bytes,
-            "01036462310162ac020207070707070707070707070707070707b0ea0101"
-        );
+        let head = "02036462310162ac020207070707070707070707070707070707b0ea0101";
+        assert_eq!(bytes, format!("{head}05{}", "09".repeat(32)));
         let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/FORMAT.md"))
             .unwrap();
         assert!(
-            doc.contains("01 03 646231 01 62 ac02 02 07070707070707070707070707070707 b0ea01 01"),
+            doc.contains(
+                "02 03 646231 01 62 ac02 02 07070707070707070707070707070707 b0ea01 01 05 0909…09"
+            ),
             "FORMAT.md shows the lease bytes"
         );
         let keys = Keys::derive(&MasterKey::generate(), &[1; 16]);
-        assert_eq!(encode(&sample()).len(), 30);
-        assert_eq!(seal(&keys.lease, &[1; 16], &sample()).len(), 70);
+        assert_eq!(encode(&sample()).len(), 63);
+        assert_eq!(seal(&keys.lease, &[1; 16], &sample()).len(), 103);
     }
 
     #[test]
@@ -148,9 +197,13 @@ pub(crate) mod tests {
                 .to_string()
                 .contains("trailing")
         );
-        let mut v2 = good.clone();
-        v2[0] = 2;
-        assert!(decode(&v2).unwrap_err().to_string().contains("version 2"));
+        let mut v3 = good.clone();
+        v3[0] = 3;
+        assert!(decode(&v3).unwrap_err().to_string().contains("version 3"));
+        // A version 1 record still reads, with no committed head.
+        let v1 = hex_bytes("01036462310162ac020207070707070707070707070707070707b0ea0101");
+        let old = decode(&v1).unwrap();
+        assert_eq!((old.host.as_str(), old.committed_seq), ("db1", 0));
         assert!(decode(&[]).unwrap_err().to_string().contains("empty"));
         assert!(decode(&good[..5]).is_err());
     }

@@ -14,6 +14,7 @@ pub mod inode;
 pub mod journal;
 pub mod namespace;
 pub mod record;
+pub mod snapshot;
 
 pub use inode::Kind;
 pub use inode::{Content, Inode, InodeAttr, Timestamp};

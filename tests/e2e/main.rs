@@ -9,6 +9,7 @@
 mod config;
 mod durability;
 mod faults;
+mod follow;
 mod fstab;
 mod golden;
 mod harness;
@@ -24,8 +25,10 @@ mod posix;
 #[allow(dead_code)] // faults the e2e tests do not use
 mod proxy;
 mod requests;
+mod rollback;
 mod roundtrip;
 mod s3;
 mod smoke;
+mod snapshots;
 mod stall;
 mod tools;

@@ -135,10 +135,7 @@ fn rename_rules() {
 #[test]
 fn crash_keeps_exactly_what_fsync_acknowledged() {
     let vol = Vol::new();
-    let fs = vol.mount_with(FsOptions {
-        commit_interval: Duration::from_secs(3600),
-        ..FsOptions::default()
-    });
+    let fs = vol.mount_with(quiet());
     let (attr, o) = fs
         .create(&ME, ROOT, os("log"), 0o644, 0, libc::O_WRONLY)
         .unwrap();
@@ -210,11 +207,10 @@ fn compaction_reclaims_mostly_dead_packs() {
 fn checkpoints_rewrite_only_changed_shards() {
     use crate::meta::checkpoint;
     let vol = Vol::new();
-    let opts = FsOptions {
-        checkpoint_bytes: 1,
-        commit_interval: Duration::from_millis(50),
-        ..FsOptions::default()
-    };
+    let opts = FsOptions::with_engine(|e| {
+        e.checkpoint_bytes = 1;
+        e.commit_interval = Duration::from_millis(50);
+    });
     let fs = vol.mount_with(opts.clone());
     // Inodes 2..=20001 span shards 0 and 1 (16,384 inodes each).
     for i in 0..20_000 {

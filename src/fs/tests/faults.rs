@@ -249,10 +249,7 @@ fn crash_at_every_store_mutation_with_background_commits() {
     // workload (which pauses between steps), so crash points fall inside
     // them too.
     let n = crash_at_every_step(
-        FsOptions {
-            commit_interval: Duration::from_millis(10),
-            ..FsOptions::default()
-        },
+        FsOptions::with_engine(|e| e.commit_interval = Duration::from_millis(10)),
         Duration::from_millis(25),
     );
     eprintln!("busy workload: crashed at each of its {n} mutating store calls");
@@ -263,13 +260,7 @@ fn crash_at_every_store_mutation_with_a_checkpoint_after_each_commit() {
     // Every commit is followed by a checkpoint (shards, then the index),
     // the deletion of the checkpoints and journal segments no longer
     // needed, and of retired packs: crash points fall inside all of them.
-    let n = crash_at_every_step(
-        FsOptions {
-            checkpoint_bytes: 1,
-            ..quiet()
-        },
-        Duration::ZERO,
-    );
+    let n = crash_at_every_step(quiet_with(|e| e.checkpoint_bytes = 1), Duration::ZERO);
     eprintln!("checkpointing workload: crashed at each of its {n} mutating store calls");
 }
 
@@ -325,10 +316,7 @@ fn journal_put_failing_after_its_pack_put_fails_fsync_and_gc_removes_the_orphan(
     fs.shutdown().unwrap();
     drop(fs);
 
-    let fs = vol.mount_mem(FsOptions {
-        gc_grace: Duration::ZERO,
-        ..quiet()
-    });
+    let fs = vol.mount_mem(quiet_with(|e| e.gc_grace = Duration::ZERO));
     fs.engine().force_gc().unwrap();
     assert!(
         vol.mem.raw(&orphans[0]).is_none(),

@@ -57,10 +57,7 @@ fn a_takeover_claims_the_next_seq_and_the_old_writer_fences_itself() {
     put_file(&old, "old-acked", b"1");
     old.sync_all().unwrap();
 
-    let new = vol.mount_with(FsOptions {
-        claim_journal: true,
-        ..quiet()
-    });
+    let new = vol.mount_with(quiet_with(|e| e.claim_journal = true));
     // The old writer has not noticed anything: its next commit loses the
     // create-only race for the claimed seq, and it turns read-only.
     put_file(&old, "old-late", b"2");
@@ -85,10 +82,7 @@ fn a_takeover_claims_the_next_seq_and_the_old_writer_fences_itself() {
 #[test]
 fn a_claim_segment_is_empty_and_replays() {
     let vol = Vol::new();
-    let fs = vol.mount_with(FsOptions {
-        claim_journal: true,
-        ..quiet()
-    });
+    let fs = vol.mount_with(quiet_with(|e| e.claim_journal = true));
     fs.shutdown().unwrap();
     let key = crate::meta::journal::journal_key(1);
     let seg = crate::meta::journal::open_segment(

@@ -45,10 +45,10 @@ impl Vol {
     }
 
     pub fn mount(&self) -> Arc<Fs> {
-        self.mount_with(FsOptions {
-            commit_interval: Duration::from_millis(50),
-            ..FsOptions::default()
-        })
+        self.mount_with(FsOptions::with_engine(|e| {
+            e.commit_interval = Duration::from_millis(50);
+            e.retire_grace = Duration::ZERO;
+        }))
     }
 
     pub fn mount_with(&self, opts: FsOptions) -> Arc<Fs> {
@@ -84,10 +84,17 @@ pub fn retrying(store: impl ObjectStore + 'static) -> Arc<dyn ObjectStore> {
 /// Options for tests that decide themselves when things commit: nothing
 /// is flushed or committed in the background unless someone waits on it.
 pub fn quiet() -> FsOptions {
-    FsOptions {
-        commit_interval: Duration::from_secs(3600),
-        ..FsOptions::default()
-    }
+    quiet_with(|_| {})
+}
+
+/// [`quiet`] options with `f` applied to the engine's.
+pub fn quiet_with(f: impl FnOnce(&mut crate::engine::EngineOptions)) -> FsOptions {
+    FsOptions::with_engine(|e| {
+        e.commit_interval = Duration::from_secs(3600);
+        // No follower reads these volumes: retired packs go at once.
+        e.retire_grace = Duration::ZERO;
+        f(e)
+    })
 }
 
 pub const ME: Caller = Caller::ROOT;

@@ -74,7 +74,7 @@ impl Volume {
             .unwrap();
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).unwrap();
-        let (home, url, env) = match server {
+        let (home, url, mut env) = match server {
             None => {
                 let store = dir.path().join("vault");
                 let url = store.to_str().unwrap().to_owned();
@@ -90,6 +90,10 @@ impl Volume {
                 (Home::S3 { server, prefix }, url, env)
             }
         };
+        // This host's memory of the volume (rollback checks) stays with
+        // the test, not in the machine's /var/lib/sealedfs.
+        let state = dir.path().join("state");
+        env.push(("SEALEDFS_STATE_DIR".into(), state.to_str().unwrap().into()));
         let v = Volume {
             log: dir.path().join("daemon.log"),
             dir,

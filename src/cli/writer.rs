@@ -1,0 +1,96 @@
+//! A short-lived writer in the foreground, for commands that change the
+//! volume while nothing mounts it read-write (`snapshot create` and
+//! `delete`): take the writer's lease as a mount would, open the engine
+//! through the lease's gate with the same rollback checks, do the work,
+//! commit, record the new head in this host's anchor, release the lease.
+
+use std::sync::Arc;
+
+use super::anchor::Anchors;
+use super::error::CliResult;
+use super::header;
+use super::location::{FOREGROUND_DEADLINE, LockGuard, StoreSpec};
+use super::mount::lease;
+use super::passphrase::{self, Passphrase, Prompt};
+use crate::engine::{Anchor, Engine, EngineOptions, Expected, Head};
+use crate::lease::Holder;
+use crate::store::{ObjectStore, RetryPolicy, RetryingStore};
+
+pub struct Writer {
+    pub engine: Arc<Engine>,
+    holder: Arc<Holder>,
+    anchors: Anchors,
+    volume_id: [u8; 16],
+    _lock: Option<LockGuard>,
+}
+
+impl Writer {
+    /// Unlocks the volume at `spec` and opens it for writing. Fails with
+    /// exit 4 when another mount holds the lease.
+    pub fn open(
+        spec: &mut StoreSpec,
+        passphrase_file: Option<&std::path::Path>,
+        env_pass: Option<Passphrase>,
+    ) -> CliResult<Writer> {
+        let store = spec.open_for_writing()?;
+        let header = header::read(&*store)?;
+        super::process::forbid_core_dumps()?;
+        let pass = passphrase::obtain(passphrase_file, env_pass, Prompt::Once)?;
+        let master = header.unlock(&pass)?;
+        drop(pass);
+        let anchors = Anchors::for_location(&spec.location());
+        let anchor = anchors.read().map_err(|e| {
+            super::error::CliError::usage(format!(
+                "cannot read this host's record of the volume ({e})"
+            ))
+        })?;
+        let (taken, lock) = lease::take(&store, spec, &header, &master, false)?;
+        let lease_head = Some(taken.acquired.committed)
+            .filter(|(seq, _)| *seq > 0)
+            .map(|(seq, hash)| Head { seq, hash });
+        let claim = taken.acquired.took_over;
+        let (gated, holder) = lease::hold(spec.open_bare()?, taken)?;
+        let retrying: Arc<dyn ObjectStore> = Arc::new(RetryingStore::new(
+            gated,
+            RetryPolicy::with_deadline(FOREGROUND_DEADLINE),
+        ));
+        let opts = EngineOptions {
+            claim_journal: claim,
+            expected: Expected {
+                anchor,
+                lease: lease_head,
+                accept_rollback: false,
+            },
+            ..EngineOptions::default()
+        };
+        let engine = match Engine::open(retrying, &header, &master, opts) {
+            Ok(e) => e,
+            Err(e) => {
+                lease::release(&holder);
+                return Err(e.into());
+            }
+        };
+        Ok(Writer {
+            engine,
+            holder,
+            anchors,
+            volume_id: header.volume_id,
+            _lock: lock,
+        })
+    }
+
+    /// Commits everything, records the head, releases the lease.
+    pub fn close(self) -> CliResult<()> {
+        let shut = self.engine.shutdown();
+        let (seq, hash) = self.engine.committed();
+        let head = Anchor {
+            volume_id: self.volume_id,
+            head: Head { seq, hash },
+        };
+        if let Err(e) = self.anchors.advance(head) {
+            log::warn!("cannot record the volume's state for rollback checks: {e}");
+        }
+        lease::release(&self.holder);
+        Ok(shut?)
+    }
+}
