@@ -6,13 +6,17 @@
 #   SEALEDFS_ROOT       the repository (found from this file)
 #   SEALEDFS_BIN        the binary under test   (default $CARGO_TARGET_DIR or
 #                       target, then /debug/sealedfs)
-#   SEALEDFS_TOOLS      where .ci/run installs pjdfstest and fsx
-#                       (default ~/.cache/sealedfs-tools; its bin/ is put on PATH)
+#   SEALEDFS_TOOLS      where scripts/test.sh installs pjdfstest, fsx and the
+#                       moto venv (default ~/.cache/sealedfs-tools; its bin/
+#                       is put on PATH)
 #   SEALEDFS_TEST_LOGS  where logs of the mount tests go (default target/test-logs)
 
 SEALEDFS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SEALEDFS_BIN=${SEALEDFS_BIN:-${CARGO_TARGET_DIR:-$SEALEDFS_ROOT/target}/debug/sealedfs}
 SEALEDFS_TOOLS=${SEALEDFS_TOOLS:-$HOME/.cache/sealedfs-tools}
+# Exported: the e2e tests start private S3 servers through s3-server.sh,
+# which must find the same venv.
+export SEALEDFS_TOOLS
 SEALEDFS_TEST_LOGS=${SEALEDFS_TEST_LOGS:-$SEALEDFS_ROOT/target/test-logs}
 SCRIPT_NAME=${SCRIPT_NAME:-$(basename "$0" .sh)}
 
@@ -20,10 +24,15 @@ SCRIPT_NAME=${SCRIPT_NAME:-$(basename "$0" .sh)}
 PJDFSTEST_VERSION=0.2.2
 FSX_VERSION=0.3.2
 
-if [[ -d $SEALEDFS_TOOLS/bin && :$PATH: != *:$SEALEDFS_TOOLS/bin:* ]]; then
-    PATH=$SEALEDFS_TOOLS/bin:$PATH
-    export PATH
-fi
+# tools_on_path: $SEALEDFS_TOOLS/bin on PATH once it exists (done here, and
+# again after test.sh's setup installed into it).
+tools_on_path() {
+    if [[ -d $SEALEDFS_TOOLS/bin && :$PATH: != *:$SEALEDFS_TOOLS/bin:* ]]; then
+        PATH=$SEALEDFS_TOOLS/bin:$PATH
+        export PATH
+    fi
+}
+tools_on_path
 
 log() { printf '%s: %s\n' "$SCRIPT_NAME" "$*" >&2; }
 die() {
@@ -43,7 +52,7 @@ need_tool() {
     if ! command -v "$name" >/dev/null 2>&1; then
         case $name in
         pjdfstest | fsx)
-            die "missing tool: $name. Install it once with \`bash .ci/run\`, or by hand:" \
+            die "missing tool: $name. \`bash scripts/test.sh\` installs it, or by hand:" \
                 "cargo install --locked --root \"$SEALEDFS_TOOLS\" pjdfstest@$PJDFSTEST_VERSION fsx@$FSX_VERSION" \
                 "(scripts find $SEALEDFS_TOOLS/bin by themselves; elsewhere, put it on PATH)"
             ;;
@@ -124,6 +133,67 @@ safe_rm() {
     rm -rf --one-file-system "$dir"
 }
 
+# --- what the test suite needs ---------------------------------------------
+
+# Debian packages: fuse3 (fusermount3, mount.fuse3), mount and util-linux
+# (mount -T, umount, unshare and nsenter for the fstab tests), e2fsprogs
+# (mkfs.ext4 for the ext4 baseline), attr, acl and rsync (end-to-end
+# tests), libacl1-dev (pjdfstest links libacl), procps, python3-venv (the
+# S3 test server lives in a venv).
+TEST_PACKAGES=(fuse3 mount util-linux e2fsprogs attr acl rsync libacl1-dev procps coreutils python3 python3-venv)
+
+# missing_packages: the TEST_PACKAGES that dpkg does not list as installed
+# (none where there is no dpkg: nothing can be installed there anyway).
+missing_packages() {
+    command -v dpkg-query >/dev/null || return 0
+    local p
+    for p in "${TEST_PACKAGES[@]}"; do
+        [[ $(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null) == installed ]] || echo "$p"
+    done
+}
+
+# tool_installed NAME VERSION: $SEALEDFS_TOOLS/bin/NAME reports NAME VERSION.
+tool_installed() {
+    [[ -x $SEALEDFS_TOOLS/bin/$1 && $("$SEALEDFS_TOOLS/bin/$1" --version 2>/dev/null) == "$1 $2" ]]
+}
+
+# install_test_deps [quick]: installs what the suite needs and lacks:
+# packages (as root, apt-get), pjdfstest and fsx into $SEALEDFS_TOOLS (not
+# for quick), moto into $MOTO_VENV. Everything present is left alone: a
+# second run installs nothing and does not even run apt-get update.
+install_test_deps() {
+    local quick=${1:-0} missing=()
+    mapfile -t missing < <(missing_packages)
+    if ((${#missing[@]})); then
+        if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+            log "installing packages: ${missing[*]}"
+            DEBIAN_FRONTEND=noninteractive apt-get update -qq ||
+                die "apt-get update failed"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+        elif [[ $quick == 1 ]]; then
+            log "warning: packages missing (${missing[*]}); as root: apt-get install ${missing[*]}"
+        else
+            die "packages missing: ${missing[*]}. As root: apt-get install ${missing[*]}"
+        fi
+    else
+        log "packages present: ${TEST_PACKAGES[*]}"
+    fi
+    if [[ $quick == 0 ]]; then
+        # The kernel module, where it is not built in.
+        [[ -e /dev/fuse ]] || modprobe fuse || true
+        if tool_installed pjdfstest "$PJDFSTEST_VERSION" && tool_installed fsx "$FSX_VERSION"; then
+            log "pjdfstest $PJDFSTEST_VERSION and fsx $FSX_VERSION present in $SEALEDFS_TOOLS"
+        else
+            log "installing pjdfstest $PJDFSTEST_VERSION and fsx $FSX_VERSION into $SEALEDFS_TOOLS"
+            cargo install --quiet --locked --root "$SEALEDFS_TOOLS" \
+                "pjdfstest@$PJDFSTEST_VERSION" "fsx@$FSX_VERSION" ||
+                die "cargo install of pjdfstest and fsx failed"
+        fi
+    fi
+    s3_server_install
+}
+
 # --- sealedfs volumes ------------------------------------------------------
 
 # The passphrase of throw-away test volumes.
@@ -177,6 +247,7 @@ show_tail() {
 # the prefix.
 MOTO_SPEC='moto[server]>=5.2.5'
 MOTO_VENV=${MOTO_VENV:-$SEALEDFS_TOOLS/moto-venv}
+export MOTO_VENV
 
 # s3_server_install: moto's server in its own venv, reused when present.
 s3_server_install() {

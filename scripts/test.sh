@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # The whole sealedfs test suite, in order, stopping at the first failing stage:
 #
+#   setup      install what is missing and nothing else (a second run
+#              installs nothing): Debian packages (as root, apt-get),
+#              pjdfstest and fsx from crates.io into SEALEDFS_TOOLS (default
+#              ~/.cache/sealedfs-tools), moto into SEALEDFS_TOOLS/moto-venv
 #   fmt        cargo fmt --check
 #   clippy     cargo clippy --all-targets -- -D warnings
 #   build      cargo build                      (target/debug/sealedfs)
@@ -18,13 +22,14 @@
 # test, pjdfstest-s3 and fsx-s3 stages, a fresh one for each (moto keeps
 # every object in memory): the S3 tests fail, never skip, without it.
 #
-# Run as root (the mount tests mount FUSE file systems and switch users).
-# pjdfstest and fsx must be installed: `bash .ci/run` does it once, or
-#   cargo install --locked --root ~/.cache/sealedfs-tools pjdfstest@0.2.2 fsx@0.3.2
-# (scripts look in ~/.cache/sealedfs-tools/bin by themselves).
+# Run as root (the mount tests mount FUSE file systems and switch users;
+# setup installs packages). Needs Rust >= 1.85 with rustfmt and clippy, and
+# the network to package registries the first time.
 #
 #   scripts/test.sh            everything
-#   scripts/test.sh --quick    fmt, clippy, build and cargo test only (no root needed)
+#   scripts/test.sh --quick    setup (without pjdfstest and fsx; packages only
+#                              as root), fmt, clippy, build and cargo test
+#                              (no root needed)
 set -euo pipefail
 # shellcheck disable=SC2034 # read by lib.sh
 SCRIPT_NAME="test"
@@ -47,14 +52,8 @@ esac
 command -v cargo >/dev/null || die "missing tool: cargo (Rust >= 1.85; e.g. via rustup)"
 cargo fmt --version >/dev/null 2>&1 || die "missing tool: rustfmt (rustup component add rustfmt)"
 cargo clippy --version >/dev/null 2>&1 || die "missing tool: clippy (rustup component add clippy)"
-if [[ $quick == 0 ]]; then
+[[ $quick == 1 ]] ||
     need_root "the mount tests mount FUSE file systems and switch users; try --quick"
-    need_tool fusermount3
-    need_tool pjdfstest "$PJDFSTEST_VERSION"
-    need_tool fsx "$FSX_VERSION"
-fi
-[[ -x $MOTO_VENV/bin/moto_server ]] ||
-    die "missing tool: moto (the S3 test server). Install it once with \`bash .ci/run\` or \`scripts/s3-server.sh install\` (needs python3-venv)"
 
 S3_STATE=$(mktemp -d "${TMPDIR:-/tmp}/sealedfs-s3.XXXXXX")
 stop_s3() {
@@ -63,13 +62,23 @@ stop_s3() {
 }
 trap stop_s3 EXIT
 
-stages=(fmt clippy build test)
+stages=(setup fmt clippy build test)
 [[ $quick == 1 ]] || stages+=(pjdfstest pjdfstest-s3 fsx fsx-s3)
 declare -A took=()
 suite_start=$SECONDS
 
 run_stage() {
     case $1 in
+    setup)
+        # In subshells: their `die` fails the stage, not the whole script.
+        (install_test_deps "$quick") || return 1
+        tools_on_path
+        [[ $quick == 1 ]] || (
+            need_tool fusermount3
+            need_tool pjdfstest "$PJDFSTEST_VERSION"
+            need_tool fsx "$FSX_VERSION"
+        )
+        ;;
     fmt)
         # Names the files only; `cargo fmt` fixes them.
         cargo fmt --all -- --check --files-with-diff || {

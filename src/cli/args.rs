@@ -1,30 +1,46 @@
-//! Command-line grammar (clap derive) and the pure parsers behind it:
-//! sizes (`64K`, `1M`, `256M`) and `-o` mount option lists.
+//! Command-line grammar (clap derive) and the pure parser of sizes
+//! (`64K`, `1M`, `256M`). The `-o` mount options are `mount_options`';
+//! help texts and examples are `help`'s.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use super::error::{CliError, CliResult};
+use super::{help, mount_options};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "sealedfs",
-    version,
-    about = "An encrypted, crash-safe POSIX filesystem whose volume lives in an object store"
+    version = help::version(),
+    about = "An encrypted, crash-safe POSIX filesystem whose volume lives in an object store",
+    after_long_help = help::root_long_help()
 )]
 pub struct Cli {
+    /// Settings file (default: SEALEDFS_CONFIG, else /etc/sealedfs/config.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The volume commands first in `--help`, in the order written here; the
+/// helpers about the command line itself last (`display_order`).
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Print a shell completion script.
+    #[command(after_help = help::COMPLETIONS_EXAMPLES, display_order = 1000)]
+    Completions(CompletionsArgs),
+    /// Write man pages for sealedfs and every command into DIR.
+    #[command(hide = true)]
+    Manpages(ManpagesArgs),
     /// Create a volume; asks for a passphrase twice.
+    #[command(after_help = help::INIT_EXAMPLES)]
     Init(InitArgs),
     /// Mount a volume; returns once the mount is ready.
+    #[command(after_help = help::MOUNT_EXAMPLES)]
     Mount(MountArgs),
     /// Flush, commit, release the lock and unmount.
+    #[command(after_help = help::UNMOUNT_EXAMPLES)]
     Unmount(UnmountArgs),
     /// Make, list or delete snapshots: exact, read-only states of the
     /// volume kept in the store until deleted.
@@ -48,6 +64,8 @@ pub struct FsckArgs {
     /// volume must not be mounted read-write).
     #[arg(long)]
     pub repair: bool,
+    #[command(flatten)]
+    pub json: super::json::JsonFlag,
     /// Read the passphrase from this file (one trailing newline is dropped).
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<std::path::PathBuf>,
@@ -102,6 +120,8 @@ pub struct SnapshotNameArgs {
 pub struct SnapshotListArgs {
     /// The volume: a local directory or s3://BUCKET[/PREFIX].
     pub store: String,
+    #[command(flatten)]
+    pub json: super::json::JsonFlag,
     /// Read the passphrase from this file (one trailing newline is dropped).
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
@@ -118,8 +138,11 @@ pub struct InitArgs {
     #[arg(long, value_name = "SIZE", default_value = "64K", value_parser = parse_size)]
     pub chunk_size: u64,
     /// Read the passphrase from this file (one trailing newline is dropped).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "key_file")]
     pub passphrase_file: Option<PathBuf>,
+    /// Unlock with this file's bytes, exactly as they are (up to 64 KiB).
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
     /// Tests only: a key derivation that costs nothing and protects nothing.
     #[arg(long, hide = true)]
     pub insecure_fast_kdf: bool,
@@ -133,6 +156,9 @@ pub struct S3Args {
     /// S3 endpoint URL (default: AWS_ENDPOINT_URL, else AWS for the region).
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
+    /// The bucket's region (default: AWS_REGION, else the AWS profile).
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
     /// Address buckets as ENDPOINT/BUCKET (most S3-compatible servers).
     #[arg(long)]
     pub path_style: bool,
@@ -151,6 +177,9 @@ pub struct S3Args {
     pub conditional_writes: Option<bool>,
 }
 
+/// The plaintext cache of a mount unless a flag or the config file says.
+pub const DEFAULT_CACHE_SIZE: u64 = 256 << 20;
+
 #[derive(Debug, Args)]
 pub struct MountArgs {
     /// A local directory (PATH or file://PATH) or s3://BUCKET[/PREFIX]
@@ -158,21 +187,29 @@ pub struct MountArgs {
     pub store: String,
     /// An existing directory to mount on.
     pub mountpoint: PathBuf,
-    /// Serve in this process instead of a background daemon.
+    /// Serve in this process instead of a background daemon (systemd's
+    /// Type=notify services use this).
     #[arg(long, short = 'f')]
     pub foreground: bool,
     /// Mount read-only (no lock is taken, nothing is written).
     #[arg(long)]
     pub read_only: bool,
-    /// Mount options, comma separated: allow_other, ro, rw.
-    #[arg(short = 'o', value_name = "OPTS")]
+    /// Mount options, comma separated (every flag has a spelling here).
+    #[arg(short = 'o', value_name = "OPTS", long_help = mount_options::long_help())]
     pub options: Vec<String>,
-    /// Plaintext cache budget (clean, dirty and read-ahead data).
-    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
-    pub cache_size: u64,
+    /// Plaintext cache budget: clean, dirty and read-ahead data [default: 256M].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub cache_size: Option<u64>,
     /// Read the passphrase from this file (one trailing newline is dropped).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "key_file")]
     pub passphrase_file: Option<PathBuf>,
+    /// Unlock with this file's bytes, exactly as they are (up to 64 KiB).
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Mount even on a directory that holds files (they are hidden while
+    /// mounted).
+    #[arg(long)]
+    pub nonempty: bool,
     /// Take the writer's lease even though another mount holds it (that
     /// mount can no longer commit). Logged.
     #[arg(long)]
@@ -195,6 +232,18 @@ pub struct MountArgs {
 #[derive(Debug, Args)]
 pub struct UnmountArgs {
     pub mountpoint: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManpagesArgs {
+    /// Where to write sealedfs.1 and sealedfs-COMMAND.1 (created if missing).
+    pub dir: PathBuf,
 }
 
 /// Parses `4096`, `64K`, `64k`, `64KiB`, `1M`, `256M`, `2G`, `1T`: binary
@@ -226,31 +275,6 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         return Err(format!("invalid size {s:?}: must be more than zero"));
     }
     Ok(bytes)
-}
-
-/// What `-o` asked for.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct MountOpts {
-    pub allow_other: bool,
-    pub read_only: bool,
-}
-
-/// Parses every `-o` list. `rw` undoes an earlier `ro`; options that are
-/// always in effect (`default_permissions`, `noatime`, `nodev`, `nosuid`)
-/// are accepted so fstab lines can spell them; anything else is refused
-/// rather than silently ignored.
-pub fn parse_mount_opts(lists: &[String]) -> CliResult<MountOpts> {
-    let mut opts = MountOpts::default();
-    for item in lists.iter().flat_map(|l| l.split(',')).map(str::trim) {
-        match item {
-            "" | "default_permissions" | "noatime" | "nodev" | "nosuid" => {}
-            "allow_other" => opts.allow_other = true,
-            "ro" => opts.read_only = true,
-            "rw" => opts.read_only = false,
-            other => return Err(CliError::usage(format!("unknown mount option {other:?}"))),
-        }
-    }
-    Ok(opts)
 }
 
 #[cfg(test)]
@@ -291,27 +315,6 @@ mod tests {
     }
 
     #[test]
-    fn mount_options() {
-        let o = |v: &[&str]| parse_mount_opts(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        assert_eq!(o(&[]), Ok(MountOpts::default()));
-        assert_eq!(
-            o(&["allow_other,ro"]),
-            Ok(MountOpts {
-                allow_other: true,
-                read_only: true
-            })
-        );
-        assert_eq!(o(&["ro", "rw"]).map(|m| m.read_only), Ok(false));
-        assert_eq!(
-            o(&["noatime,,nodev,default_permissions"]),
-            Ok(MountOpts::default())
-        );
-        let e = o(&["allow_other,exec"]).unwrap_err();
-        assert_eq!(e.code, 1);
-        assert_eq!(e.msg, "unknown mount option \"exec\"");
-    }
-
-    #[test]
     fn grammar() {
         Cli::command().debug_assert();
         let cli = Cli::try_parse_from([
@@ -329,7 +332,7 @@ mod tests {
         let Command::Mount(m) = cli.command else {
             panic!("not mount")
         };
-        assert_eq!((m.cache_size, m.foreground), (1 << 30, true));
+        assert_eq!((m.cache_size, m.foreground), (Some(1 << 30), true));
         assert_eq!(m.options, vec!["ro".to_string()]);
         let cli = Cli::try_parse_from(["sealedfs", "init", "/s"]).unwrap();
         let Command::Init(i) = cli.command else {
@@ -337,5 +340,13 @@ mod tests {
         };
         assert_eq!((i.chunk_size, i.insecure_fast_kdf), (64 << 10, false));
         assert!(Cli::try_parse_from(["sealedfs", "init", "/s", "--chunk-size", "64X"]).is_err());
+        let both = ["--passphrase-file", "/p", "--key-file", "/k"];
+        assert!(
+            Cli::try_parse_from([&["sealedfs", "mount", "/s", "/m"][..], &both].concat()).is_err()
+        );
+        assert!(Cli::try_parse_from([&["sealedfs", "init", "/s"][..], &both].concat()).is_err());
+        let cli =
+            Cli::try_parse_from(["sealedfs", "unmount", "/m", "--config", "/c.toml"]).unwrap();
+        assert_eq!(cli.config, Some("/c.toml".into()));
     }
 }

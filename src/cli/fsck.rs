@@ -7,18 +7,19 @@
 //! per line on stdout, naming files by path; the exit code is 5 if any is
 //! an integrity problem, 0 otherwise.
 
-use std::time::Duration;
-
 use super::anchor::Anchors;
 use super::args::FsckArgs;
 use super::error::{CliError, CliResult, EXIT_BUSY, EXIT_INTEGRITY};
 use super::header;
+use super::json::Report;
 use super::location::StoreSpec;
 use super::passphrase::{self, Passphrase, Prompt};
 use super::pidfile;
+use super::progress::Progress;
 use super::snapshot::human_bytes;
 use super::writer::Writer;
 use crate::engine::{Engine, EngineOptions, Expected, FsckReport, Severity};
+use serde::Serialize;
 
 pub fn run(args: FsckArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
     let mut spec = StoreSpec::parse(&args.store)?.with_s3(&args.s3);
@@ -30,7 +31,7 @@ pub fn run(args: FsckArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
             ));
         }
         let writer = Writer::open(&mut spec, args.passphrase_file.as_deref(), env_pass)?;
-        let checked = writer.engine.fsck(args.deep, &|_, _| {});
+        let checked = check(&writer.engine, args.deep);
         let removed = match &checked {
             Ok(r) if r.problems.iter().any(|p| p.severity == Severity::Garbage) => {
                 writer.engine.force_gc()
@@ -39,16 +40,16 @@ pub fn run(args: FsckArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
         };
         writer.close()?;
         let report = checked?;
-        println!(
-            "repair: removed {} unreferenced objects past the grace period",
-            removed?
-        );
+        let removed = removed?;
+        if !args.json.json {
+            println!("repair: removed {removed} unreferenced objects past the grace period");
+        }
         report
     } else {
         let engine = open_read_only(&spec, &args, env_pass)?;
-        engine.fsck(args.deep, &|_, _| {})?
+        check(&engine, args.deep)?
     };
-    print(&report, args.deep);
+    Report::stdout(args.json).one(&Summary::of(&report), |s| s.text(&report, args.deep))?;
     let bad = report
         .problems
         .iter()
@@ -95,37 +96,94 @@ fn open_read_only(
     Ok(Engine::open(store, &header, &master, opts)?)
 }
 
-fn print(r: &FsckReport, deep: bool) {
-    for p in &r.problems {
-        let tag = match p.severity {
-            Severity::Integrity => "integrity",
-            Severity::Garbage => "garbage",
-        };
-        println!("{tag}: {}", p.what);
+/// The check, with a bar over the deep pass (on a terminal only).
+fn check(engine: &Engine, deep: bool) -> CliResult<FsckReport> {
+    let bar = Progress::bytes("authenticating segments", None);
+    let progress = |done: u64, total: u64| {
+        bar.set_total(total);
+        bar.inc(done.saturating_sub(bar.position()));
+    };
+    Ok(engine.fsck(deep, &progress)?)
+}
+
+/// What `--json` prints: the report's facts, one object.
+#[derive(Serialize)]
+struct Summary {
+    healthy: bool,
+    inodes: u64,
+    packs: u64,
+    pack_bytes: u64,
+    snapshots: u64,
+    segments_authenticated: u64,
+    bytes_authenticated: u64,
+    deep_seconds: f64,
+    problems: Vec<ProblemJson>,
+}
+
+#[derive(Serialize)]
+struct ProblemJson {
+    severity: &'static str,
+    what: String,
+}
+
+fn tag(s: &Severity) -> &'static str {
+    match s {
+        Severity::Integrity => "integrity",
+        Severity::Garbage => "garbage",
     }
-    let mut line = format!(
-        "fsck: {} inodes, {} packs ({}), {} snapshots checked",
-        r.inodes,
-        r.packs,
-        human_bytes(r.pack_bytes),
-        r.snapshots
-    );
-    if deep {
-        let rate = r.bytes_authenticated as f64 / r.deep_secs.max(0.001);
-        line += &format!(
-            "; deep: {} segments, {} authenticated in {:.1} s ({}/s)",
-            r.segments_opened,
-            human_bytes(r.bytes_authenticated),
-            Duration::from_secs_f64(r.deep_secs).as_secs_f64(),
-            human_bytes(rate as u64)
+}
+
+impl Summary {
+    fn of(r: &FsckReport) -> Summary {
+        Summary {
+            healthy: r.healthy(),
+            inodes: r.inodes,
+            packs: r.packs,
+            pack_bytes: r.pack_bytes,
+            snapshots: r.snapshots,
+            segments_authenticated: r.segments_opened,
+            bytes_authenticated: r.bytes_authenticated,
+            deep_seconds: r.deep_secs,
+            problems: r
+                .problems
+                .iter()
+                .map(|p| ProblemJson {
+                    severity: tag(&p.severity),
+                    what: p.what.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The human form: one line per problem, then the summary line.
+    fn text(&self, r: &FsckReport, deep: bool) -> String {
+        let mut out = String::new();
+        for p in &self.problems {
+            out += &format!("{}: {}\n", p.severity, p.what);
+        }
+        let mut line = format!(
+            "fsck: {} inodes, {} packs ({}), {} snapshots checked",
+            self.inodes,
+            self.packs,
+            human_bytes(self.pack_bytes),
+            self.snapshots
         );
+        if deep {
+            let rate = r.bytes_authenticated as f64 / r.deep_secs.max(0.001);
+            line += &format!(
+                "; deep: {} segments, {} authenticated in {:.1} s ({}/s)",
+                r.segments_opened,
+                human_bytes(r.bytes_authenticated),
+                r.deep_secs,
+                human_bytes(rate as u64)
+            );
+        }
+        let bad = self
+            .problems
+            .iter()
+            .filter(|p| p.severity == "integrity")
+            .count();
+        let garbage = self.problems.len() - bad;
+        out + &format!("{line}; {bad} integrity problems, {garbage} garbage")
     }
-    let (bad, garbage) = r
-        .problems
-        .iter()
-        .fold((0, 0), |(b, g), p| match p.severity {
-            Severity::Integrity => (b + 1, g),
-            Severity::Garbage => (b, g + 1),
-        });
-    println!("{line}; {bad} integrity problems, {garbage} garbage");
 }

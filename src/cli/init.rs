@@ -13,28 +13,40 @@
 //! volume between steps 2 and 3. An S3 prefix has no lock: step 2's
 //! create-only PUT is what makes one of two racing `init`s lose.
 
+use std::path::Path;
+
 use super::anchor::Anchors;
 use super::args::InitArgs;
+use super::config::Config;
 use super::error::{CliError, CliResult};
 use super::header::HEADER_KEY;
 use super::location::StoreSpec;
 use super::passphrase::{self, Passphrase, Prompt};
 use super::process;
+use super::settings::Settings;
 use crate::crypto::{KdfParams, MasterKey};
 use crate::engine::{Anchor, Head};
 use crate::fs::Fs;
 use crate::store::{ObjectStore, StoreError};
 use crate::volume::{MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, VolumeHeader};
 
-pub fn run(args: InitArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
+pub fn run(args: InitArgs, env_pass: Option<Passphrase>, config: Option<&Path>) -> CliResult<()> {
     let chunk_size = check_chunk_size(args.chunk_size)?;
-    let spec = StoreSpec::parse(&args.store)?.with_s3(&args.s3);
+    let flags = Settings {
+        passphrase_file: args.passphrase_file.clone(),
+        key_file: args.key_file.clone(),
+        ..Settings::from_s3_flags(&args.s3)
+    };
+    let file = Config::load(config)?.for_store(&args.store);
+    let secret = flags.secret(env_pass.is_some(), &file)?;
+    let settings = flags.or(Settings::from_env()).or(file);
+    let spec = StoreSpec::parse(&args.store)?.with_s3(&settings.s3_args());
     let store = spec.create()?;
     check_empty(&*store, &args.store)?;
     let _lock = spec.lock()?;
 
     process::forbid_core_dumps()?;
-    let pass = passphrase::obtain(args.passphrase_file.as_deref(), env_pass, Prompt::Confirm)?;
+    let pass = passphrase::obtain_from(secret.as_ref(), env_pass, Prompt::Confirm)?;
     if pass.is_empty() {
         return Err(CliError::usage("empty passphrase"));
     }

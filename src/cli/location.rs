@@ -142,6 +142,7 @@ impl StoreSpec {
         };
         let mut cfg = S3Config::new(bucket, prefix);
         cfg.endpoint = s3.endpoint.clone();
+        cfg.region = s3.region.clone();
         cfg.path_style = s3.path_style;
         cfg.allow_http = s3.allow_http;
         cfg.sse = match &s3.sse {
@@ -384,12 +385,14 @@ mod tests {
                 sse: Some("aws:kms".into()),
                 sse_kms_key_id: Some("k1".into()),
                 allow_http: false,
+                region: Some("eu-west-1".into()),
                 conditional_writes: None,
             })
             .s3_config()
             .unwrap()
             .unwrap();
         assert!(cfg.path_style);
+        assert_eq!(cfg.region.as_deref(), Some("eu-west-1"));
         assert_eq!(
             cfg.sse,
             Some(Sse::Kms {

@@ -10,39 +10,56 @@
 //!   (the daemon's one-line reason and code); see [`daemon`] and [`mount`];
 //! - `unmount` returns once the daemon committed everything and exited.
 //!
-//! Ordering rules: `SEALEDFS_PASSPHRASE` is taken out of the environment
-//! first, while the process has one thread (removing a variable is unsafe
-//! once threads exist), and before anything can fork or exec.
+//! - mount.fuse3 (fstab, `mount -t fuse.sealedfs`) calls `sealedfs STORE
+//!   MOUNTPOINT -o OPTS`, without the `mount` word; [`fstab`] puts it back.
 //!
-//! Module map: [`args`] grammar and pure parsers; [`error`] exit codes;
-//! [`passphrase`] sources; [`location`] STORE arguments; [`header`] the
-//! volume header; [`init`], [`mount`], [`unmount`] the commands;
-//! [`daemon`] fork and readiness; [`process`] core dumps, signals, /proc;
-//! [`pidfile`] finding a daemon; [`mounts`] the mount table; [`logging`];
-//! [`anchor`] what this host remembers of each volume (rollback checks).
+//! Ordering rules: `SEALEDFS_PASSPHRASE` and `NOTIFY_SOCKET` are taken out
+//! of the environment first, while the process has one thread (removing a
+//! variable is unsafe once threads exist), and before anything can fork or
+//! exec.
+//!
+//! Module map: [`args`] grammar and pure parsers; [`help`] help texts,
+//! version, man pages, completions; [`error`] exit codes; [`passphrase`]
+//! sources; [`settings`] which source of a setting wins; [`config`] the
+//! config file; [`mount_options`] `-o`; [`fstab`] mount.fuse3's calls;
+//! [`location`] STORE arguments; [`header`] the volume header; [`init`],
+//! [`mount`], [`unmount`], [`snapshot`] the commands; [`daemon`] fork and
+//! readiness; [`notify`] systemd readiness; [`process`] core dumps,
+//! signals, /proc; [`pidfile`] finding a daemon; [`mounts`] the mount
+//! table; [`logging`]; [`anchor`] what this host remembers of each volume
+//! (rollback checks). For commands that report: [`json`] (`--json`) and
+//! [`progress`] (bars).
 
 pub mod anchor;
 pub mod args;
+pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod error;
 pub mod fsck;
+pub mod fstab;
 pub mod header;
+pub mod help;
 pub mod init;
+pub mod json;
 pub mod location;
 pub mod logging;
 pub mod mount;
+pub mod mount_options;
 pub mod mounts;
+pub mod notify;
 pub mod passphrase;
 pub mod pidfile;
 pub mod process;
+pub mod progress;
 pub mod replicate;
+pub mod settings;
 pub mod snapshot;
 pub mod unmount;
 pub mod writer;
 
-use clap::Parser;
 use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 
 use args::{Cli, Command};
 use error::EXIT_USAGE;
@@ -50,16 +67,24 @@ use error::EXIT_USAGE;
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
     let env_pass = passphrase::take_env();
+    notify::take_env();
     logging::init();
-    let cli = match Cli::try_parse() {
+    let argv = fstab::helper_form(std::env::args_os().collect(), &Cli::command());
+    let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) => return clap_exit(e),
     };
+    let config = cli.config.as_deref();
     let result = match cli.command {
-        Command::Init(a) => init::run(a, env_pass),
+        Command::Completions(a) => {
+            help::completions(a.shell, &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Manpages(a) => help::manpages(&a.dir),
+        Command::Init(a) => init::run(a, env_pass, config),
         Command::Mount(a) => {
             process::limit_malloc_arenas();
-            mount::run(a, env_pass)
+            mount::run(a, env_pass, config)
         }
         Command::Unmount(a) => unmount::run(a),
         Command::Snapshot(a) => snapshot::run(a, env_pass),
@@ -85,7 +110,8 @@ fn clap_exit(e: clap::Error) -> i32 {
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
             eprintln!(
-                "sealedfs: missing command: init, mount, unmount or snapshot (see sealedfs --help)"
+                "sealedfs: missing command: one of {} (see sealedfs --help)",
+                command_names().join(", ")
             );
             EXIT_USAGE
         }
@@ -94,6 +120,18 @@ fn clap_exit(e: clap::Error) -> i32 {
             EXIT_USAGE
         }
     }
+}
+
+/// The visible commands in `--help` order.
+fn command_names() -> Vec<String> {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let mut subs: Vec<&clap::Command> = cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        .collect();
+    subs.sort_by_key(|s| s.get_display_order());
+    subs.iter().map(|s| s.get_name().to_owned()).collect()
 }
 
 /// The first paragraph of clap's message on one line, without its
@@ -129,5 +167,13 @@ mod tests {
         let reason = clap_reason(&e.render().to_string());
         assert!(reason.starts_with("invalid value '1X'"), "{reason}");
         assert_eq!(clap_exit(e), EXIT_USAGE);
+    }
+
+    #[test]
+    fn commands_are_named_in_help_order() {
+        let names = command_names();
+        assert_eq!(&names[..3], ["init", "mount", "unmount"]);
+        assert_eq!(names.last().map(String::as_str), Some("completions"));
+        assert!(!names.iter().any(|n| n == "manpages" || n == "help"));
     }
 }

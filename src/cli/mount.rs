@@ -1,7 +1,9 @@
 //! `sealedfs mount STORE MOUNTPOINT`: check, unlock, fork, serve.
 //!
-//! In the foreground, before any thread exists: options, mountpoint (a
-//! dead mount left by a killed daemon is cleared), store, header,
+//! In the foreground, before any thread exists: options (flags, `-o`,
+//! environment and config file folded by `settings`' precedence),
+//! mountpoint (a dead mount left by a killed daemon is cleared; one that
+//! holds files is refused unless `--nonempty`), store, header,
 //! passphrase, unlock (a wrong passphrase fails here, exit 2, with nothing
 //! written), then, unless read-only, the writer's lease and the local lock
 //! ([`lease`]: a refusal is exit 4 naming the holder). Core dumps are
@@ -17,8 +19,9 @@
 //!    inside it); the session then runs on its own thread, and a signal
 //!    thread waits for SIGTERM/SIGINT/SIGHUP to unmount;
 //! 4. `stat` the mountpoint through the mount: once it answers, requests
-//!    are served; record the pid file and report "ok" to the parent;
-//! 5. after the unmount the session ends, fuser calls `destroy`
+//!    are served; record the pid file and report "ok" to the parent and
+//!    `READY=1` to systemd ([`notify`](super::notify));
+//! 5. after the unmount the session ends (`STOPPING=1`), fuser calls `destroy`
 //!    (→ `Fs::shutdown`, which commits everything), and the process exits
 //!    0 only if that succeeded. Then the lease is released (deleted if
 //!    still ours), and the lock last.
@@ -37,17 +40,18 @@ use fuser::{Session, SessionUnmounter};
 use log::{error, info, warn};
 
 use super::anchor::{AnchorWriter, Anchors};
-use super::args::{MountArgs, parse_mount_opts};
+use super::args::{DEFAULT_CACHE_SIZE, MountArgs};
+use super::config::Config;
 use super::control::{self, Reply, Request, Server};
 use super::daemon::{self, Forked, Readiness};
 use super::error::{CliError, CliResult, EXIT_BUSY};
-use super::header;
 use super::location::{LockGuard, StoreSpec};
-use super::mounts;
+use super::mount_options::MountRequest;
 use super::passphrase::{self, Passphrase, Prompt};
-use super::pidfile;
 use super::pidfile::PidFile;
 use super::process::{self, ShutdownSignals};
+use super::settings::Settings;
+use super::{fstab, header, mounts, notify, pidfile};
 use crate::crypto::MasterKey;
 use crate::engine::{Anchor, Engine, EngineOptions, Expected, Head};
 use crate::fs::{Fs, FsOptions};
@@ -72,14 +76,26 @@ struct Plan {
     lease: Option<lease::Taken>,
 }
 
-pub fn run(args: MountArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
-    let opts = parse_mount_opts(&args.options)?;
+pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>) -> CliResult<()> {
+    let mut req = MountRequest::from_args(&args, config)?;
     // A snapshot is an old state, exactly: never written, never compared
     // with this host's memory of the volume.
-    let snapshot = args.snapshot.clone();
-    let read_only = args.read_only || opts.read_only || snapshot.is_some() || args.follow;
-    let mut spec = StoreSpec::parse(&args.store)?.with_s3(&args.s3);
-    let mount_point = prepare_mount_point(&args.mountpoint)?;
+    let snapshot = req.snapshot.clone();
+    req.read_only |= snapshot.is_some() || req.follow;
+    let file = Config::load(req.config.as_deref())?.for_store(&args.store);
+    let secret = req.settings.secret(env_pass.is_some(), &file)?;
+    let settings = req.settings.clone().or(Settings::from_env()).or(file);
+    // allow_root on the command line beats an allow_other from the file;
+    // both on the command line are refused.
+    let allow_other = if req.allow_root {
+        req.settings.allow_other
+    } else {
+        settings.allow_other
+    };
+    let kernel = req.kernel(allow_other.unwrap_or(false))?;
+    let read_only = req.read_only;
+    let mut spec = StoreSpec::parse(&args.store)?.with_s3(&settings.s3_args());
+    let mount_point = prepare_mount_point(&args.mountpoint, req.nonempty)?;
 
     let store = if read_only {
         spec.open()?
@@ -90,7 +106,7 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
     let header = header::read(&*store)?;
 
     process::forbid_core_dumps()?;
-    let pass = passphrase::obtain(args.passphrase_file.as_deref(), env_pass, Prompt::Once)?;
+    let pass = passphrase::obtain_from(secret.as_ref(), env_pass, Prompt::Once)?;
     let master = header.unlock(&pass)?;
     drop(pass);
     let anchors = Anchors::for_location(&spec.location());
@@ -105,7 +121,7 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
     let (lease, lock) = if read_only {
         (None, None)
     } else {
-        let (taken, lock) = lease::take(&store, &spec, &header, &master, args.force_takeover)?;
+        let (taken, lock) = lease::take(&store, &spec, &header, &master, req.force_takeover)?;
         (Some(taken), lock)
     };
     // A lease taken over names its writer's newest commit: the journal
@@ -125,17 +141,17 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
         header,
         master,
         mount_point,
-        config: session_config(opts.allow_other, read_only),
+        config: session_config(&kernel),
         fs_opts: FsOptions {
-            cache_bytes: args.cache_size,
-            follow: args.follow.then(follow_interval),
+            cache_bytes: settings.cache_size.unwrap_or(DEFAULT_CACHE_SIZE),
+            follow: req.follow.then(follow_interval),
             engine: tuned(EngineOptions {
                 read_only,
                 claim_journal: lease.as_ref().is_some_and(|l| l.acquired.took_over),
                 expected: Expected {
                     anchor,
                     lease: lease_head,
-                    accept_rollback: args.accept_rollback,
+                    accept_rollback: req.accept_rollback,
                 },
                 snapshot,
                 ..EngineOptions::default()
@@ -144,7 +160,7 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
         lock,
         lease,
     };
-    if args.foreground {
+    if req.foreground {
         return serve(plan, &mut Readiness::foreground());
     }
     match daemon::fork()? {
@@ -157,8 +173,9 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
 }
 
 /// Checks the mountpoint and returns its canonical path.
-fn prepare_mount_point(path: &Path) -> CliResult<PathBuf> {
+fn prepare_mount_point(path: &Path, nonempty: bool) -> CliResult<PathBuf> {
     let shown = path.display();
+    fstab::check_mountpoint(path)?;
     if mounts::is_dead(path) {
         warn!("mountpoint is a dead FUSE mount; detaching it");
         mounts::lazy_unmount(path)?;
@@ -189,6 +206,19 @@ fn prepare_mount_point(path: &Path) -> CliResult<PathBuf> {
     if mounted.is_some_and(|m| m.is_sealedfs()) {
         return Err(CliError::usage(format!(
             "{shown} is already a sealedfs mount"
+        )));
+    }
+    // The files would vanish from view while mounted, and a mount on the
+    // wrong directory (a typo, a mountpoint whose mount failed at boot and
+    // was written into) should be noticed rather than shadow data.
+    let has_entries = std::fs::read_dir(&canonical)
+        .map_err(|e| CliError::usage(format!("mountpoint {shown}: {e}")))?
+        .next()
+        .is_some();
+    if has_entries && !nonempty {
+        return Err(CliError::usage(format!(
+            "mountpoint {shown} is not empty (its files would be hidden); \
+             use an empty directory or mount with --nonempty (-o nonempty)"
         )));
     }
     Ok(canonical)
@@ -327,6 +357,7 @@ fn serve_mounted(
         .map_err(|e| warn!("cannot record the daemon pid ({e}); `unmount` will not wait"))
         .ok();
     ready.ready();
+    notify::ready();
     info!("mounted; serving");
 
     match worker.join() {
@@ -334,6 +365,7 @@ fn serve_mounted(
         Ok(Err(e)) => warn!("FUSE session ended with an error: {e}"),
         Err(_) => error!("FUSE session thread panicked"),
     }
+    notify::stopping();
     let result = finish(&fs, &outcome);
     info!("unmounted; exiting");
     result

@@ -1,5 +1,12 @@
-//! Where the passphrase comes from, in order: `--passphrase-file`, the
-//! `SEALEDFS_PASSPHRASE` variable, a prompt on a terminal.
+//! Where the passphrase comes from, in order: a passphrase or key file
+//! named by a flag, the `SEALEDFS_PASSPHRASE` variable, a file named by the
+//! config file, a prompt on a terminal (`settings` ranks the files).
+//!
+//! A passphrase file holds text: one trailing newline is dropped, as
+//! `echo pass > file` leaves one. A key file is used byte for byte, so it
+//! may hold random binary data (`head -c 64 /dev/urandom > key`); both
+//! unlock a keyslot the same way. Either is refused when empty, and a
+//! file that other users may read is used with a warning.
 //!
 //! The variable is removed from the environment as soon as the command
 //! starts (whichever source wins), so neither the daemon nor any helper it
@@ -7,9 +14,10 @@
 //! `Zeroizing` buffers and are wiped when dropped.
 
 use std::ffi::OsString;
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Read};
 use std::os::unix::ffi::OsStringExt;
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
@@ -37,21 +45,43 @@ pub fn take_env() -> Option<Passphrase> {
     value.map(|v: OsString| Zeroizing::new(v.into_vec()))
 }
 
-/// Picks the passphrase by the documented order. `from_env` is what
-/// [`take_env`] returned.
+/// A file holding the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// Text; one trailing newline is dropped.
+    PassphraseFile(PathBuf),
+    /// Bytes, used as they are.
+    KeyFile(PathBuf),
+}
+
+/// Larger files are not key files (a typo naming a disk image or a device).
+const MAX_SECRET_FILE: u64 = 64 << 10;
+
+/// Picks the passphrase: a `--passphrase-file` when given, else
+/// `from_env` (what [`take_env`] returned), else a prompt on a terminal.
 pub fn obtain(
     file: Option<&Path>,
     from_env: Option<Passphrase>,
     prompt: Prompt,
 ) -> CliResult<Passphrase> {
-    if let Some(path) = file {
-        let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| {
-            CliError::usage(format!(
-                "cannot read passphrase file {}: {e}",
-                path.display()
-            ))
-        })?);
-        return Ok(strip_newline(&bytes));
+    let file = file.map(|p| Secret::PassphraseFile(p.to_path_buf()));
+    obtain_from(file.as_ref(), from_env, prompt)
+}
+
+/// Picks the passphrase: `file` when given (the caller ranked it above or
+/// below the environment, see `settings`), else `from_env` (what
+/// [`take_env`] returned), else a prompt on a terminal.
+pub fn obtain_from(
+    file: Option<&Secret>,
+    from_env: Option<Passphrase>,
+    prompt: Prompt,
+) -> CliResult<Passphrase> {
+    match file {
+        Some(Secret::PassphraseFile(path)) => {
+            return Ok(strip_newline(&read_secret(path, "passphrase")?));
+        }
+        Some(Secret::KeyFile(path)) => return read_secret(path, "key"),
+        None => {}
     }
     if let Some(p) = from_env {
         return Ok(p);
@@ -60,8 +90,46 @@ pub fn obtain(
         return ask(prompt);
     }
     Err(CliError::usage(
-        "no passphrase: use --passphrase-file, SEALEDFS_PASSPHRASE or a terminal",
+        "no passphrase: give --passphrase-file FILE or --key-file FILE (-o passphrase_file=FILE \
+         in fstab), SEALEDFS_PASSPHRASE, or run on a terminal",
     ))
+}
+
+fn read_secret(path: &Path, what: &str) -> CliResult<Passphrase> {
+    let fail =
+        |e: io::Error| CliError::usage(format!("cannot read {what} file {}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(fail)?;
+    let meta = file.metadata().map_err(fail)?;
+    if !meta.is_file() {
+        return Err(CliError::usage(format!(
+            "{what} file {} is not a regular file",
+            path.display()
+        )));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        log::warn!(
+            "{what} file {} may be read by other users: chmod 600 it",
+            path.display()
+        );
+    }
+    let mut bytes = Zeroizing::new(Vec::new());
+    file.take(MAX_SECRET_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(fail)?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(CliError::usage(format!(
+            "{what} file {} is larger than {} KiB: not a {what} file",
+            path.display(),
+            MAX_SECRET_FILE >> 10
+        )));
+    }
+    if bytes.is_empty() {
+        return Err(CliError::usage(format!(
+            "{what} file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Drops one trailing newline (`\n` or `\r\n`), as `echo pass > file`
@@ -121,18 +189,47 @@ mod tests {
         let path = dir.path().join("pass");
         std::fs::write(&path, b"from-file\n").unwrap();
         let env = Some(Zeroizing::new(b"from-env".to_vec()));
-        let p = obtain(Some(&path), env, Prompt::Once).unwrap();
+        let file = Secret::PassphraseFile(path.clone());
+        let p = obtain_from(Some(&file), env, Prompt::Once).unwrap();
         assert_eq!(p.as_slice(), b"from-file");
+        // A key file is taken byte for byte, newline and all.
+        let key = Secret::KeyFile(path);
+        let p = obtain_from(Some(&key), None, Prompt::Once).unwrap();
+        assert_eq!(p.as_slice(), b"from-file\n");
         let env = Some(Zeroizing::new(b"from-env".to_vec()));
         assert_eq!(
             obtain(None, env, Prompt::Once).unwrap().as_slice(),
             b"from-env"
         );
+        let path = dir.path().join("pass");
+        let p = obtain(Some(&path), None, Prompt::Once).unwrap();
+        assert_eq!(p.as_slice(), b"from-file");
     }
 
     #[test]
-    fn missing_file_is_usage_error() {
-        let e = obtain(Some(Path::new("/nonexistent/pass")), None, Prompt::Once).unwrap_err();
+    fn unusable_files_are_usage_errors() {
+        let missing = Secret::PassphraseFile("/nonexistent/pass".into());
+        let e = obtain_from(Some(&missing), None, Prompt::Once).unwrap_err();
         assert_eq!(e.code, 1);
+        assert!(
+            e.msg
+                .starts_with("cannot read passphrase file /nonexistent/pass")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, b"").unwrap();
+        let e = obtain_from(Some(&Secret::KeyFile(empty)), None, Prompt::Once).unwrap_err();
+        assert!(e.msg.ends_with("is empty"), "{}", e.msg);
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![7u8; (MAX_SECRET_FILE + 1) as usize]).unwrap();
+        let e = obtain_from(Some(&Secret::KeyFile(big)), None, Prompt::Once).unwrap_err();
+        assert!(e.msg.contains("larger than 64 KiB"), "{}", e.msg);
+        let e = obtain_from(
+            Some(&Secret::KeyFile(dir.path().to_path_buf())),
+            None,
+            Prompt::Once,
+        )
+        .unwrap_err();
+        assert!(e.msg.ends_with("is not a regular file"), "{}", e.msg);
     }
 }

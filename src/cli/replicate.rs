@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::args::ReplicateArgs;
 use super::error::{CliError, CliResult, EXIT_BUSY, EXIT_INTEGRITY, EXIT_USAGE};
 use super::location::StoreSpec;
+use super::progress::Progress;
 use super::snapshot::human_bytes;
 use crate::replica::{self, Options, ReplicaError};
 
@@ -28,7 +29,17 @@ pub fn run(args: ReplicateArgs) -> CliResult<()> {
     let opts = Options {
         verify: !args.no_verify,
     };
-    let report = replica::replicate(&*src, &*dst, opts, &|_, _| {}).map_err(|e| {
+    let bar = Progress::bytes("copying objects", None);
+    let shown = std::sync::Mutex::new(0u64);
+    let progress = |done: u64, total: u64| {
+        bar.set_total(total);
+        let mut last = shown.lock().unwrap_or_else(|p| p.into_inner());
+        if done > *last {
+            bar.inc(done - *last);
+            *last = done;
+        }
+    };
+    let report = replica::replicate(&*src, &*dst, opts, &progress).map_err(|e| {
         let code = match &e {
             ReplicaError::Store(s) => CliError::from(s.clone()).code,
             ReplicaError::Header(_) | ReplicaError::Mismatch { .. } => EXIT_INTEGRITY,
@@ -39,6 +50,7 @@ pub fn run(args: ReplicateArgs) -> CliResult<()> {
         };
         CliError::new(code, format!("replicate: {e}"))
     })?;
+    drop(bar);
     let secs = start.elapsed().as_secs_f64();
     println!(
         "replicated to {}: {} objects copied ({}, {}/s), {} already there, {} deleted; journal through {}",

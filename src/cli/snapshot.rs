@@ -11,6 +11,7 @@ use super::args::{SnapshotAction, SnapshotArgs, SnapshotListArgs, SnapshotNameAr
 use super::control::{self, Reply, Request};
 use super::error::{CliError, CliResult};
 use super::header;
+use super::json::Report;
 use super::location::StoreSpec;
 use super::passphrase::{self, Passphrase, Prompt};
 use super::pidfile;
@@ -100,24 +101,47 @@ fn list(a: SnapshotListArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
     drop(pass);
     let keys = Keys::derive(&master, &header.volume_id);
     let records = snapshot::list(&*store, &keys, &header.volume_id)?;
-    if records.is_empty() {
-        println!("no snapshots");
-        return Ok(());
-    }
-    println!(
-        "{:<32} {:<20} {:>10} {:>10}",
-        "NAME", "CREATED (UTC)", "FILES", "DATA"
-    );
-    for (_, r) in records {
+    let mut out = Report::stdout(a.json);
+    if !out.is_json() {
+        if records.is_empty() {
+            println!("no snapshots");
+            return Ok(());
+        }
         println!(
             "{:<32} {:<20} {:>10} {:>10}",
-            r.name,
-            utc(r.created_ms),
-            r.inodes.saturating_sub(1),
-            human_bytes(r.data_bytes)
+            "NAME", "CREATED (UTC)", "FILES", "DATA"
         );
     }
+    for (_, r) in records {
+        let item = Listed {
+            name: r.name.clone(),
+            created: utc(r.created_ms).replace(' ', "T") + "Z",
+            checkpoint: r.checkpoint,
+            files: r.inodes.saturating_sub(1),
+            data_bytes: r.data_bytes,
+        };
+        out.item(&item, |i| {
+            format!(
+                "{:<32} {:<20} {:>10} {:>10}",
+                i.name,
+                utc(r.created_ms),
+                i.files,
+                human_bytes(i.data_bytes)
+            )
+        })?;
+    }
     Ok(())
+}
+
+/// One snapshot as `snapshot list --json` prints it.
+#[derive(serde::Serialize)]
+struct Listed {
+    name: String,
+    /// RFC 3339, UTC.
+    created: String,
+    checkpoint: u64,
+    files: u64,
+    data_bytes: u64,
 }
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC.

@@ -113,6 +113,24 @@ impl FuseFs {
     }
 }
 
+/// What one mount asked of the kernel (from `-o`; see
+/// `cli::mount_options`). Everything else is fixed by [`session_config`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct KernelOptions {
+    pub read_only: bool,
+    /// Every user may enter (still subject to the permission checks).
+    pub allow_other: bool,
+    /// The mounting user and root may enter; excludes `allow_other`.
+    pub allow_root: bool,
+    /// No program on the volume may be executed.
+    pub noexec: bool,
+    /// `MS_SYNCHRONOUS`: the kernel follows every write with an `fsync`,
+    /// so each write is durable in the store before it returns (slow).
+    pub sync: bool,
+    /// `MS_DIRSYNC`: the same for directory changes only.
+    pub dirsync: bool,
+}
+
 /// Tells the kernel, through `notifier`, to drop its cached data and
 /// attributes of inodes that changed behind its back (a follower mount).
 /// After a full reload there is no list: the TTL and reopening do it.
@@ -129,23 +147,30 @@ pub fn kernel_invalidator(notifier: fuser::Notifier) -> Invalidator {
 ///
 /// `default_permissions` always: the kernel checks mode bits, the core
 /// applies ownership rules. `noatime`: reads never cause commits. fuser
-/// adds `nodev,nosuid` unless told otherwise, which is what we want.
-/// `allow_other` lets every user in (still subject to the kernel's
-/// permission checks); without it only the mounting user may enter.
-pub fn session_config(allow_other: bool, read_only: bool) -> Config {
+/// adds `nodev,nosuid` unless told otherwise, which is what we want (and
+/// why the `dev` and `suid` that mount.fuse3 adds to every fstab mount
+/// are not passed on). Without `allow_other` or `allow_root` only the
+/// mounting user may enter.
+pub fn session_config(opts: &KernelOptions) -> Config {
     let mut options = vec![
         MountOption::FSName("sealedfs".into()),
         MountOption::Subtype("sealedfs".into()),
         MountOption::DefaultPermissions,
         MountOption::NoAtime,
     ];
-    if read_only {
-        options.push(MountOption::RO);
-    }
+    let flags = [
+        (opts.read_only, MountOption::RO),
+        (opts.noexec, MountOption::NoExec),
+        (opts.sync, MountOption::Sync),
+        (opts.dirsync, MountOption::DirSync),
+    ];
+    options.extend(flags.into_iter().filter(|(on, _)| *on).map(|(_, o)| o));
     let mut config = Config::default();
     config.mount_options = options;
-    config.acl = if allow_other {
+    config.acl = if opts.allow_other {
         SessionACL::All
+    } else if opts.allow_root {
+        SessionACL::RootAndOwner
     } else {
         SessionACL::Owner
     };
@@ -160,20 +185,47 @@ mod tests {
 
     #[test]
     fn config_has_fixed_options() {
-        let c = session_config(false, false);
+        let c = session_config(&KernelOptions::default());
         assert!(c.mount_options.contains(&MountOption::DefaultPermissions));
         assert!(c.mount_options.contains(&MountOption::NoAtime));
-        assert!(!c.mount_options.contains(&MountOption::RO));
+        for absent in [
+            MountOption::RO,
+            MountOption::NoExec,
+            MountOption::Sync,
+            MountOption::Dev,
+            MountOption::Suid,
+        ] {
+            assert!(!c.mount_options.contains(&absent), "{absent:?}");
+        }
         assert_eq!(c.acl, SessionACL::Owner);
         assert_eq!(c.n_threads, Some(N_THREADS));
         assert!(c.clone_fd);
     }
 
     #[test]
-    fn config_read_only_and_allow_other() {
-        let c = session_config(true, true);
-        assert!(c.mount_options.contains(&MountOption::RO));
-        assert!(c.mount_options.contains(&MountOption::DefaultPermissions));
+    fn config_follows_the_options() {
+        let c = session_config(&KernelOptions {
+            read_only: true,
+            allow_other: true,
+            noexec: true,
+            sync: true,
+            dirsync: true,
+            ..KernelOptions::default()
+        });
+        for present in [
+            MountOption::RO,
+            MountOption::NoExec,
+            MountOption::Sync,
+            MountOption::DirSync,
+            MountOption::DefaultPermissions,
+        ] {
+            assert!(c.mount_options.contains(&present), "{present:?}");
+        }
         assert_eq!(c.acl, SessionACL::All);
+        let root = session_config(&KernelOptions {
+            allow_root: true,
+            ..KernelOptions::default()
+        });
+        assert_eq!(root.acl, SessionACL::RootAndOwner);
     }
 }

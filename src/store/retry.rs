@@ -113,7 +113,8 @@ impl RetryPolicy {
             }
             let sleep = self.backoff(n);
             if start.elapsed() + sleep >= self.deadline {
-                log::warn!(
+                // The caller reports the failure itself, in one line.
+                log::info!(
                     "{what} {key}: giving up after {} attempts in {:.1}s: {err}",
                     n + 1,
                     start.elapsed().as_secs_f64(),

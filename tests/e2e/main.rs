@@ -6,15 +6,20 @@
 //! Scenarios that mean the same on every store run once per backend (see
 //! harness/mod.rs): `durability::crash_rounds::local`, `…::s3`.
 
+mod config;
 mod durability;
 mod faults;
 mod follow;
 mod fsck;
+mod fstab;
 mod golden;
 mod harness;
 mod integrity;
 mod leak;
 mod lease;
+mod messages;
+mod mount_cli;
+mod notify;
 mod outage;
 mod perms;
 mod posix;

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use rand::RngCore;
 
 use super::S3Store;
-use super::classify::classify;
+use super::classify::{Failure, classify};
 use crate::store::{ObjectStore, RetryPolicy, StoreError, StoreResult};
 
 /// Versioning and Object Lock, as far as our credentials may read them.
@@ -84,7 +84,8 @@ impl S3Store {
         }
         let second = create(b"sealedfs probe 2");
         if let Err(e) = self.delete(&key) {
-            log::warn!("could not delete probe object {key}: {e}");
+            log::debug!("delete of probe object {key} failed: {e}");
+            log::warn!("could not delete the probe object {key}; delete it by hand");
         }
         let honoured = match second {
             Err(StoreError::AlreadyExists { .. }) => true,
@@ -114,7 +115,12 @@ impl S3Store {
         let versioning = match versioning {
             Ok(out) => out.status().map(|s| s.as_str().to_owned()),
             Err(f) => {
-                log::warn!("cannot read the bucket's versioning: {}", f.detail);
+                log::debug!("GetBucketVersioning failed: {}", f.detail);
+                log::warn!(
+                    "cannot read the bucket's versioning setting ({}); if versioning is on, \
+                     add a lifecycle rule that expires noncurrent versions (docs/SEMANTICS.md)",
+                    brief(&f)
+                );
                 None
             }
         };
@@ -130,7 +136,12 @@ impl S3Store {
             ),
             Err(f) if f.is(404) || f.code_is("ObjectLockConfigurationNotFoundError") => Some(false),
             Err(f) => {
-                log::warn!("cannot read the bucket's Object Lock setting: {}", f.detail);
+                log::debug!("GetObjectLockConfiguration failed: {}", f.detail);
+                log::warn!(
+                    "cannot read the bucket's Object Lock setting ({}); if it is on, deletes \
+                     may be refused and space is freed only after retention ends",
+                    brief(&f)
+                );
                 None
             }
         };
@@ -138,5 +149,16 @@ impl S3Store {
             versioning,
             object_lock,
         })
+    }
+}
+
+/// What a user-facing warning says of a failed call; the SDK's whole
+/// answer goes to the debug log.
+fn brief(f: &Failure) -> String {
+    match (f.status, f.code.as_deref()) {
+        (Some(status), Some(code)) => format!("{status} {code}"),
+        (Some(status), None) if status < 300 => "the server's answer did not parse".to_owned(),
+        (Some(status), None) => format!("HTTP {status}"),
+        (None, _) => "no answer".to_owned(),
     }
 }

@@ -31,6 +31,43 @@ pub fn sealedfs_with(args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("run sealedfs")
 }
 
+/// `sealedfs ARGS` as a command to adjust (environment, stdin) before it
+/// runs: no test passphrase, and `SEALEDFS_PASSPHRASE` removed, so a test
+/// of unattended mounts sees what systemd or mount(8) would give.
+pub fn sealedfs_cmd(args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).env_remove("SEALEDFS_PASSPHRASE");
+    cmd
+}
+
+/// Writes a passphrase or key file readable by its owner only.
+pub fn write_secret(path: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+/// The options mountinfo shows for the mount at `mnt` (the per-mount
+/// ones, then the file system's), comma separated; `None` when nothing is
+/// mounted there.
+pub fn mount_options_of(mnt: &Path) -> Option<String> {
+    let want = std::fs::canonicalize(mnt).ok()?;
+    let want = want.to_string_lossy().replace(' ', "\\040");
+    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    table.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let dash = f.iter().position(|x| *x == "-")?;
+        (f.get(4) == Some(&want.as_str()))
+            .then(|| format!("{},{}", f[5], f.get(dash + 3).unwrap_or(&"")))
+    })
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }

@@ -217,6 +217,17 @@ impl Volume {
         is_mount(&self.mnt)
     }
 
+    /// Counts a mount made without [`Volume::mount`] (by mount(8), or a
+    /// `--foreground` child) as this volume's, so that drop unmounts it.
+    pub fn adopt_mount(&mut self) {
+        self.mounted = true;
+    }
+
+    /// The environment of this volume's runs (S3 endpoint and keys).
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
     pub fn unmount(&mut self) {
         let out = self.try_unmount();
         assert!(out.status.success(), "unmount failed: {}", stderr(&out));
