@@ -158,6 +158,7 @@ fn targets() -> Vec<Target> {
         writer: [1; 16],
         prev_hash: [2; 32],
         records: sample_records(),
+        audit: Some((1, [4; 32])),
     };
     let index = Index {
         seq: 4,

@@ -174,7 +174,7 @@ fn check_target(dst: &dyn ObjectStore, volume_id: &[u8; 16]) -> Result<(), Repli
     match dst.get_max(VOLUME_OBJECT, crate::volume::MAX_HEADER_LEN as u64) {
         Ok(bytes) => match VolumeHeader::decode(&bytes) {
             Ok(h) if &h.volume_id == volume_id => Ok(()),
-            Ok(h) => Err(ReplicaError::OtherVolume(hex(&h.volume_id))),
+            Ok(h) => Err(ReplicaError::OtherVolume(hex::encode(h.volume_id))),
             Err(_) => Err(ReplicaError::TargetNotEmpty),
         },
         Err(e) if e.is_not_found() => {
@@ -189,10 +189,6 @@ fn check_target(dst: &dyn ObjectStore, volume_id: &[u8; 16]) -> Result<(), Repli
         }
         Err(e) => Err(e.into()),
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Copies, in parallel, the objects the target lacks; returns how many

@@ -191,7 +191,7 @@ impl AnchorWriter {
     }
 }
 
-fn state_dir() -> PathBuf {
+pub(super) fn state_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os(STATE_DIR_VAR) {
         return PathBuf::from(dir);
     }
@@ -237,9 +237,9 @@ fn lock(path: &Path) -> io::Result<File> {
 fn format(a: &Anchor) -> String {
     format!(
         "sealedfs anchor 1\nvolume {}\nseq {}\nhash {}\n",
-        hex(&a.volume_id),
+        hex::encode(a.volume_id),
         a.head.seq,
-        hex(&a.head.hash)
+        hex::encode(a.head.hash)
     )
 }
 
@@ -253,10 +253,6 @@ pub(crate) fn parse(text: &str) -> Option<Anchor> {
         volume_id,
         head: Head { seq, hash },
     })
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {

@@ -51,6 +51,107 @@ pub enum Command {
     /// Check a volume: its metadata, that every object it needs is there,
     /// and with --deep that every byte authenticates.
     Fsck(FsckArgs),
+    /// Read the audit trail (who touched which file, when, from where),
+    /// check that it is intact, or prune its oldest records.
+    #[command(after_help = help::AUDIT_EXAMPLES)]
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub action: Option<AuditAction>,
+    #[command(flatten)]
+    pub query: AuditQueryArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Check every chain of the trail, link by link, against the journal:
+    /// exit 0 if intact, 5 naming the first bad segment.
+    Verify(AuditStoreArgs),
+    /// Remove the records older than a date (whole segments; the newest of
+    /// each chain stays). Recorded in the trail itself.
+    Prune(AuditPruneArgs),
+}
+
+/// Which records `audit` prints; every filter given must match.
+#[derive(Debug, Args)]
+pub struct AuditQueryArgs {
+    /// The volume: a local directory or s3://BUCKET[/PREFIX].
+    #[arg(required = true)]
+    pub store: Option<String>,
+    /// Records at or after TIME: 2026-11-01, 2026-11-01T08:00:00Z, or an
+    /// age such as 90m, 12h, 7d.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Records before TIME (as --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    #[arg(long)]
+    pub uid: Option<u32>,
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// The process name (as /proc/PID/comm shows it).
+    #[arg(long, value_name = "NAME")]
+    pub process: Option<String>,
+    /// Records naming a path under PREFIX (either path of a rename).
+    #[arg(long, value_name = "PREFIX")]
+    pub path: Option<String>,
+    /// One operation: open, create, unlink, rename, chmod, release, admin, …
+    #[arg(long, value_name = "OP")]
+    pub op: Option<String>,
+    /// Only operations that failed.
+    #[arg(long, conflicts_with = "succeeded")]
+    pub failed: bool,
+    /// Only operations that succeeded.
+    #[arg(long)]
+    pub succeeded: bool,
+    /// Output: text, json (JSON Lines) or csv.
+    #[arg(long, value_enum, default_value_t = AuditFormat::Text)]
+    pub format: AuditFormat,
+    #[command(flatten)]
+    pub json: super::json::JsonFlag,
+    /// Read the passphrase from this file (one trailing newline is dropped).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditFormat {
+    Text,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditStoreArgs {
+    /// The volume: a local directory or s3://BUCKET[/PREFIX].
+    pub store: String,
+    #[command(flatten)]
+    pub json: super::json::JsonFlag,
+    /// Read the passphrase from this file (one trailing newline is dropped).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditPruneArgs {
+    /// The volume: a local directory or s3://BUCKET[/PREFIX].
+    pub store: String,
+    /// Remove records older than TIME (as `audit --since`).
+    #[arg(long, value_name = "TIME")]
+    pub before: String,
+    /// Read the passphrase from this file (one trailing newline is dropped).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 #[derive(Debug, Args)]
@@ -225,6 +326,10 @@ pub struct MountArgs {
     /// (on any host): its commits show here within seconds.
     #[arg(long, conflicts_with = "snapshot")]
     pub follow: bool,
+    /// Keep no audit trail for this mount (by default every access is
+    /// recorded, sealed, in the volume: see `sealedfs audit`).
+    #[arg(long)]
+    pub no_audit: bool,
     #[command(flatten)]
     pub s3: S3Args,
 }

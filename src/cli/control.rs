@@ -40,13 +40,41 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
-    SnapshotCreate { name: String },
-    SnapshotDelete { name: String },
+    SnapshotCreate {
+        name: String,
+    },
+    SnapshotDelete {
+        name: String,
+    },
+    /// Remove audit records older than this (ms since the epoch).
+    AuditPrune {
+        before_ms: u64,
+    },
+}
+
+impl Request {
+    /// What a change asks for, as the audit trail records it.
+    pub fn describe(&self) -> String {
+        match self {
+            Request::SnapshotCreate { name } => format!("snapshot create {name}"),
+            Request::SnapshotDelete { name } => format!("snapshot delete {name}"),
+            Request::AuditPrune { before_ms } => {
+                format!(
+                    "audit prune --before {}",
+                    crate::audit::format_time(*before_ms)
+                )
+            }
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Reply {
     Snapshot(SnapshotRecord),
+    Pruned {
+        segments: u64,
+        records: u64,
+    },
     Done,
     /// The exit code and one-line reason the command should end with.
     Failed {
@@ -78,9 +106,19 @@ impl Drop for Server {
     }
 }
 
+/// Who is asking, as the kernel says (`SO_PEERCRED`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: u32,
+}
+
 /// Listens on this process's control socket, answering each request with
 /// `handle` on a thread of its own.
-pub fn serve(handle: impl Fn(Request) -> Reply + Send + Sync + 'static) -> io::Result<Server> {
+pub fn serve(
+    handle: impl Fn(Request, Peer) -> Reply + Send + Sync + 'static,
+) -> io::Result<Server> {
     let path = pidfile::own_runtime_dir()?.join(format!("{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
@@ -91,25 +129,26 @@ pub fn serve(handle: impl Fn(Request) -> Reply + Send + Sync + 'static) -> io::R
         .name("control".into())
         .spawn(move || {
             for conn in listener.incoming().flatten() {
-                match peer_uid(&conn) {
-                    Some(uid) if uid == 0 || uid == me => {}
+                let peer = match peer(&conn) {
+                    Some(p) if p.uid == 0 || p.uid == me => p,
                     other => {
-                        log::warn!("control socket: refused a connection from uid {other:?}");
+                        let uid = other.map(|p| p.uid);
+                        log::warn!("control socket: refused a connection from uid {uid:?}");
                         continue;
                     }
-                }
+                };
                 let handle = std::sync::Arc::clone(&handle);
                 let _ = std::thread::Builder::new()
                     .name("control-request".into())
-                    .spawn(move || answer(conn, &*handle));
+                    .spawn(move || answer(conn, peer, &*handle));
             }
         })?;
     Ok(Server { path })
 }
 
-fn answer(mut conn: UnixStream, handle: &dyn Fn(Request) -> Reply) {
+fn answer(mut conn: UnixStream, peer: Peer, handle: &dyn Fn(Request, Peer) -> Reply) {
     let reply = match read_frame::<Request>(&mut conn) {
-        Ok(req) => handle(req),
+        Ok(req) => handle(req, peer),
         Err(e) => Reply::Failed {
             code: EXIT_USAGE,
             msg: format!("the daemon could not read the request: {e}"),
@@ -182,8 +221,8 @@ pub(crate) fn read_frame<T: serde::de::DeserializeOwned>(conn: &mut impl Read) -
     }
 }
 
-/// The uid of the process at the other end of `conn`.
-fn peer_uid(conn: &UnixStream) -> Option<u32> {
+/// The process at the other end of `conn`.
+fn peer(conn: &UnixStream) -> Option<Peer> {
     let mut cred = libc::ucred {
         pid: 0,
         uid: 0,
@@ -200,7 +239,11 @@ fn peer_uid(conn: &UnixStream) -> Option<u32> {
             &mut len,
         )
     };
-    (rc == 0).then_some(cred.uid)
+    (rc == 0).then_some(Peer {
+        uid: cred.uid,
+        gid: cred.gid,
+        pid: cred.pid as u32,
+    })
 }
 
 #[cfg(test)]
@@ -225,6 +268,8 @@ mod tests {
         a.write_all(&[9, 0]).unwrap();
         let e = read_frame::<Request>(&mut b).unwrap_err();
         assert!(e.to_string().contains("control protocol 9"), "{e}");
-        assert_eq!(peer_uid(&a), Some(unsafe { libc::geteuid() }));
+        let me = peer(&a).unwrap();
+        assert_eq!(me.uid, unsafe { libc::geteuid() });
+        assert_eq!(me.pid, std::process::id());
     }
 }

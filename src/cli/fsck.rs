@@ -30,7 +30,8 @@ pub fn run(args: FsckArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
                 "the volume is mounted read-write on this host: unmount it to repair",
             ));
         }
-        let writer = Writer::open(&mut spec, args.passphrase_file.as_deref(), env_pass)?;
+        let pass_file = args.passphrase_file.as_deref();
+        let writer = Writer::open(&mut spec, pass_file, env_pass, "fsck --repair")?;
         let checked = check(&writer.engine, args.deep);
         let removed = match &checked {
             Ok(r) if r.problems.iter().any(|p| p.severity == Severity::Garbage) => {

@@ -92,6 +92,13 @@ pub const UNMOUNT_EXAMPLES: &str = "Examples:
   sealedfs unmount ./mnt       # commits everything; returns after the daemon exited
   umount /srv/ehr              # also commits, but returns before the daemon is done";
 
+pub const AUDIT_EXAMPLES: &str = "Examples:
+  sealedfs audit s3://ehr-prod/volume1 --since 2026-11-01 --uid 1001 --path /patients/ --format csv > access.csv
+  sealedfs audit ./vault --since 2h --failed              # refusals and errors of the last two hours
+  sealedfs audit ./vault --op unlink --format json | jq .path
+  sealedfs audit verify s3://ehr-prod/volume1             # exit 0 intact, 5 naming the first bad segment
+  sealedfs audit prune s3://ehr-prod/volume1 --before 2020-01-01";
+
 pub const COMPLETIONS_EXAMPLES: &str = "Examples:
   sealedfs completions bash > /etc/bash_completion.d/sealedfs
   sealedfs completions zsh > /usr/local/share/zsh/site-functions/_sealedfs

@@ -32,6 +32,7 @@
 
 pub mod anchor;
 pub mod args;
+pub mod audit;
 pub mod config;
 pub mod control;
 pub mod daemon;
@@ -90,6 +91,7 @@ pub fn main() -> i32 {
         Command::Snapshot(a) => snapshot::run(a, env_pass),
         Command::Replicate(a) => replicate::run(a),
         Command::Fsck(a) => fsck::run(a, env_pass),
+        Command::Audit(a) => audit::run(a, env_pass),
     };
     match result {
         Ok(()) => 0,

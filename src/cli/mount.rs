@@ -29,7 +29,9 @@
 //! An unmount from outside (`fusermount3 -u`, `umount`) ends the session
 //! the same way.
 
+mod commands;
 pub(super) mod lease;
+pub(super) mod trail;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,13 +44,11 @@ use log::{error, info, warn};
 use super::anchor::{AnchorWriter, Anchors};
 use super::args::{DEFAULT_CACHE_SIZE, MountArgs};
 use super::config::Config;
-use super::control::{self, Reply, Request, Server};
 use super::daemon::{self, Forked, Readiness};
 use super::error::{CliError, CliResult, EXIT_BUSY};
 use super::location::{LockGuard, StoreSpec};
 use super::mount_options::MountRequest;
 use super::passphrase::{self, Passphrase, Prompt};
-use super::pidfile::PidFile;
 use super::process::{self, ShutdownSignals};
 use super::settings::Settings;
 use super::{fstab, header, mounts, notify, pidfile};
@@ -74,6 +74,8 @@ struct Plan {
     lock: Option<LockGuard>,
     /// The writer's lease, taken before the fork (read-write mounts).
     lease: Option<lease::Taken>,
+    /// Keep an audit trail (everything but `--no-audit`).
+    audit: bool,
 }
 
 pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>) -> CliResult<()> {
@@ -159,6 +161,7 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>)
         },
         lock,
         lease,
+        audit: !req.no_audit,
     };
     if req.foreground {
         return serve(plan, &mut Readiness::foreground());
@@ -235,6 +238,7 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
         fs_opts,
         lock: _lock,
         lease,
+        audit,
     } = plan;
     process::set_process_name();
     let signals = ShutdownSignals::block()?;
@@ -251,7 +255,7 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
         None => (store, None),
     };
     let store: Arc<dyn ObjectStore> = Arc::new(RetryingStore::new(store, store_policy()));
-    let fs = match Fs::mount(store, &header, &master, fs_opts) {
+    let fs = match Fs::mount(Arc::clone(&store), &header, &master, fs_opts) {
         Ok(fs) => fs,
         Err(e) => {
             if let Some(h) = &holder {
@@ -260,17 +264,31 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
             return Err(CliError::from(e));
         }
     };
+    let writer = holder.is_some();
+    let audit_key = header.keys(&master).audit;
     drop(master);
     if let Some(h) = &holder {
         lease::fence_on_loss(h, &fs);
     }
-    let writer = holder.is_some();
+    let auditor = match audit {
+        true => Some(trail::start(
+            &fs,
+            store,
+            audit_key,
+            header.volume_id,
+            writer,
+        )?),
+        false => None,
+    };
     let anchor_writer = fs_is_live(&fs)
         .then(|| remember_commits(fs.engine(), anchors.clone(), holder.clone(), &header));
     // The writer answers commands given the store (snapshots) on its
     // control socket; the location file is how they find it.
-    let _control = writer.then(|| serve_control(&fs, &spec)).flatten();
+    let _control = writer.then(|| commands::serve(&fs, &spec)).flatten();
     let result = serve_mounted(&fs, &config, mount_point.clone(), signals, ready);
+    if let Some(a) = &auditor {
+        trail::stop(a);
+    }
     if let Some(w) = anchor_writer {
         let (seq, hash) = fs.engine().committed();
         w.note(Head { seq, hash });
@@ -410,34 +428,6 @@ fn remember_commits(
 /// A mount of the volume's newest state (not of a snapshot).
 fn fs_is_live(fs: &Fs) -> bool {
     fs.options().engine.snapshot.is_none()
-}
-
-/// The control socket and the file naming this daemon as the store's
-/// writer; both go when dropped.
-fn serve_control(fs: &Arc<Fs>, spec: &StoreSpec) -> Option<(Server, PidFile)> {
-    let fs = Arc::clone(fs);
-    let server = control::serve(move |req| match req {
-        // Everything written so far belongs in the snapshot: data still
-        // in the cache is flushed and its sizes journaled first.
-        Request::SnapshotCreate { name } => Reply::from_result(
-            fs.sync_all()
-                .map_err(CliError::from)
-                .and_then(|()| fs.engine().create_snapshot(&name).map_err(CliError::from)),
-            Reply::Snapshot,
-        ),
-        Request::SnapshotDelete { name } => Reply::from_result(
-            fs.engine().delete_snapshot(&name).map_err(CliError::from),
-            |()| Reply::Done,
-        ),
-    });
-    let located = pidfile::write_for_location(&spec.location());
-    match (server, located) {
-        (Ok(s), Ok(l)) => Some((s, l)),
-        (Err(e), _) | (_, Err(e)) => {
-            warn!("no control socket ({e}): snapshot commands cannot reach this mount");
-            None
-        }
-    }
 }
 
 /// Test knob: a follower polls the journal this often, in milliseconds.

@@ -47,6 +47,8 @@ pub struct MountRequest {
     /// A snapshot to mount (read-only), as `--snapshot`.
     pub snapshot: Option<String>,
     pub follow: bool,
+    /// Keep no audit trail, as `--no-audit`.
+    pub no_audit: bool,
     /// The config file, as `--config`.
     pub config: Option<PathBuf>,
     pub allow_root: bool,
@@ -114,6 +116,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt("accept_rollback", None, Mount, "as --accept-rollback"),
     opt("snapshot", Some("NAME"), Mount, "as --snapshot"),
     opt("follow", None, Mount, "as --follow"),
+    opt("no_audit", None, Mount, "as --no-audit"),
     opt("config", Some("FILE"), Mount, "as --config"),
     opt("allow_root", None, Mount, "the mounting user and root may enter"),
     opt("noexec", None, Mount, "programs on the volume cannot be run"),
@@ -203,6 +206,7 @@ impl MountRequest {
         req.force_takeover |= args.force_takeover;
         req.accept_rollback |= args.accept_rollback;
         req.follow |= args.follow;
+        req.no_audit |= args.no_audit;
         if let Some(name) = &args.snapshot {
             set_once(&mut req.snapshot, name.clone(), "snapshot").map_err(CliError::usage)?;
         }
@@ -269,6 +273,7 @@ impl MountRequest {
             "accept_rollback" => self.accept_rollback = true,
             "snapshot" => set_once(&mut self.snapshot, text(v)?, name)?,
             "follow" => self.follow = true,
+            "no_audit" => self.no_audit = true,
             "allow_root" => self.allow_root = true,
             "noexec" | "exec" => self.noexec = name == "noexec",
             "sync" | "async" => self.sync = name == "sync",

@@ -70,9 +70,11 @@ fn change(
             Reply::Snapshot(r) => Ok(r),
             Reply::Done => Ok(empty_record()),
             Reply::Failed { code, msg } => Err(CliError::new(code, msg)),
+            other => Err(CliError::usage(format!("the daemon answered {other:?}"))),
         };
     }
-    let writer = Writer::open(&mut spec, a.passphrase_file.as_deref(), env_pass)?;
+    let what = request.describe();
+    let writer = Writer::open(&mut spec, a.passphrase_file.as_deref(), env_pass, &what)?;
     let result = offline(&writer);
     let closed = writer.close();
     let record = result?;

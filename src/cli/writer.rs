@@ -3,6 +3,8 @@
 //! `delete`): take the writer's lease as a mount would, open the engine
 //! through the lease's gate with the same rollback checks, do the work,
 //! commit, record the new head in this host's anchor, release the lease.
+//! What it does is recorded in the audit trail's writer chain, bound into
+//! its commits as a mount's are.
 
 use std::sync::Arc;
 
@@ -10,8 +12,9 @@ use super::anchor::Anchors;
 use super::error::CliResult;
 use super::header;
 use super::location::{FOREGROUND_DEADLINE, LockGuard, StoreSpec};
-use super::mount::lease;
+use super::mount::{lease, trail};
 use super::passphrase::{self, Passphrase, Prompt};
+use crate::audit::{Auditor, Record, segment::WRITER_CHAIN};
 use crate::engine::{Anchor, Engine, EngineOptions, Expected, Head};
 use crate::lease::Holder;
 use crate::store::{ObjectStore, RetryPolicy, RetryingStore};
@@ -19,18 +22,21 @@ use crate::store::{ObjectStore, RetryPolicy, RetryingStore};
 pub struct Writer {
     pub engine: Arc<Engine>,
     holder: Arc<Holder>,
+    pub auditor: Arc<Auditor>,
     anchors: Anchors,
     volume_id: [u8; 16],
     _lock: Option<LockGuard>,
 }
 
 impl Writer {
-    /// Unlocks the volume at `spec` and opens it for writing. Fails with
-    /// exit 4 when another mount holds the lease.
+    /// Unlocks the volume at `spec` and opens it for writing, recording
+    /// `what` it is for in the audit trail. Fails with exit 4 when another
+    /// mount holds the lease.
     pub fn open(
         spec: &mut StoreSpec,
         passphrase_file: Option<&std::path::Path>,
         env_pass: Option<Passphrase>,
+        what: &str,
     ) -> CliResult<Writer> {
         let store = spec.open_for_writing()?;
         let header = header::read(&*store)?;
@@ -63,16 +69,28 @@ impl Writer {
             },
             ..EngineOptions::default()
         });
-        let engine = match Engine::open(retrying, &header, &master, opts) {
-            Ok(e) => e,
+        let opened = Engine::open(Arc::clone(&retrying), &header, &master, opts)
+            .map_err(super::error::CliError::from)
+            .and_then(|engine| {
+                let key = header.keys(&master).audit;
+                let spool = trail::spool_dir(&header.volume_id);
+                let auditor = Auditor::open(retrying, key, header.volume_id, WRITER_CHAIN, &spool)?;
+                Ok((engine, auditor))
+            });
+        let (engine, auditor) = match opened {
+            Ok(o) => o,
             Err(e) => {
                 lease::release(&holder);
-                return Err(e.into());
+                return Err(e);
             }
         };
+        auditor.record(Record::admin(what));
+        let bound = Arc::clone(&auditor);
+        engine.bind(Box::new(move || bound.flush().map(|h| (h.seq, h.hash))));
         Ok(Writer {
             engine,
             holder,
+            auditor,
             anchors,
             volume_id: header.volume_id,
             _lock: lock,
@@ -82,6 +100,7 @@ impl Writer {
     /// Commits everything, records the head, releases the lease.
     pub fn close(self) -> CliResult<()> {
         let shut = self.engine.shutdown();
+        trail::stop(&self.auditor);
         let (seq, hash) = self.engine.committed();
         let head = Anchor {
             volume_id: self.volume_id,

@@ -59,25 +59,34 @@ impl Engine {
         let (sealed, prepared) = match self.journal.take_stalled() {
             Some(stalled) => (stalled, None),
             None => {
-                let mut tree = self.tree();
-                let Some(batch) = self.journal.take() else {
-                    return Ok(false);
+                let (batch, prepared) = match self.journal.take_unsealed() {
+                    Some(batch) => (batch, None),
+                    None => {
+                        let mut tree = self.tree();
+                        let Some(batch) = self.journal.take() else {
+                            return Ok(false);
+                        };
+                        let prepared = self.checkpoint_if_due(&mut tree, &batch);
+                        (batch, prepared)
+                    }
                 };
-                let bytes: u64 = batch.records.iter().map(|r| r.approx_size() as u64).sum();
-                let shutting = self.shut.load(Ordering::Relaxed);
-                let due = self.retention().checkpoint_due(
-                    bytes,
-                    self.opts.checkpoint_bytes,
-                    MAX_SEGMENTS,
-                    shutting.then_some(SHUTDOWN_SEGMENTS),
-                );
-                let prepared = due.then(|| {
-                    let dirty = tree.take_dirty_shards();
-                    (checkpoint::prepare(&tree, &dirty), dirty)
-                });
-                drop(tree);
+                // What the batch binds (the audit trail's head, holding the
+                // records of its operations) is durable before the batch.
+                let bound = match self.binding() {
+                    Ok(b) => b,
+                    Err(e) => {
+                        if let Some((_, dirty)) = prepared {
+                            self.tree().mark_dirty(dirty);
+                        }
+                        self.journal.put_back(batch, &e);
+                        return Err(e.into());
+                    }
+                };
+                if bound.is_some() {
+                    *self.bound.lock().unwrap_or_else(|p| p.into_inner()) = bound;
+                }
                 (
-                    self.journal.seal(&self.keys, &self.volume_id, batch),
+                    self.journal.seal(&self.keys, &self.volume_id, batch, bound),
                     prepared,
                 )
             }
@@ -121,7 +130,46 @@ impl Engine {
     }
 }
 
+type Prepared = Option<(checkpoint::Prepared, std::collections::BTreeSet<u64>)>;
+
 impl Engine {
+    /// The checkpoint to write after `batch`, encoded now while the tree is
+    /// exactly the state after it (the caller holds the tree lock).
+    fn checkpoint_if_due(
+        &self,
+        tree: &mut crate::meta::Namespace,
+        batch: &super::journal::Batch,
+    ) -> Prepared {
+        let bytes: u64 = batch.records.iter().map(|r| r.approx_size() as u64).sum();
+        let shutting = self.shut.load(Ordering::Relaxed);
+        let due = self.retention().checkpoint_due(
+            bytes,
+            self.opts.checkpoint_bytes,
+            MAX_SEGMENTS,
+            shutting.then_some(SHUTDOWN_SEGMENTS),
+        );
+        due.then(|| {
+            let dirty = tree.take_dirty_shards();
+            (checkpoint::prepare(tree, &dirty), dirty)
+        })
+    }
+
+    /// The head the binder (the audit trail) has made durable, if any.
+    fn binding(&self) -> Result<Option<(u64, [u8; 32])>, crate::store::StoreError> {
+        let binder = self.binder.lock().unwrap_or_else(|p| p.into_inner());
+        match binder.as_ref() {
+            Some(bind) => bind().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the binder's head moved past what the newest segment binds
+    /// (making it durable first).
+    pub(super) fn binding_moved(&self) -> EngineResult<bool> {
+        let now = self.binding()?;
+        Ok(now.is_some() && now != *self.bound.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     /// Tells every commit hook about a new head.
     pub(super) fn tell_hooks(&self, head: super::Head) {
         for hook in self

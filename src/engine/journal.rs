@@ -65,6 +65,8 @@ struct State {
     /// A sealed batch whose PUT did not succeed: committed before anything
     /// else, byte for byte.
     stalled: Option<Sealed>,
+    /// A batch taken but put back unsealed: committed before anything else.
+    unsealed: Option<Batch>,
     /// Sticky failure, or the store's last refusal (cleared by a commit).
     failure: Option<Failure>,
     /// Failed commit attempts so far: a waiter fails when it grows.
@@ -120,6 +122,7 @@ impl Journal {
                 committed_seq: last_seq,
                 prev_hash,
                 stalled: None,
+                unsealed: None,
                 failure: None,
                 failed_attempts: 0,
                 retry_at: None,
@@ -220,13 +223,17 @@ impl Journal {
                 continue;
             }
             let now = Instant::now();
-            let has_work = s.stalled.is_some() || s.oldest_pending.is_some() || s.forced;
+            let has_work = s.stalled.is_some()
+                || s.unsealed.is_some()
+                || s.oldest_pending.is_some()
+                || s.forced;
             let paused = s.retry_at.filter(|&t| t > now && !s.urgent);
             let due = has_work
                 && paused.is_none()
                 && (s.urgent
                     || s.forced
                     || s.stalled.is_some()
+                    || s.unsealed.is_some()
                     || s.pending_bytes >= BATCH_BYTES
                     || s.oldest_pending.is_some_and(|t| t.elapsed() >= interval));
             if due {
@@ -256,7 +263,11 @@ impl Journal {
     pub fn take(&self) -> Option<Batch> {
         let mut s = self.state();
         let sticky = s.failure.as_ref().is_some_and(Failure::is_sticky);
-        if s.pending.is_empty() && !s.forced || sticky || s.stalled.is_some() {
+        if s.pending.is_empty() && !s.forced
+            || sticky
+            || s.stalled.is_some()
+            || s.unsealed.is_some()
+        {
             return None;
         }
         s.forced = false;
@@ -274,7 +285,13 @@ impl Journal {
 
     /// Seals a batch taken with [`Journal::take`], chained to the segment
     /// before it.
-    pub fn seal(&self, keys: &Keys, volume_id: &[u8; 16], batch: Batch) -> Sealed {
+    pub fn seal(
+        &self,
+        keys: &Keys,
+        volume_id: &[u8; 16],
+        batch: Batch,
+        audit: Option<(u64, [u8; 32])>,
+    ) -> Sealed {
         let prev_hash = self.state().prev_hash;
         let record_bytes = batch.records.iter().map(|r| r.approx_size() as u64).sum();
         let retired = batch
@@ -290,6 +307,7 @@ impl Journal {
             writer: self.writer,
             prev_hash,
             records: batch.records,
+            audit,
         };
         Sealed {
             seq: batch.seq,
@@ -344,31 +362,46 @@ impl Journal {
                 Err(f.into())
             }
             Err(e) => {
-                let first = !matches!(s.failure, Some(Failure::StoreUnavailable(_)));
-                if first {
-                    log::error!(
-                        "journal commit of seq {:016x} failed, will retry: {e}",
-                        sealed.seq
-                    );
-                } else {
-                    log::debug!(
-                        "journal commit of seq {:016x} failed again: {e}",
-                        sealed.seq
-                    );
-                }
-                let pause = Duration::from_secs(1)
-                    .saturating_mul(1 << s.failed_attempts.min(5))
-                    .min(MAX_RETRY_PAUSE);
-                s.failed_attempts += 1;
-                s.retry_at = Some(Instant::now() + pause);
-                s.failure = Some(Failure::StoreUnavailable(e.clone()));
-                s.urgent = false;
                 sealed.attempted = true;
+                let seq = sealed.seq;
                 s.stalled = Some(sealed);
-                self.cv.notify_all();
+                self.failed_attempt(&mut s, seq, &e);
                 Err(EngineError::Store(e))
             }
         }
+    }
+
+    /// A commit attempt of `seq` failed on the store: waiters learn it, the
+    /// next attempt waits a while (unless someone needs it sooner).
+    fn failed_attempt(&self, s: &mut State, seq: u64, e: &StoreError) {
+        let first = !matches!(s.failure, Some(Failure::StoreUnavailable(_)));
+        if first {
+            log::error!("journal commit of seq {seq:016x} failed, will retry: {e}");
+        } else {
+            log::debug!("journal commit of seq {seq:016x} failed again: {e}");
+        }
+        let pause = Duration::from_secs(1)
+            .saturating_mul(1 << s.failed_attempts.min(5))
+            .min(MAX_RETRY_PAUSE);
+        s.failed_attempts += 1;
+        s.retry_at = Some(Instant::now() + pause);
+        s.failure = Some(Failure::StoreUnavailable(e.clone()));
+        s.urgent = false;
+        self.cv.notify_all();
+    }
+
+    /// A batch taken but not sealed (what it must bind could not be made
+    /// durable first): it is the next to commit, as it is.
+    pub fn put_back(&self, batch: Batch, e: &StoreError) {
+        let mut s = self.state();
+        let seq = batch.seq;
+        s.unsealed = Some(batch);
+        self.failed_attempt(&mut s, seq, e);
+    }
+
+    /// The batch put back, if one waits.
+    pub fn take_unsealed(&self) -> Option<Batch> {
+        self.state().unsealed.take()
     }
 
     /// A follower applied segments through `seq` (whose hash is `hash`)
@@ -419,7 +452,7 @@ mod tests {
     fn commit(j: &Journal, store: &dyn ObjectStore, keys: &Keys) -> EngineResult<Committed> {
         let sealed = match j.take_stalled() {
             Some(s) => s,
-            None => j.seal(keys, &[3; 16], j.take().expect("a batch")),
+            None => j.seal(keys, &[3; 16], j.take().expect("a batch"), None),
         };
         j.put(store, sealed)
     }

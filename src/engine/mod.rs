@@ -126,12 +126,21 @@ pub struct Engine {
     on_commit: Mutex<Vec<CommitHook>>,
     /// The older-than-seen findings this open accepted.
     regressions: Vec<Regression>,
+    /// Makes something durable before each journal segment and names it
+    /// in the segment (the audit trail's head).
+    binder: Mutex<Option<Binder>>,
+    /// What the newest sealed segment binds.
+    bound: Mutex<Option<(u64, [u8; 32])>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     shut: AtomicBool,
 }
 
 /// Told every committed head, on the committer thread, outside all locks.
 pub type CommitHook = Box<dyn Fn(Head) + Send + Sync>;
+
+/// Called before each journal segment is sealed: makes its chain durable
+/// and returns the head (seq, hash) the segment binds.
+pub type Binder = Box<dyn Fn() -> Result<(u64, [u8; 32]), crate::store::StoreError> + Send + Sync>;
 
 /// The tree, locked: read it, or change it by applying records.
 pub struct Txn<'a> {
@@ -297,6 +306,8 @@ impl Engine {
             checkpointed: Condvar::new(),
             on_commit: Mutex::new(Vec::new()),
             regressions,
+            binder: Mutex::new(None),
+            bound: Mutex::new(None),
             tree: Mutex::new(loaded.ns),
             keys,
             volume_id: header.volume_id,
@@ -399,6 +410,12 @@ impl Engine {
         !self.regressions.is_empty()
     }
 
+    /// Binds each journal segment from now on to what `binder` makes
+    /// durable first (see [`Binder`]).
+    pub fn bind(&self, binder: Binder) {
+        *self.binder.lock().unwrap_or_else(|p| p.into_inner()) = Some(binder);
+    }
+
     /// Calls `hook` with every head committed from now on.
     pub fn on_commit(&self, hook: CommitHook) {
         self.on_commit
@@ -443,6 +460,12 @@ impl Engine {
         // The rest commits on this thread: on `Drop` the committer can no
         // longer reach this engine.
         while self.commit_once()? {}
+        // The last segment binds the whole trail (records of reads and of
+        // the unmount came after the last change).
+        if self.binding_moved()? {
+            self.journal.request_segment();
+            while self.commit_once()? {}
+        }
         // A failed engine with nothing left uncommitted lost nothing.
         match self.journal.sticky_failure() {
             Some(f) if self.journal.has_unacknowledged() => Err(f.into()),

@@ -70,8 +70,8 @@ impl fmt::Display for Regression {
             Regression::OtherVolume { known, found } => write!(
                 f,
                 "another volume ({}) is at this location than the one this host knew ({})",
-                hex(found),
-                hex(known)
+                hex::encode(found),
+                hex::encode(known)
             ),
             Regression::OlderThanSeen { seen, found } => write!(
                 f,
@@ -111,10 +111,6 @@ impl fmt::Display for Regressions {
         }
         Ok(())
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// What the load found, as the check needs it.

@@ -3,7 +3,9 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
-use super::{Attr, Caller, Fs, FsError, FsResult, Kind, SetAttr, StatFs, TimeSet};
+use super::audit::Paths;
+use super::{Attr, Caller, Fs, FsError, FsResult, Kind, Locked, SetAttr, StatFs, TimeSet};
+use crate::audit::Op;
 use crate::meta::{Record, Timestamp};
 
 /// Largest xattr value, as ext4 with a 4 KiB block... raised to the VFS
@@ -46,6 +48,13 @@ impl Fs {
     }
 
     pub fn setattr(&self, c: &Caller, ino: u64, fh: Option<u64>, set: SetAttr) -> FsResult<Attr> {
+        let at = |fs: &Fs, l: &Locked<'_>| Paths::one(fs.inode_path(l, ino));
+        self.audited(c, set.audit_ops(), at, |_| {
+            self.change_attrs(c, ino, fh, set)
+        })
+    }
+
+    fn change_attrs(&self, c: &Caller, ino: u64, fh: Option<u64>, set: SetAttr) -> FsResult<Attr> {
         self.check_writable()?;
         if let Some(size) = set.size {
             self.truncate(c, ino, fh, size)?;
@@ -88,6 +97,20 @@ impl Fs {
     }
 
     pub fn setxattr(
+        &self,
+        c: &Caller,
+        ino: u64,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> FsResult<()> {
+        let at = |fs: &Fs, l: &Locked<'_>| Paths::one(fs.inode_path(l, ino));
+        self.audited(c, vec![Op::SetXattr], at, |_| {
+            self.set_xattr(c, ino, name, value, flags)
+        })
+    }
+
+    fn set_xattr(
         &self,
         c: &Caller,
         ino: u64,
@@ -147,6 +170,13 @@ impl Fs {
     }
 
     pub fn removexattr(&self, c: &Caller, ino: u64, name: &OsStr) -> FsResult<()> {
+        let at = |fs: &Fs, l: &Locked<'_>| Paths::one(fs.inode_path(l, ino));
+        self.audited(c, vec![Op::RemoveXattr], at, |_| {
+            self.remove_xattr(c, ino, name)
+        })
+    }
+
+    fn remove_xattr(&self, c: &Caller, ino: u64, name: &OsStr) -> FsResult<()> {
         self.check_writable()?;
         let name = name.as_bytes();
         self.check_xattr_access(c, ino, name)?;

@@ -10,8 +10,10 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
+use super::audit::Paths;
 use super::handles::DirSnapshot;
 use super::{Attr, Caller, DirPlusReplier, DirReplier, Fs, FsError, FsResult, Kind, Locked};
+use crate::audit::Op;
 use crate::meta::{InodeAttr, ROOT_INO, Record, Timestamp};
 
 /// Longest name, as on ext4.
@@ -47,6 +49,9 @@ impl Fs {
             b".." => dir.parent,
             _ => *entries.get(name).ok_or(FsError::NotFound)?,
         };
+        if self.auditor().is_some() {
+            self.names.note(parent, name, ino);
+        }
         self.attr_of(&core, ino)
     }
 
@@ -103,6 +108,28 @@ impl Fs {
     /// Creates an inode and its entry; `perm` is the mode after umask.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn create_node(
+        &self,
+        c: &Caller,
+        parent: u64,
+        name: &OsStr,
+        kind: Kind,
+        perm: u32,
+        rdev: u32,
+        target: Option<&[u8]>,
+    ) -> FsResult<Attr> {
+        let op = match kind {
+            Kind::Dir => Op::Mkdir,
+            Kind::Symlink => Op::Symlink,
+            _ => Op::Mknod,
+        };
+        let at = |fs: &Fs, l: &Locked<'_>| Paths::one(fs.entry_path(l, parent, name.as_bytes()));
+        self.audited(c, vec![op], at, |_| {
+            self.make_node(c, parent, name, kind, perm, rdev, target)
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn make_node(
         &self,
         c: &Caller,
         parent: u64,
@@ -181,7 +208,17 @@ impl Fs {
         Ok(ino)
     }
 
-    pub fn link(&self, _c: &Caller, ino: u64, newparent: u64, newname: &OsStr) -> FsResult<Attr> {
+    pub fn link(&self, c: &Caller, ino: u64, newparent: u64, newname: &OsStr) -> FsResult<Attr> {
+        let at = |fs: &Fs, l: &Locked<'_>| {
+            let to = fs.entry_path(l, newparent, newname.as_bytes());
+            Paths::two(fs.inode_path(l, ino), to)
+        };
+        self.audited(c, vec![Op::Link], at, |_| {
+            self.add_link(ino, newparent, newname)
+        })
+    }
+
+    fn add_link(&self, ino: u64, newparent: u64, newname: &OsStr) -> FsResult<Attr> {
         self.check_writable()?;
         let name = check_name(newname)?;
         let mut core = self.lock();
@@ -214,7 +251,12 @@ impl Fs {
         self.attr_of(&core, ino)
     }
 
-    pub fn unlink(&self, _c: &Caller, parent: u64, name: &OsStr) -> FsResult<()> {
+    pub fn unlink(&self, c: &Caller, parent: u64, name: &OsStr) -> FsResult<()> {
+        let at = |fs: &Fs, l: &Locked<'_>| Paths::one(fs.entry_path(l, parent, name.as_bytes()));
+        self.audited(c, vec![Op::Unlink], at, |_| self.remove_name(parent, name))
+    }
+
+    fn remove_name(&self, parent: u64, name: &OsStr) -> FsResult<()> {
         self.check_writable()?;
         let name = check_name(name)?;
         let mut core = self.lock();
@@ -236,7 +278,12 @@ impl Fs {
         Ok(())
     }
 
-    pub fn rmdir(&self, _c: &Caller, parent: u64, name: &OsStr) -> FsResult<()> {
+    pub fn rmdir(&self, c: &Caller, parent: u64, name: &OsStr) -> FsResult<()> {
+        let at = |fs: &Fs, l: &Locked<'_>| Paths::one(fs.entry_path(l, parent, name.as_bytes()));
+        self.audited(c, vec![Op::Rmdir], at, |_| self.remove_dir(parent, name))
+    }
+
+    fn remove_dir(&self, parent: u64, name: &OsStr) -> FsResult<()> {
         self.check_writable()?;
         let name = name.as_bytes();
         match name {
@@ -267,7 +314,24 @@ impl Fs {
 
     pub fn rename(
         &self,
-        _c: &Caller,
+        c: &Caller,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: u32,
+    ) -> FsResult<()> {
+        let at = |fs: &Fs, l: &Locked<'_>| {
+            let to = fs.entry_path(l, newparent, newname.as_bytes());
+            Paths::two(fs.entry_path(l, parent, name.as_bytes()), to)
+        };
+        self.audited(c, vec![Op::Rename], at, |_| {
+            self.move_entry(parent, name, newparent, newname, flags)
+        })
+    }
+
+    fn move_entry(
+        &self,
         parent: u64,
         name: &OsStr,
         newparent: u64,
@@ -392,6 +456,13 @@ impl Fs {
     }
 
     pub fn opendir(&self, c: &Caller, ino: u64, flags: i32) -> FsResult<u64> {
+        let at = |fs: &Fs, l: &Locked<'_>| Paths::one(fs.inode_path(l, ino));
+        self.audited(c, vec![Op::OpenDir], at, |_| {
+            self.snapshot_dir(c, ino, flags)
+        })
+    }
+
+    fn snapshot_dir(&self, c: &Caller, ino: u64, flags: i32) -> FsResult<u64> {
         let core = self.lock();
         let dir = core.ns().get(ino).ok_or(FsError::NotFound)?;
         let entries = dir.entries().ok_or(FsError::NotDir)?;
@@ -403,7 +474,7 @@ impl Fs {
             snap.push((name.clone(), child, kind));
         }
         drop(core);
-        Ok(self.handles.insert(c, ino, flags, Some(snap)))
+        Ok(self.handles.insert(c, None, flags, Some(snap)))
     }
 
     pub fn readdir(

@@ -7,8 +7,11 @@
 //! steps in between.
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 
-use super::{Attr, Caller, Fs, FsError, FsResult, Kind, Opened};
+use super::audit::{Opener, Paths};
+use super::{Attr, Caller, Fs, FsError, FsResult, Kind, Locked, Opened};
+use crate::audit::Op;
 use crate::data::offsets::{chunk_len_in_file, chunk_span, chunk_start};
 use crate::meta::{Record, Timestamp};
 
@@ -17,6 +20,19 @@ pub const MAX_FILE_SIZE: u64 = 16 << 40;
 
 impl Fs {
     pub fn open(&self, c: &Caller, ino: u64, flags: i32) -> FsResult<Opened> {
+        let at = |fs: &Fs, l: &Locked<'_>| Paths::one(fs.inode_path(l, ino));
+        self.audited(c, vec![Op::Open { flags }], at, |opener| {
+            self.open_file(c, ino, flags, opener)
+        })
+    }
+
+    fn open_file(
+        &self,
+        c: &Caller,
+        ino: u64,
+        flags: i32,
+        opener: Option<Opener>,
+    ) -> FsResult<Opened> {
         let writes = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if writes {
             self.check_writable()?;
@@ -31,7 +47,7 @@ impl Fs {
         if flags & libc::O_TRUNC != 0 && writes {
             self.truncate(c, ino, None, 0)?;
         }
-        let fh = self.handles.insert(c, ino, flags, None);
+        let fh = self.handles.insert(c, opener, flags, None);
         // We are the only writer, and every change goes through the
         // kernel, so its page cache stays valid across opens; a follower's
         // files change behind the kernel's back.
@@ -50,24 +66,38 @@ impl Fs {
         umask: u32,
         flags: i32,
     ) -> FsResult<(Attr, Opened)> {
+        let at = |fs: &Fs, l: &Locked<'_>| Paths::one(fs.entry_path(l, parent, name.as_bytes()));
+        self.audited(c, vec![Op::Create { flags }], at, |opener| {
+            self.create_file(c, parent, name, mode & !umask, flags, opener)
+        })
+    }
+
+    fn create_file(
+        &self,
+        c: &Caller,
+        parent: u64,
+        name: &OsStr,
+        perm: u32,
+        flags: i32,
+        opener: Option<Opener>,
+    ) -> FsResult<(Attr, Opened)> {
         self.check_writable()?;
         let name = super::dir::check_name(name)?;
         let mut l = self.lock();
-        let ino =
-            match self.create_locked(&mut l, c, parent, name, Kind::File, mode & !umask, 0, None) {
-                Ok(ino) => ino,
-                Err(FsError::Exists) if flags & libc::O_EXCL == 0 => {
-                    let dir = l.ns().get(parent).ok_or(FsError::NotFound)?;
-                    *dir.entries()
-                        .and_then(|e| e.get(name))
-                        .ok_or(FsError::NotFound)?
-                }
-                Err(e) => return Err(e),
-            };
+        let ino = match self.create_locked(&mut l, c, parent, name, Kind::File, perm, 0, None) {
+            Ok(ino) => ino,
+            Err(FsError::Exists) if flags & libc::O_EXCL == 0 => {
+                let dir = l.ns().get(parent).ok_or(FsError::NotFound)?;
+                *dir.entries()
+                    .and_then(|e| e.get(name))
+                    .ok_or(FsError::NotFound)?
+            }
+            Err(e) => return Err(e),
+        };
         *l.opens.entry(ino).or_default() += 1;
         let attr = self.attr_of(&l, ino)?;
         drop(l);
-        let fh = self.handles.insert(c, ino, flags, None);
+        let fh = self.handles.insert(c, opener, flags, None);
         Ok((
             attr,
             Opened {
@@ -98,6 +128,7 @@ impl Fs {
             let mut l = self.lock();
             self.note_write(&mut l, ino, end, Timestamp::now());
         }
+        self.handles.with(fh, |h| h.written += data.len() as u64);
         self.throttle()?;
         Ok(data.len() as u32)
     }
@@ -157,7 +188,11 @@ impl Fs {
     }
 
     pub fn release(&self, ino: u64, fh: u64) -> FsResult<()> {
-        self.handles.remove(fh);
+        if let Some(h) = self.handles.remove(fh) {
+            if let Some(opener) = h.opener {
+                self.audit_release(&h.caller, opener, h.read, h.written);
+            }
+        }
         let mut l = self.lock();
         let left = match l.opens.get_mut(&ino) {
             Some(n) => {
@@ -171,7 +206,7 @@ impl Fs {
             if l.ns().is_orphan(ino) && !self.is_read_only() {
                 self.cache().remove_inode(ino);
                 l.live.remove(&ino);
-                self.apply(&mut l, vec![Record::Drop { ino }])?;
+                self.apply_upkeep(&mut l, vec![Record::Drop { ino }])?;
             }
         }
         Ok(())
@@ -194,7 +229,7 @@ impl Fs {
             let mut l = self.lock();
             if l.ns().get(ino).is_some() {
                 let r = self.inode_record(&mut l, ino);
-                self.apply(&mut l, vec![r])?
+                self.apply_upkeep(&mut l, vec![r])?
             } else {
                 self.engine.appended()
             }

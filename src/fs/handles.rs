@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use super::audit::Opener;
 use super::{Caller, Kind};
 
 /// A directory listing snapshot taken at `opendir`, so offsets stay stable
@@ -11,12 +12,13 @@ use super::{Caller, Kind};
 pub type DirSnapshot = Vec<(Vec<u8>, u64, Kind)>;
 
 pub struct Handle {
-    /// The inode opened, for the audit trail and debugging.
-    #[allow(dead_code)]
-    pub ino: u64,
     /// Who opened it: reads and writes through the handle are theirs.
-    #[allow(dead_code)]
     pub caller: Caller,
+    /// Who opened it by which path, when the mount is audited.
+    pub opener: Option<Opener>,
+    /// Bytes served and taken through it, for its audit record.
+    pub read: u64,
+    pub written: u64,
     pub flags: i32,
     pub dir: Option<Arc<DirSnapshot>>,
     /// End of the last read, to detect sequential readers.
@@ -32,11 +34,19 @@ pub struct Handles {
 }
 
 impl Handles {
-    pub fn insert(&self, caller: &Caller, ino: u64, flags: i32, dir: Option<DirSnapshot>) -> u64 {
+    pub fn insert(
+        &self,
+        caller: &Caller,
+        opener: Option<Opener>,
+        flags: i32,
+        dir: Option<DirSnapshot>,
+    ) -> u64 {
         let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let h = Handle {
-            ino,
             caller: *caller,
+            opener,
+            read: 0,
+            written: 0,
             flags,
             dir: dir.map(Arc::new),
             last_read_end: 0,

@@ -21,6 +21,7 @@
 //! pack, journals its attributes and waits for that commit.
 
 mod attr;
+mod audit;
 mod dir;
 mod error;
 mod file;
@@ -43,9 +44,10 @@ pub use crate::meta::ROOT_INO as ROOT;
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use crate::audit::Auditor;
 use crate::crypto::MasterKey;
 use crate::data::Cache;
 use crate::engine::{CommitId, Engine, EngineOptions, Txn};
@@ -105,6 +107,10 @@ pub struct Fs {
     follow: follow::FollowState,
     read_only: AtomicBool,
     shut: AtomicBool,
+    /// Where audited operations go (`audit`), once the mount sets it.
+    auditor: OnceLock<Arc<Auditor>>,
+    /// Names the kernel looked up, for audit paths.
+    names: audit::Names,
 }
 
 /// `core` and the engine's tree, locked together ([`Fs::lock`]).
@@ -168,6 +174,8 @@ impl Fs {
             writeback: Arc::default(),
             follow: follow::FollowState::default(),
             shut: AtomicBool::new(false),
+            auditor: OnceLock::new(),
+            names: audit::Names::default(),
             opts,
         });
         if !fs.opts.read_only() {
@@ -187,11 +195,29 @@ impl Fs {
         &self.opts
     }
 
+    /// Records every audited operation from now on with `auditor`. Set
+    /// once, before the mount serves anyone.
+    pub fn set_auditor(&self, auditor: Arc<Auditor>) {
+        if self.auditor.set(auditor).is_err() {
+            log::warn!("an auditor was already set; keeping it");
+        }
+    }
+
+    pub fn auditor(&self) -> Option<&Arc<Auditor>> {
+        self.auditor.get()
+    }
+
     /// Commits everything and stops the writeback (unmount, SIGTERM).
     /// Idempotent. Fails with what kept the data or the last commit from
     /// the store.
     pub fn shutdown(&self) -> FsResult<()> {
-        if self.shut.swap(true, Ordering::SeqCst) || self.opts.read_only() {
+        if self.shut.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        if let Some(auditor) = self.auditor() {
+            auditor.record(crate::audit::Record::admin("unmount"));
+        }
+        if self.opts.read_only() {
             return Ok(());
         }
         let staged = self.stage_all();
@@ -254,7 +280,7 @@ impl Fs {
             .into_iter()
             .map(|ino| self.inode_record(&mut l, ino))
             .collect();
-        self.apply(&mut l, records)
+        self.apply_upkeep(&mut l, records)
     }
 
     /// `core` and the tree, in that order. `core` holds counters and maps
@@ -280,8 +306,22 @@ impl Fs {
         Ok(())
     }
 
-    /// Applies records through the engine; returns the id to wait on.
+    /// Applies a caller's change through the engine and records the
+    /// audited operation under way (`audit`); returns the id to wait on.
     pub(crate) fn apply(&self, l: &mut Locked<'_>, records: Vec<Record>) -> FsResult<CommitId> {
+        let id = l.txn.apply(records)?;
+        audit::recording(self);
+        Ok(id)
+    }
+
+    /// Applies records no caller asked for as such (data reaching the
+    /// store, attributes catching up), so an audited operation that
+    /// flushes data first is still recorded with its own outcome.
+    pub(crate) fn apply_upkeep(
+        &self,
+        l: &mut Locked<'_>,
+        records: Vec<Record>,
+    ) -> FsResult<CommitId> {
         Ok(l.txn.apply(records)?)
     }
 

@@ -113,6 +113,7 @@ impl Fs {
                     1
                 };
                 h.last_read_end = span.end;
+                h.read += span.end - span.offset;
                 h.window
             })
             .unwrap_or(1)

@@ -183,7 +183,7 @@ impl Fs {
         for ino in touched {
             records.push(self.inode_record(&mut l, ino));
         }
-        let applied = self.apply(&mut l, records);
+        let applied = self.apply_upkeep(&mut l, records);
         drop(l);
         self.cache_cv.notify_all();
         applied.map(|_| true)

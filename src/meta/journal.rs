@@ -11,8 +11,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{MetaError, Record, decode, encode};
+use super::{MetaError, Record, decode};
 use crate::crypto::{self, Keys, UnitAd};
+use crate::store::ObjectStore;
 
 pub const JOURNAL_PREFIX: &str = "meta/journal/";
 
@@ -30,6 +31,11 @@ pub fn seq_of_key(key: &str) -> Option<u64> {
     (hex.len() == 16).then(|| u64::from_str_radix(hex, 16).ok())?
 }
 
+/// Version byte of journal segments written now. Version 1 segments (no
+/// audit binding) are still read; the other metadata plaintexts keep
+/// `META_VERSION`.
+pub const SEGMENT_VERSION: u8 = 2;
+
 /// The plaintext of one segment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Segment {
@@ -39,6 +45,46 @@ pub struct Segment {
     /// SHA-256 of the previous segment's sealed bytes (zeros before seq 1).
     pub prev_hash: [u8; 32],
     pub records: Vec<Record>,
+    /// The audit trail's writer chain when this segment was sealed: its
+    /// newest segment (seq, SHA-256 of its sealed bytes). Cutting the
+    /// trail back below it is then seen by `audit verify`.
+    pub audit: Option<(u64, [u8; 32])>,
+}
+
+/// Version 1: the same without the audit binding.
+#[derive(Deserialize)]
+struct SegmentV1 {
+    seq: u64,
+    writer: [u8; 16],
+    prev_hash: [u8; 32],
+    records: Vec<Record>,
+}
+
+fn encode_segment(seg: &Segment) -> Vec<u8> {
+    let mut out = vec![SEGMENT_VERSION];
+    out.extend(postcard::to_allocvec(seg).expect("in-memory metadata always encodes"));
+    out
+}
+
+fn decode_segment(object: &str, plain: &[u8]) -> Result<Segment, MetaError> {
+    let bad = |why: String| MetaError::Corrupt(super::Corrupt(format!("{object}: {why}")));
+    match plain.split_first() {
+        Some((&SEGMENT_VERSION, body)) => {
+            postcard::from_bytes(body).map_err(|e| bad(format!("undecodable: {e}")))
+        }
+        Some((1, _)) => {
+            let v1: SegmentV1 = decode(object, plain)?;
+            Ok(Segment {
+                seq: v1.seq,
+                writer: v1.writer,
+                prev_hash: v1.prev_hash,
+                records: v1.records,
+                audit: None,
+            })
+        }
+        Some((v, _)) => Err(bad(format!("unknown segment version {v}"))),
+        None => Err(bad("empty".into())),
+    }
 }
 
 pub fn seal_segment(keys: &Keys, volume_id: &[u8; 16], seg: &Segment) -> Vec<u8> {
@@ -50,7 +96,7 @@ pub fn seal_segment(keys: &Keys, volume_id: &[u8; 16], seg: &Segment) -> Vec<u8>
         epoch: 0,
         last: true,
     };
-    crypto::seal(&keys.meta, &ad, &encode(seg))
+    crypto::seal(&keys.meta, &ad, &encode_segment(seg))
 }
 
 pub fn open_segment(
@@ -67,7 +113,7 @@ pub fn open_segment(
         epoch: 0,
         last: true,
     };
-    let seg: Segment = decode(&object, &crypto::open(&keys.meta, &ad, sealed)?)?;
+    let seg = decode_segment(&object, &crypto::open(&keys.meta, &ad, sealed)?)?;
     if seg.seq != seq {
         return Err(MetaError::Corrupt(super::Corrupt(format!(
             "{object} claims seq {}",
@@ -75,6 +121,29 @@ pub fn open_segment(
         ))));
     }
     Ok(seg)
+}
+
+/// The audit head the newest journal segment that binds one names (see
+/// `crate::audit`): segments made without a trail bind nothing, so this
+/// walks back from the newest.
+pub fn newest_audit_binding(
+    store: &dyn ObjectStore,
+    keys: &Keys,
+    volume_id: &[u8; 16],
+) -> Result<Option<(u64, [u8; 32])>, MetaError> {
+    let mut seqs: Vec<u64> = store
+        .list(JOURNAL_PREFIX)?
+        .iter()
+        .filter_map(|o| seq_of_key(&o.key))
+        .collect();
+    seqs.sort_unstable_by(|a, b| b.cmp(a));
+    for seq in seqs {
+        let sealed = store.get_max(&journal_key(seq), MAX_SEGMENT_BYTES)?;
+        if let Some(bound) = open_segment(keys, volume_id, seq, &sealed)?.audit {
+            return Ok(Some(bound));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -97,6 +166,7 @@ mod tests {
             writer: [1; 16],
             prev_hash: [2; 32],
             records: vec![Record::Drop { ino: 9 }],
+            audit: Some((4, [5; 32])),
         };
         let sealed = seal_segment(&keys, &[3; 16], &seg);
         assert_eq!(open_segment(&keys, &[3; 16], 5, &sealed).unwrap(), seg);

@@ -75,7 +75,7 @@ pub enum StoreError {
     AccessDenied { key: String, reason: String },
     /// No answer in time, a broken connection, a 5xx, throttling, or a
     /// writer's lease that is not valid right now: a retry may succeed.
-    #[error("store unavailable ({key}): {reason}")]
+    #[error("store unavailable{}: {reason}", named(key))]
     Unavailable { key: String, reason: String },
     /// A failure a retry will not fix: a disk error, a missing bucket, a
     /// wrong region, a request the store cannot take.
@@ -91,6 +91,14 @@ pub enum StoreError {
     /// Injected by [`FaultStore`] in tests: a transient outage.
     #[error("injected fault on {op:?} {key}")]
     Injected { op: Op, key: String },
+}
+
+/// ` (key)`, or nothing for a call that named no key.
+fn named(key: &str) -> String {
+    match key {
+        "" => String::new(),
+        k => format!(" ({k})"),
+    }
 }
 
 impl StoreError {

@@ -141,6 +141,7 @@ fn wrong_link_count_from_the_journal(backend: Backend) {
         writer: [9; 16],
         prev_hash: sha256(&sealed),
         records: vec![Record::Inode { ino, attr }],
+        audit: seg.audit,
     };
     store
         .put(

@@ -6,6 +6,7 @@
 //! Scenarios that mean the same on every store run once per backend (see
 //! harness/mod.rs): `durability::crash_rounds::local`, `…::s3`.
 
+mod audit;
 mod config;
 mod durability;
 mod faults;

@@ -2,8 +2,8 @@
 //! (`default_permissions` is always on: the kernel checks access, sealedfs
 //! applies the ownership rules), and the privacy of a mount without it.
 //!
-//! The other user is `sealedfs-test` (created once with useradd when it is
-//! missing); `nobody` owns "someone else's" files. Calls whose errno
+//! The other user is the harness's test user (see `harness::users`);
+//! `nobody` owns "someone else's" files. Calls whose errno
 //! matters run in a forked child that drops to the user with raw
 //! setgroups/setresgid/setresuid syscalls; shell commands run through
 //! `setpriv --reuid --regid --clear-groups`.
@@ -12,32 +12,13 @@ use std::ffi::CString;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::Command;
-use std::sync::OnceLock;
 
 use crate::harness::*;
 
-const USER: &str = "sealedfs-test";
 /// A uid and gid of nobody: the owner of files that belong to someone else.
 const NOBODY: u32 = 65534;
 /// A group the test user is not a member of.
 const OTHER_GID: u32 = 4242;
-
-/// The test user's (uid, gid), creating the user on first use.
-fn user() -> (u32, u32) {
-    static IDS: OnceLock<(u32, u32)> = OnceLock::new();
-    *IDS.get_or_init(|| {
-        sh(&format!(
-            "id -u {USER} >/dev/null 2>&1 || useradd --system --no-create-home \
-             --shell /usr/sbin/nologin {USER} || id -u {USER}"
-        ));
-        let uid = sh(&format!("id -u {USER}")).trim().parse().unwrap();
-        let gid = sh(&format!("id -g {USER}")).trim().parse().unwrap();
-        assert_ne!(uid, 0);
-        assert_ne!(gid, OTHER_GID);
-        (uid, gid)
-    })
-}
 
 /// A volume mounted with `-o allow_other`, its directories traversable by
 /// everyone (tempdirs are 0700).
@@ -54,34 +35,6 @@ fn remount_shared(v: &mut Volume) {
     v.mount_with(&["-o", "allow_other"]);
 }
 
-/// 0 if `ret` is not negative, else errno: what a child returns.
-fn code(ret: libc::c_long) -> i32 {
-    if ret < 0 { errno() } else { 0 }
-}
-
-/// Runs `f` as (uid, gid) with no supplementary groups in a forked child
-/// and returns its result: 0 for success or an errno. `f` may make only
-/// plain libc calls (the parent has other threads).
-fn as_user(uid: u32, gid: u32, f: impl FnOnce() -> i32) -> i32 {
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork");
-    if pid == 0 {
-        let dropped = unsafe {
-            libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) == 0
-                && libc::syscall(libc::SYS_setresgid, gid, gid, gid) == 0
-                && libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0
-        };
-        let result = if dropped { f() } else { 200 };
-        unsafe { libc::_exit(result) };
-    }
-    let mut status = 0;
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(libc::WIFEXITED(status), "child status {status:#x}");
-    let result = libc::WEXITSTATUS(status);
-    assert_ne!(result, 200, "could not drop privileges");
-    result
-}
-
 fn open_close(p: &CString, flags: i32) -> i32 {
     let fd = unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC, 0o666) };
     if fd < 0 {
@@ -94,27 +47,6 @@ fn open_close(p: &CString, flags: i32) -> i32 {
 fn stat_of(p: &CString) -> i32 {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     code(unsafe { libc::lstat(p.as_ptr(), &mut st) } as libc::c_long)
-}
-
-/// Runs a shell command as the test user; returns (success, stdout+stderr).
-fn user_sh(cmd: &str) -> (bool, String) {
-    let (uid, gid) = user();
-    let out = Command::new("setpriv")
-        .args([
-            &format!("--reuid={uid}"),
-            &format!("--regid={gid}"),
-            "--clear-groups",
-            "--",
-            "sh",
-            "-c",
-            cmd,
-        ])
-        .current_dir("/")
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
 }
 
 fn mode(p: &Path) -> u32 {

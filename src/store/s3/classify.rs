@@ -59,12 +59,19 @@ pub(super) fn classify<E>(err: SdkError<E, aws_sdk_s3::config::http::HttpRespons
 where
     E: ProvideErrorMetadata + Error + Send + Sync + 'static,
 {
-    let detail = one_line(&DisplayErrorContext(&err).to_string());
+    let detail = concise(&DisplayErrorContext(&err).to_string());
     match &err {
         SdkError::ServiceError(service) => {
             let raw = service.raw();
             let status = raw.status().as_u16();
             let code = service.err().code().map(str::to_owned);
+            // The SDK's text of a service error it could not parse holds
+            // the whole response; the status, code and message say it all.
+            let detail = match (&code, service.err().message()) {
+                (Some(c), Some(m)) => format!("HTTP {status} {c}: {}", one_line(m)),
+                (Some(c), None) => format!("HTTP {status} {c}"),
+                _ => format!("HTTP {status}"),
+            };
             let region_hint = raw
                 .headers()
                 .get("x-amz-bucket-region")
@@ -109,9 +116,33 @@ pub(super) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// One line without the debug dumps the SDK appends in parentheses (a
+/// `Debug` of its error types, with braces), at most 300 characters.
+fn concise(s: &str) -> String {
+    let line = one_line(s);
+    let cut = line
+        .match_indices(" (")
+        .map(|(i, _)| i)
+        .find(|&i| line[i..].contains('{'))
+        .unwrap_or(line.len());
+    line[..cut].chars().take(300).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn details_drop_debug_dumps() {
+        let sdk = "service error: unhandled error: error parsing XML: no root element \
+                   (ServiceError(ServiceError { source: Unhandled(Unhandled { .. }) }))";
+        assert_eq!(
+            concise(sdk),
+            "service error: unhandled error: error parsing XML: no root element"
+        );
+        let plain = "dispatch failure: io error: Connection refused (os error 111)";
+        assert_eq!(concise(plain), plain);
+    }
 
     #[test]
     fn region_hints_from_messages() {

@@ -11,11 +11,13 @@
 mod backend;
 mod private_s3;
 pub mod tree;
+mod users;
 mod util;
 mod volume;
 
 pub use backend::{Backend, S3Server, all_objects, s3_random_prefix};
 pub use private_s3::PrivateS3;
+pub use users::*;
 pub use util::*;
 pub use volume::Volume;
 

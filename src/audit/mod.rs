@@ -1,0 +1,385 @@
+//! The audit trail: who touched which file, when, from which host and
+//! process, and how it ended, kept sealed in the volume itself.
+//!
+//! `fs` hands every audited operation to the [`Auditor`] as it happens;
+//! the auditor spools the record on this host at once, and batches records
+//! into sealed, hash-chained segments in the store (`segment`).
+//!
+//! Rules:
+//! - An operation's record is durable no later than the commit that makes
+//!   the operation durable: `fs` records a change while it holds the tree
+//!   lock it applies the change under, and the engine, before it seals each
+//!   journal segment, has the auditor upload what it holds
+//!   ([`Auditor::flush`]) and binds the trail's newest (seq, hash) into the
+//!   segment, so the trail cannot be cut back without the journal noticing.
+//! - Records not yet in the store are in the local spool (`spool`): a
+//!   killed daemon loses none; the next mount adopts and uploads them.
+//!   Records of operations that change nothing (a read-only open, a
+//!   failure) are uploaded within a flush interval.
+//! - Segments are written create-only, in seq order, one flush at a time.
+//!   A refused or failed upload keeps the records (memory and spool) for
+//!   the next flush.
+//! - Audit objects are never garbage-collected by the filesystem; only
+//!   `audit prune` removes them, and records that it did.
+//! - Nothing here logs a path: paths live only in sealed records.
+
+pub mod prune;
+pub mod query;
+pub mod record;
+pub mod segment;
+pub mod spool;
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use crate::crypto::{SubKey, sha256};
+use crate::store::{ObjectStore, StoreError, StoreResult};
+pub use record::{Op, Record};
+use segment::{AUDIT_PREFIX, Segment};
+use spool::{Instance, Spool};
+
+/// The head of a chain: its newest segment and that segment's hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChainHead {
+    pub seq: u64,
+    pub hash: [u8; 32],
+    /// Records in the chain through that segment.
+    pub count: u64,
+}
+
+pub struct Auditor {
+    store: Arc<dyn ObjectStore>,
+    key: SubKey,
+    volume_id: [u8; 16],
+    chain: String,
+    host: String,
+    instance: Instance,
+    state: Mutex<State>,
+    /// One flush at a time, so segments go up in seq order.
+    flushing: Mutex<()>,
+    wake: Condvar,
+}
+
+struct State {
+    head: ChainHead,
+    pending: Vec<Record>,
+    /// The number of `pending[0]`; records are numbered per auditor.
+    first_pending: u64,
+    next_index: u64,
+    spool: Spool,
+    stop: bool,
+    /// The last upload failed (logged once until one succeeds).
+    failing: bool,
+}
+
+/// Attempts of one flush that find their seq taken by another auditor of
+/// the chain (a writer that took over, a stopped one resuming).
+const RACES: usize = 8;
+
+impl Auditor {
+    /// Opens `chain` of the volume's trail: finds its head in the store,
+    /// and adopts what dead mounts left in the spool directory (the
+    /// records their chains do not hold yet).
+    pub fn open(
+        store: Arc<dyn ObjectStore>,
+        key: SubKey,
+        volume_id: [u8; 16],
+        chain: &str,
+        spool_dir: &std::path::Path,
+    ) -> StoreResult<Arc<Auditor>> {
+        let head = find_head(&*store, &key, &volume_id, chain)?;
+        let io = |e: std::io::Error| StoreError::from_os("audit spool", &e);
+        let instance: Instance = rand::random();
+        let mut spool = Spool::create(spool_dir, chain, instance).map_err(io)?;
+        let mut pending = Vec::new();
+        let leftovers = spool::leftovers(spool_dir, &key, &volume_id).map_err(io)?;
+        for l in &leftovers {
+            let since = l.records.iter().map(|(_, r)| r.time_ms).min().unwrap_or(0);
+            let through = uploaded_through(&*store, &key, &volume_id, &l.chain, l.instance, since)?;
+            for (index, r) in &l.records {
+                if through.is_some_and(|t| *index <= t) {
+                    continue;
+                }
+                spool
+                    .append(&key, &volume_id, pending.len() as u64, r)
+                    .map_err(io)?;
+                pending.push(r.clone());
+            }
+        }
+        if !leftovers.is_empty() {
+            spool.close_generation().map_err(io)?;
+            for f in leftovers.iter().flat_map(|l| &l.files) {
+                let _ = std::fs::remove_file(f);
+            }
+            log::info!(
+                "audit: adopted {} records a stopped mount left in the spool",
+                pending.len()
+            );
+        }
+        Ok(Arc::new(Auditor {
+            store,
+            key,
+            volume_id,
+            chain: chain.to_owned(),
+            host: host_name(),
+            instance,
+            state: Mutex::new(State {
+                head,
+                next_index: pending.len() as u64,
+                pending,
+                first_pending: 0,
+                spool,
+                stop: false,
+                failing: false,
+            }),
+            flushing: Mutex::new(()),
+            wake: Condvar::new(),
+        }))
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn chain(&self) -> &str {
+        &self.chain
+    }
+
+    /// Takes one record: spooled now, uploaded at the next flush.
+    pub fn record(&self, r: Record) {
+        let mut s = self.state();
+        let index = s.next_index;
+        s.next_index += 1;
+        if let Err(e) = s.spool.append(&self.key, &self.volume_id, index, &r) {
+            log::error!("AUDIT: cannot spool a record ({e}); it waits in memory only");
+        }
+        s.pending.push(r);
+        if s.pending.len() >= 4096 {
+            self.wake.notify_all();
+        }
+    }
+
+    /// Uploads every record taken so far as one segment; returns the
+    /// chain's head (the newest segment, uploaded now or before).
+    pub fn flush(&self) -> StoreResult<ChainHead> {
+        let _one = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut records, first_index) = {
+            let mut s = self.state();
+            if s.pending.is_empty() {
+                return Ok(s.head);
+            }
+            if let Err(e) = s.spool.close_generation() {
+                log::error!("AUDIT: cannot make the spool durable ({e})");
+            }
+            let first = s.first_pending;
+            s.first_pending = s.next_index;
+            (std::mem::take(&mut s.pending), first)
+        };
+        let mut result = Err(StoreError::io(
+            "audit",
+            std::io::ErrorKind::Other,
+            "no attempt",
+        ));
+        for _ in 0..RACES {
+            let head = self.head();
+            let seg = Segment {
+                chain: self.chain.clone(),
+                seq: head.seq + 1,
+                prev_hash: head.hash,
+                count_before: head.count,
+                host: self.host.clone(),
+                writer: self.instance,
+                first_index,
+                records,
+            };
+            let sealed = segment::seal(&self.key, &self.volume_id, &seg);
+            let key = segment::key(&self.chain, seg.seq);
+            records = seg.records;
+            result = self.store.put_if_absent(&key, &sealed).map(|()| ChainHead {
+                seq: seg.seq,
+                hash: sha256(&sealed),
+                count: seg.count_before + records.len() as u64,
+            });
+            match &result {
+                Err(StoreError::AlreadyExists { .. }) => {
+                    match find_head(&*self.store, &self.key, &self.volume_id, &self.chain) {
+                        Ok(h) => self.state().head = h,
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                }
+                _ => break,
+            }
+        }
+        let mut s = self.state();
+        match result {
+            Ok(head) => {
+                s.head = head;
+                s.spool.uploaded();
+                if std::mem::take(&mut s.failing) {
+                    log::info!("AUDIT: uploads work again; the trail is in the store");
+                }
+                Ok(head)
+            }
+            Err(e) => {
+                if !std::mem::replace(&mut s.failing, true) {
+                    log::error!("AUDIT: an upload failed, records wait in the spool: {e}");
+                }
+                // Back in front of what came since; the spool still has them.
+                records.append(&mut s.pending);
+                s.pending = records;
+                s.first_pending = first_index;
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes the records older than `before_ms` from every chain
+    /// (`prune`), and records that it did, in this chain, durably.
+    pub fn prune(&self, before_ms: u64) -> StoreResult<prune::Pruned> {
+        let pruned = prune::prune(&*self.store, &self.key, &self.volume_id, before_ms)?;
+        self.record(Record::admin(&format!(
+            "audit prune before {}: {} segments, {} records removed",
+            format_time(before_ms),
+            pruned.segments,
+            pruned.records
+        )));
+        self.flush()?;
+        Ok(pruned)
+    }
+
+    /// The chain's head as last uploaded.
+    pub fn head(&self) -> ChainHead {
+        self.state().head
+    }
+
+    /// Flushes every `interval` (and when many records wait), until
+    /// [`Auditor::stop`].
+    pub fn start(self: &Arc<Auditor>, interval: Duration) {
+        let weak: Weak<Auditor> = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("audit".into())
+            .spawn(move || {
+                loop {
+                    let Some(a) = weak.upgrade() else { return };
+                    {
+                        let s = a.state();
+                        let (s, _) = a
+                            .wake
+                            .wait_timeout(s, interval)
+                            .unwrap_or_else(|p| p.into_inner());
+                        if s.stop {
+                            return;
+                        }
+                    }
+                    let _ = a.flush();
+                }
+            });
+        if let Err(e) = spawned {
+            log::error!("AUDIT: no flusher thread ({e}); records go up with commits only");
+        }
+    }
+
+    /// Stops the flusher and uploads what is left.
+    pub fn stop(&self) -> StoreResult<ChainHead> {
+        self.state().stop = true;
+        self.wake.notify_all();
+        self.flush()
+    }
+}
+
+/// The newest segment of `chain` in the store (seq 0 if none).
+fn find_head(
+    store: &dyn ObjectStore,
+    key: &SubKey,
+    volume_id: &[u8; 16],
+    chain: &str,
+) -> StoreResult<ChainHead> {
+    let prefix = format!("{AUDIT_PREFIX}{chain}/");
+    let newest = store
+        .list(&prefix)?
+        .into_iter()
+        .filter_map(|o| segment::parse_key(&o.key).map(|(_, seq)| seq))
+        .max();
+    let Some(seq) = newest else {
+        return Ok(ChainHead {
+            seq: 0,
+            hash: [0; 32],
+            count: 0,
+        });
+    };
+    let k = segment::key(chain, seq);
+    let sealed = store.get_max(&k, segment::MAX_SEGMENT_BYTES)?;
+    let seg = segment::open(key, volume_id, chain, seq, &sealed)
+        .map_err(|e| StoreError::io(&k, std::io::ErrorKind::InvalidData, e.to_string()))?;
+    Ok(ChainHead {
+        seq,
+        hash: sha256(&sealed),
+        count: seg.count_before + seg.records.len() as u64,
+    })
+}
+
+/// `ms` since the epoch as RFC 3339 in UTC, to the millisecond.
+pub fn format_time(ms: u64) -> String {
+    match jiff::Timestamp::from_millisecond(ms as i64) {
+        Ok(t) => format!("{t:.3}"),
+        Err(_) => format!("@{ms}ms"),
+    }
+}
+
+/// Wall-clock time in ms since the Unix epoch, as records carry it.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The number of the newest record `instance` put in `chain`, looking
+/// back from the chain's head no further than segments older than
+/// `since_ms` (its spool's oldest record).
+fn uploaded_through(
+    store: &dyn ObjectStore,
+    key: &SubKey,
+    volume_id: &[u8; 16],
+    chain: &str,
+    instance: Instance,
+    since_ms: u64,
+) -> StoreResult<Option<u64>> {
+    let prefix = format!("{AUDIT_PREFIX}{chain}/");
+    let mut seqs: Vec<u64> = store
+        .list(&prefix)?
+        .iter()
+        .filter_map(|o| segment::parse_key(&o.key).map(|(_, seq)| seq))
+        .collect();
+    seqs.sort_unstable_by(|a, b| b.cmp(a));
+    for seq in seqs {
+        let k = segment::key(chain, seq);
+        let sealed = store.get_max(&k, segment::MAX_SEGMENT_BYTES)?;
+        let Ok(seg) = segment::open(key, volume_id, chain, seq, &sealed) else {
+            continue;
+        };
+        if seg.writer == instance {
+            return Ok((seg.first_index + seg.records.len() as u64).checked_sub(1));
+        }
+        if seg.records.iter().all(|r| r.time_ms < since_ms) {
+            break;
+        }
+    }
+    Ok(None)
+}
+
+/// This host's name, for each segment.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is writable for its whole length.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}

@@ -1,0 +1,141 @@
+//! Audit segments: `audit/<chain>/<seq>`, sealed batches of records, each
+//! chained to the one before.
+//!
+//! A chain is one writer's trail: `w` for the volume's writer (continued
+//! by every writer in turn, and bound into each journal commit), or
+//! `r-<id>` for a read-only mount (its own, since it may not write the
+//! writer's). Each segment names its chain and seq, carries the hash of
+//! the previous segment's sealed bytes and the number of records before
+//! it, and is sealed under the audit key with its own object name in the
+//! associated data, so a segment removed, reordered, edited, replayed or
+//! moved to another chain fails verification.
+//!
+//! Layout: one sealed unit; plaintext = `AUDIT_VERSION` ‖ postcard of
+//! [`Segment`] (docs/FORMAT.md, "Audit trail").
+
+use serde::{Deserialize, Serialize};
+
+use super::record::Record;
+use crate::crypto::{self, CryptoError, SubKey, UnitAd};
+
+pub const AUDIT_PREFIX: &str = "audit/";
+
+/// The writer's chain.
+pub const WRITER_CHAIN: &str = "w";
+
+/// First byte of every audit segment's plaintext.
+pub const AUDIT_VERSION: u8 = 1;
+
+/// Largest audit segment read back.
+pub const MAX_SEGMENT_BYTES: u64 = 256 << 20;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    pub chain: String,
+    pub seq: u64,
+    /// SHA-256 of the previous segment's sealed bytes (zeros before 1).
+    pub prev_hash: [u8; 32],
+    /// Records in the chain before this segment.
+    pub count_before: u64,
+    /// The host that wrote it.
+    pub host: String,
+    /// The auditor (one per mount) that wrote it, and the number it gave
+    /// its first record: with the local spool's numbers, a crashed
+    /// mount's records are matched exactly (`spool`).
+    pub writer: [u8; 8],
+    pub first_index: u64,
+    pub records: Vec<Record>,
+}
+
+pub fn key(chain: &str, seq: u64) -> String {
+    format!("{AUDIT_PREFIX}{chain}/{seq:016x}")
+}
+
+/// (chain, seq) of an audit object's name.
+pub fn parse_key(key: &str) -> Option<(&str, u64)> {
+    let (chain, hex) = key.strip_prefix(AUDIT_PREFIX)?.split_once('/')?;
+    let ok = !chain.is_empty() && hex.len() == 16 && !hex.contains('/');
+    ok.then(|| Some((chain, u64::from_str_radix(hex, 16).ok()?)))?
+}
+
+fn ad<'a>(volume_id: &'a [u8; 16], object: &'a str) -> UnitAd<'a> {
+    UnitAd {
+        volume_id,
+        object,
+        unit: 0,
+        epoch: 0,
+        last: true,
+    }
+}
+
+pub fn seal(key: &SubKey, volume_id: &[u8; 16], seg: &Segment) -> Vec<u8> {
+    let object = self::key(&seg.chain, seg.seq);
+    let mut plain = vec![AUDIT_VERSION];
+    plain.extend(postcard::to_allocvec(seg).expect("records always encode"));
+    crypto::seal(key, &ad(volume_id, &object), &plain)
+}
+
+/// Opens `audit/<chain>/<seq>`: it must authenticate under that name and
+/// claim that chain and seq.
+pub fn open(
+    key: &SubKey,
+    volume_id: &[u8; 16],
+    chain: &str,
+    seq: u64,
+    sealed: &[u8],
+) -> Result<Segment, CryptoError> {
+    let object = self::key(chain, seq);
+    let plain = crypto::open(key, &ad(volume_id, &object), sealed)?;
+    let bad = |why: String| CryptoError::Malformed(format!("{object}: {why}"));
+    let seg: Segment = match plain.split_first() {
+        Some((&AUDIT_VERSION, body)) => {
+            postcard::from_bytes(body).map_err(|e| bad(format!("undecodable: {e}")))?
+        }
+        Some((v, _)) => return Err(bad(format!("unknown audit version {v}"))),
+        None => return Err(bad("empty".into())),
+    };
+    if seg.chain != chain || seg.seq != seq {
+        return Err(bad(format!("claims {}/{}", seg.chain, seg.seq)));
+    }
+    Ok(seg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::record::Op;
+    use crate::crypto::{Keys, MasterKey};
+
+    #[test]
+    fn sealed_under_its_name() {
+        let keys = Keys::derive(&MasterKey::generate(), &[1; 16]);
+        let seg = Segment {
+            chain: WRITER_CHAIN.into(),
+            seq: 3,
+            prev_hash: [2; 32],
+            count_before: 10,
+            host: "h".into(),
+            writer: [7; 8],
+            first_index: 0,
+            records: vec![Record {
+                time_ms: 1,
+                uid: 1000,
+                gid: 1000,
+                pid: 42,
+                process: "cat".into(),
+                op: Op::Open { flags: 0 },
+                path: "/patients/a.txt".into(),
+                path2: None,
+                errno: 0,
+            }],
+        };
+        let sealed = seal(&keys.audit, &[1; 16], &seg);
+        assert_eq!(open(&keys.audit, &[1; 16], "w", 3, &sealed).unwrap(), seg);
+        assert!(open(&keys.audit, &[1; 16], "w", 4, &sealed).is_err());
+        assert!(open(&keys.audit, &[1; 16], "r-x", 3, &sealed).is_err());
+        assert!(open(&keys.meta, &[1; 16], "w", 3, &sealed).is_err());
+        assert_eq!(parse_key(&key("w", 3)), Some(("w", 3)));
+        assert_eq!(parse_key("audit/w/xyz"), None);
+        assert_eq!(parse_key("audit/0000000000000003"), None);
+    }
+}
