@@ -6,6 +6,7 @@
 //! (the volume's durable life: open, commit, checkpoints, garbage), `fs`
 //! (POSIX rules), `fuse` (the kernel adapter), `cli` (commands, daemon).
 
+pub mod alert;
 pub mod audit;
 pub mod cli;
 pub mod crypto;

@@ -153,7 +153,8 @@ impl Auditor {
         let index = s.next_index;
         s.next_index += 1;
         if let Err(e) = s.spool.append(&self.key, &self.volume_id, index, &r) {
-            log::error!("AUDIT: cannot spool a record ({e}); it waits in memory only");
+            let msg = format_args!("cannot spool a record ({e}); it waits in memory only");
+            crate::alert::raise(crate::alert::Alert::Audit, msg);
         }
         s.pending.push(r);
         if s.pending.len() >= 4096 {
@@ -171,7 +172,10 @@ impl Auditor {
                 return Ok(s.head);
             }
             if let Err(e) = s.spool.close_generation() {
-                log::error!("AUDIT: cannot make the spool durable ({e})");
+                crate::alert::raise(
+                    crate::alert::Alert::Audit,
+                    format_args!("cannot make the spool durable ({e})"),
+                );
             }
             let first = s.first_pending;
             s.first_pending = s.next_index;
@@ -227,7 +231,8 @@ impl Auditor {
             }
             Err(e) => {
                 if !std::mem::replace(&mut s.failing, true) {
-                    log::error!("AUDIT: an upload failed, records wait in the spool: {e}");
+                    let msg = format_args!("an upload failed, records wait in the spool: {e}");
+                    crate::alert::raise(crate::alert::Alert::Audit, msg);
                 }
                 // Back in front of what came since; the spool still has them.
                 records.append(&mut s.pending);
@@ -250,6 +255,13 @@ impl Auditor {
         )));
         self.flush()?;
         Ok(pruned)
+    }
+
+    /// Records taken and not yet in the store, and whether the last
+    /// upload failed.
+    pub fn backlog(&self) -> (u64, bool) {
+        let s = self.state();
+        (s.pending.len() as u64, s.failing)
     }
 
     /// The chain's head as last uploaded.
@@ -280,7 +292,8 @@ impl Auditor {
                 }
             });
         if let Err(e) = spawned {
-            log::error!("AUDIT: no flusher thread ({e}); records go up with commits only");
+            let msg = format_args!("no flusher thread ({e}); records go up with commits only");
+            crate::alert::raise(crate::alert::Alert::Audit, msg);
         }
     }
 

@@ -55,6 +55,17 @@ pub enum Command {
     /// check that it is intact, or prune its oldest records.
     #[command(after_help = help::AUDIT_EXAMPLES)]
     Audit(AuditArgs),
+    /// Show what a mount is doing: lease, lock, cache, uploads, last
+    /// commit, audit trail, recent errors.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// A mountpoint served by sealedfs.
+    pub mountpoint: PathBuf,
+    #[command(flatten)]
+    pub json: super::json::JsonFlag,
 }
 
 #[derive(Debug, Args)]

@@ -50,12 +50,19 @@ pub enum Request {
     AuditPrune {
         before_ms: u64,
     },
+    Status,
 }
 
 impl Request {
-    /// What a change asks for, as the audit trail records it.
+    /// Whether it changes the volume (only its writer may).
+    pub fn changes_the_volume(&self) -> bool {
+        !matches!(self, Request::Status)
+    }
+
+    /// What a request asks for, as the audit trail records it.
     pub fn describe(&self) -> String {
         match self {
+            Request::Status => "status".into(),
             Request::SnapshotCreate { name } => format!("snapshot create {name}"),
             Request::SnapshotDelete { name } => format!("snapshot delete {name}"),
             Request::AuditPrune { before_ms } => {
@@ -75,6 +82,7 @@ pub enum Reply {
         segments: u64,
         records: u64,
     },
+    Status(Box<super::status::StatusReport>),
     Done,
     /// The exit code and one-line reason the command should end with.
     Failed {

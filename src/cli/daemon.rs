@@ -16,16 +16,17 @@
 //! the shell), points stdin and stdout at `/dev/null`, and stderr too
 //! unless logs were asked for: with `SEALEDFS_LOG_FILE` stderr goes to that
 //! file (so a test harness reading the parent's stderr to EOF is not held
-//! open by the daemon); with only `RUST_LOG` it stays where it was. Then it
-//! moves to `/` so the daemon does not pin the directory it was started in
-//! (all paths were made absolute before the fork).
+//! open by the daemon); with only `RUST_LOG` it stays where it was; with
+//! neither, the daemon logs to syslog (`logging`). Then it moves to `/` so
+//! the daemon does not pin the directory it was started in (all paths
+//! were made absolute before the fork).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::error::{CliError, CliResult, EXIT_USAGE};
-use super::logging::LOG_FILE_VAR;
+use super::logging::{self, LOG_FILE_VAR};
 
 /// Which side of the fork we are on.
 pub enum Forked {
@@ -92,6 +93,10 @@ pub fn fork() -> CliResult<Forked> {
         0 => {
             drop(read_end);
             detach()?;
+            if logging::wants_syslog() {
+                // Checked in the foreground before the fork (see `mount`).
+                let _ = logging::to_syslog();
+            }
             Ok(Forked::Child(Readiness {
                 pipe: Some(File::from(write_end)),
             }))

@@ -56,6 +56,7 @@ pub mod progress;
 pub mod replicate;
 pub mod settings;
 pub mod snapshot;
+pub mod status;
 pub mod unmount;
 pub mod writer;
 
@@ -92,6 +93,7 @@ pub fn main() -> i32 {
         Command::Replicate(a) => replicate::run(a),
         Command::Fsck(a) => fsck::run(a, env_pass),
         Command::Audit(a) => audit::run(a, env_pass),
+        Command::Status(a) => status::run(a),
     };
     match result {
         Ok(()) => 0,

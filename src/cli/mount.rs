@@ -51,7 +51,7 @@ use super::mount_options::MountRequest;
 use super::passphrase::{self, Passphrase, Prompt};
 use super::process::{self, ShutdownSignals};
 use super::settings::Settings;
-use super::{fstab, header, mounts, notify, pidfile};
+use super::{fstab, header, logging, mounts, notify, pidfile};
 use crate::crypto::MasterKey;
 use crate::engine::{Anchor, Engine, EngineOptions, Expected, Head};
 use crate::fs::{Fs, FsOptions};
@@ -165,6 +165,13 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>)
     };
     if req.foreground {
         return serve(plan, &mut Readiness::foreground());
+    }
+    if logging::wants_syslog() && !logging::syslog_reachable() {
+        warn!(
+            "no syslog here (/dev/log): the daemon's alerts will reach no log; \
+             set {}=PATH to keep them",
+            logging::LOG_FILE_VAR
+        );
     }
     match daemon::fork()? {
         Forked::Parent(report) => report,
@@ -282,9 +289,17 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
     };
     let anchor_writer = fs_is_live(&fs)
         .then(|| remember_commits(fs.engine(), anchors.clone(), holder.clone(), &header));
-    // The writer answers commands given the store (snapshots) on its
-    // control socket; the location file is how they find it.
-    let _control = writer.then(|| commands::serve(&fs, &spec)).flatten();
+    // Every mount answers `status` on its control socket; the writer also
+    // answers commands given the store (snapshots, audit prune), which
+    // find it by the location file.
+    let _control = commands::serve(commands::Daemon {
+        fs: Arc::clone(&fs),
+        holder: holder.clone(),
+        location: spec.location(),
+        mountpoint: mount_point.clone(),
+        volume_id: header.volume_id,
+        started_ms: crate::audit::now_ms(),
+    });
     let result = serve_mounted(&fs, &config, mount_point.clone(), signals, ready);
     if let Some(a) = &auditor {
         trail::stop(a);

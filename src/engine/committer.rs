@@ -172,6 +172,8 @@ impl Engine {
 
     /// Tells every commit hook about a new head.
     pub(super) fn tell_hooks(&self, head: super::Head) {
+        self.last_commit_ms
+            .store(crate::audit::now_ms(), Ordering::Relaxed);
         for hook in self
             .on_commit
             .lock()

@@ -60,11 +60,18 @@ impl Engine {
                 plain_len: m.from.plain_len,
             };
             let plain = self.read_run(&one, 0, 1, m.units).inspect_err(|e| {
-                log::error!(
-                    "compaction: chunk {} of inode {} ({}): {e}",
-                    m.chunk,
-                    m.ino,
-                    m.from.pack.key()
+                let kind = match e.is_integrity() {
+                    true => crate::alert::Alert::Integrity,
+                    false => crate::alert::Alert::Store,
+                };
+                crate::alert::raise(
+                    kind,
+                    format_args!(
+                        "compaction: chunk {} of inode {} ({}): {e}",
+                        m.chunk,
+                        m.ino,
+                        m.from.pack.key()
+                    ),
                 );
             })?;
             plains.extend(plain);

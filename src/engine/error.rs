@@ -64,6 +64,15 @@ pub enum EngineError {
     Invalid(String),
 }
 
+impl EngineError {
+    /// Stored bytes failed authentication or contradict each other (as
+    /// opposed to a store that did not answer).
+    pub fn is_integrity(&self) -> bool {
+        matches!(self, EngineError::Integrity(_) | EngineError::Corrupt(_))
+            || matches!(self, EngineError::Failed(Failure::Corrupt(_)))
+    }
+}
+
 impl From<MetaError> for EngineError {
     fn from(e: MetaError) -> EngineError {
         match e {

@@ -28,6 +28,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::error::{EngineError, EngineResult, Failure};
+use crate::alert::Alert;
 use crate::crypto::{Keys, sha256};
 use crate::data::PackId;
 use crate::meta::journal::{journal_key, seal_segment};
@@ -356,7 +357,10 @@ impl Journal {
                     "journal seq {:016x} was committed by another writer",
                     sealed.seq
                 ));
-                log::error!("{f}; the volume is now read-only here");
+                crate::alert::raise(
+                    Alert::Fenced,
+                    format_args!("{f}; the volume is now read-only here"),
+                );
                 s.failure = Some(f.clone());
                 self.cv.notify_all();
                 Err(f.into())
@@ -376,7 +380,8 @@ impl Journal {
     fn failed_attempt(&self, s: &mut State, seq: u64, e: &StoreError) {
         let first = !matches!(s.failure, Some(Failure::StoreUnavailable(_)));
         if first {
-            log::error!("journal commit of seq {seq:016x} failed, will retry: {e}");
+            let msg = format_args!("journal commit of seq {seq:016x} failed, will retry: {e}");
+            crate::alert::raise(Alert::Store, msg);
         } else {
             log::debug!("journal commit of seq {seq:016x} failed again: {e}");
         }

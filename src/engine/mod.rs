@@ -131,6 +131,8 @@ pub struct Engine {
     binder: Mutex<Option<Binder>>,
     /// What the newest sealed segment binds.
     bound: Mutex<Option<(u64, [u8; 32])>>,
+    /// Wall clock of the last commit (ms since the epoch; 0: none yet).
+    last_commit_ms: std::sync::atomic::AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
     shut: AtomicBool,
 }
@@ -181,7 +183,8 @@ impl Txn<'_> {
                     // record the tree refuses: committing more from here
                     // could only spread the damage.
                     let f = Failure::Corrupt(format!("a change contradicts the tree: {}", e.0));
-                    log::error!("{f}; the volume is now read-only until remounted");
+                    let msg = format_args!("{f}; the volume is now read-only until remounted");
+                    crate::alert::raise(crate::alert::Alert::Integrity, msg);
                     journal.append(all);
                     journal.fail(f.clone());
                     return Err(f.into());
@@ -308,6 +311,7 @@ impl Engine {
             regressions,
             binder: Mutex::new(None),
             bound: Mutex::new(None),
+            last_commit_ms: std::sync::atomic::AtomicU64::new(0),
             tree: Mutex::new(loaded.ns),
             keys,
             volume_id: header.volume_id,
@@ -400,6 +404,11 @@ impl Engine {
 
     /// The last durable journal seq and the hash of its sealed bytes (the
     /// head of the hash chain).
+    /// When this engine last committed (ms since the epoch), if it did.
+    pub fn last_commit_ms(&self) -> Option<u64> {
+        Some(self.last_commit_ms.load(Ordering::Relaxed)).filter(|&t| t > 0)
+    }
+
     pub fn committed(&self) -> (u64, [u8; 32]) {
         self.journal.committed()
     }

@@ -59,6 +59,10 @@ impl Handles {
         fh
     }
 
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     pub fn remove(&self, fh: u64) -> Option<Handle> {
         self.map
             .lock()

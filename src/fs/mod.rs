@@ -258,6 +258,18 @@ impl Fs {
         self.chunk_size
     }
 
+    /// What the cache holds and what is open, for `status`.
+    pub fn usage(&self) -> Usage {
+        let cache = self.cache();
+        Usage {
+            cache_budget_bytes: cache.budget(),
+            cache_clean_bytes: cache.clean_bytes(),
+            cache_dirty_bytes: cache.dirty_bytes(),
+            uploading: cache.any_in_flight(),
+            open_handles: self.handles.len() as u64,
+        }
+    }
+
     /// Flushes all dirty data and commits every change so far.
     pub fn sync_all(&self) -> FsResult<()> {
         if self.opts.read_only() {

@@ -15,6 +15,7 @@
 use std::sync::Arc;
 
 use super::{Fs, FsError, FsResult, Kind};
+use crate::alert::{self, Alert};
 use crate::data::offsets::{chunk_span, chunk_start};
 use crate::data::{Buf, Extent};
 
@@ -219,10 +220,17 @@ impl Fs {
         units: u32,
     ) -> FsResult<Vec<Vec<u8>>> {
         self.engine.read_run(extent, skip, n, units).map_err(|e| {
-            log::error!(
-                "chunks {chunk}..{} of inode {ino} (object {}): {e}",
-                chunk + n as u64,
-                extent.pack.key()
+            let kind = match e.is_integrity() {
+                true => Alert::Integrity,
+                false => Alert::Store,
+            };
+            alert::raise(
+                kind,
+                format_args!(
+                    "chunks {chunk}..{} of inode {ino} (object {}): {e}",
+                    chunk + n as u64,
+                    extent.pack.key()
+                ),
             );
             FsError::from(e)
         })

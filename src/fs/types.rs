@@ -73,6 +73,17 @@ pub struct SetAttr {
     pub ctime: Option<SystemTime>,
 }
 
+/// The cache and handles of a mount, for `status`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub cache_budget_bytes: u64,
+    pub cache_clean_bytes: u64,
+    pub cache_dirty_bytes: u64,
+    /// Dirty data is being uploaded now.
+    pub uploading: bool,
+    pub open_handles: u64,
+}
+
 /// What `open`/`create` tell the kernel besides the handle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Opened {

@@ -194,7 +194,10 @@ impl Fs {
     fn note_flush_failure(&self, _cache: &mut MutexGuard<'_, Cache>, e: &FsError) {
         let n = self.writeback.failures.fetch_add(1, Ordering::SeqCst);
         if n == 0 || self.engine.failure().is_none() {
-            log::error!("data upload failed, will retry: {e}");
+            crate::alert::raise(
+                crate::alert::Alert::Store,
+                format_args!("data upload failed, will retry: {e}"),
+            );
         } else {
             log::debug!("data upload failed again: {e}");
         }

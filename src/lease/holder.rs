@@ -27,7 +27,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use log::{error, info, warn};
+use log::{info, warn};
 
 use super::acquire::Acquired;
 use super::clock::Clock;
@@ -172,7 +172,9 @@ impl Holder {
             s.fenced = Some(why.to_string());
             self.cv.notify_all();
         }
-        error!("lost the writer's lease ({why}): the mount is read-only from now on");
+        let msg =
+            format_args!("lost the writer's lease ({why}): the mount is read-only from now on");
+        crate::alert::raise(crate::alert::Alert::Fenced, msg);
         let hooks = std::mem::take(&mut *self.hooks.lock().unwrap_or_else(|p| p.into_inner()));
         for h in hooks {
             h(why);
@@ -324,9 +326,12 @@ impl Holder {
         }
         let mut s = self.state();
         if s.fenced.is_none() && !std::mem::replace(&mut s.lapsed, true) {
-            error!(
-                "writer's lease not renewed within {} ms: no store writes until a renewal gets through",
-                (self.ttl - self.margin()).as_millis()
+            crate::alert::raise(
+                crate::alert::Alert::Lease,
+                format_args!(
+                    "writer's lease not renewed within {} ms: no store writes until a renewal gets through",
+                    (self.ttl - self.margin()).as_millis()
+                ),
             );
         }
     }

@@ -1,39 +1,84 @@
 //! What the daemon answers on its control socket (`super::super::control`):
-//! snapshots and audit pruning for commands given the store. Every change
-//! asked for is recorded in the audit trail with the asking process.
+//! `status` for anyone allowed on the socket; snapshots and audit pruning
+//! for commands given the store (writers only). Every change asked for is
+//! recorded in the audit trail with the asking process.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use log::warn;
 
 use super::super::control::{self, Peer, Reply, Request, Server};
 use super::super::error::CliError;
-use super::super::location::StoreSpec;
 use super::super::pidfile::{self, PidFile};
-use crate::audit::Record;
+use super::super::status::{AuditReport, CommitReport, LeaseReport, StatusReport};
+use crate::audit::{Record, format_time, now_ms};
 use crate::fs::Fs;
+use crate::lease::Holder;
 
-/// The control socket and the file naming this daemon as the store's
-/// writer; both go when dropped.
-pub fn serve(fs: &Arc<Fs>, spec: &StoreSpec) -> Option<(Server, PidFile)> {
-    let fs = Arc::clone(fs);
-    let server = control::serve(move |req, peer| answer(&fs, req, peer));
-    let located = pidfile::write_for_location(&spec.location());
-    match (server, located) {
-        (Ok(s), Ok(l)) => Some((s, l)),
-        (Err(e), _) | (_, Err(e)) => {
-            warn!("no control socket ({e}): snapshot commands cannot reach this mount");
-            None
-        }
-    }
+/// What the daemon knows about itself, for its answers.
+pub struct Daemon {
+    pub fs: Arc<Fs>,
+    pub holder: Option<Arc<Holder>>,
+    pub location: String,
+    pub mountpoint: PathBuf,
+    pub volume_id: [u8; 16],
+    pub started_ms: u64,
 }
 
-fn answer(fs: &Fs, req: Request, peer: Peer) -> Reply {
-    if let Some(auditor) = fs.auditor() {
-        let what = req.describe();
-        auditor.record(Record::admin_by(&what, peer.uid, peer.gid, peer.pid));
+/// The control socket, and for the writer the file naming this daemon as
+/// the store's (so commands given the store find it); both go when
+/// dropped.
+pub struct Served {
+    _server: Server,
+    _located: Option<PidFile>,
+}
+
+pub fn serve(daemon: Daemon) -> Option<Served> {
+    let writer = daemon.holder.is_some();
+    let location = daemon.location.clone();
+    let server = match control::serve(move |req, peer| answer(&daemon, req, peer)) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(
+                "no control socket ({e}): status, lock and snapshot commands cannot reach this mount"
+            );
+            return None;
+        }
+    };
+    let located = match writer.then(|| pidfile::write_for_location(&location)) {
+        Some(Err(e)) => {
+            warn!(
+                "cannot record this daemon as the store's writer ({e}): snapshot commands will not find it"
+            );
+            None
+        }
+        Some(Ok(l)) => Some(l),
+        None => None,
+    };
+    Some(Served {
+        _server: server,
+        _located: located,
+    })
+}
+
+fn refuse(msg: &str) -> Reply {
+    Reply::from_result::<()>(Err(CliError::usage(msg)), |()| Reply::Done)
+}
+
+fn answer(d: &Daemon, req: Request, peer: Peer) -> Reply {
+    let fs = &d.fs;
+    if req.changes_the_volume() {
+        if d.holder.is_none() {
+            return refuse("this mount is read-only: ask the read-write mount");
+        }
+        if let Some(auditor) = fs.auditor() {
+            let what = req.describe();
+            auditor.record(Record::admin_by(&what, peer.uid, peer.gid, peer.pid));
+        }
     }
     match req {
+        Request::Status => Reply::Status(Box::new(status(d))),
         // Everything written so far belongs in the snapshot: data still
         // in the cache is flushed and its sizes journaled first.
         Request::SnapshotCreate { name } => Reply::from_result(
@@ -48,12 +93,7 @@ fn answer(fs: &Fs, req: Request, peer: Peer) -> Reply {
         ),
         Request::AuditPrune { before_ms } => {
             let Some(auditor) = fs.auditor() else {
-                return Reply::from_result::<()>(
-                    Err(CliError::usage(
-                        "this mount keeps no audit trail (--no-audit): unmount it to prune",
-                    )),
-                    |()| Reply::Done,
-                );
+                return refuse("this mount keeps no audit trail (--no-audit): unmount it to prune");
             };
             Reply::from_result(auditor.prune(before_ms).map_err(CliError::from), |p| {
                 Reply::Pruned {
@@ -62,5 +102,60 @@ fn answer(fs: &Fs, req: Request, peer: Peer) -> Reply {
                 }
             })
         }
+    }
+}
+
+fn status(d: &Daemon) -> StatusReport {
+    let fs = &d.fs;
+    let engine = fs.engine();
+    let opts = fs.options();
+    let mode = match (&opts.engine.snapshot, opts.follow, fs.is_read_only()) {
+        (Some(_), _, _) => "snapshot",
+        (None, Some(_), _) => "follow",
+        (None, None, true) if d.holder.is_none() => "read-only",
+        _ => "read-write",
+    };
+    let now = now_ms();
+    let usage = fs.usage();
+    let (seq, _) = engine.committed();
+    let last = engine.last_commit_ms();
+    StatusReport {
+        version: env!("CARGO_PKG_VERSION").into(),
+        pid: std::process::id(),
+        mountpoint: d.mountpoint.display().to_string(),
+        store: d.location.clone(),
+        volume_id: hex::encode(d.volume_id),
+        mode: mode.into(),
+        started: format_time(d.started_ms),
+        uptime_seconds: now.saturating_sub(d.started_ms) / 1000,
+        lease: d.holder.as_ref().map(|h| LeaseReport {
+            held: !h.is_fenced(),
+            ttl_seconds: h.ttl().as_secs(),
+        }),
+        locked: false,
+        cache_budget_bytes: usage.cache_budget_bytes,
+        cache_clean_bytes: usage.cache_clean_bytes,
+        cache_dirty_bytes: usage.cache_dirty_bytes,
+        uploading: usage.uploading,
+        open_handles: usage.open_handles,
+        uncommitted: engine.has_unacknowledged(),
+        last_commit: (seq > 0).then(|| CommitReport {
+            seq,
+            time: last.map(format_time),
+            age_seconds: last.map(|t| now.saturating_sub(t) / 1000),
+        }),
+        failure: engine.sticky_failure().map(|f| f.to_string()),
+        audit: fs.auditor().map(|a| {
+            let head = a.head();
+            let (pending, failing) = a.backlog();
+            AuditReport {
+                chain: a.chain().to_owned(),
+                segments: head.seq,
+                records: head.count,
+                pending_records: pending,
+                uploads_failing: failing,
+            }
+        }),
+        errors: crate::alert::recent(),
     }
 }

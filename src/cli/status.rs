@@ -1,0 +1,161 @@
+//! `sealedfs status MOUNTPOINT [--json]`: what a running mount is doing,
+//! asked of its daemon over the control socket (so only root and the
+//! mount's owner may ask).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::args::StatusArgs;
+use super::control::{self, Reply, Request};
+use super::error::{CliError, CliResult};
+use super::json::Report;
+use super::snapshot::human_bytes;
+use super::{mounts, pidfile};
+use crate::alert::Raised;
+use crate::audit::format_time;
+
+/// One mount's state, as the daemon reports it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub version: String,
+    pub pid: u32,
+    pub mountpoint: String,
+    pub store: String,
+    pub volume_id: String,
+    /// `read-write`, `read-only`, `follow` or `snapshot`.
+    pub mode: String,
+    pub started: String,
+    pub uptime_seconds: u64,
+    /// The writer's lease (read-write mounts).
+    pub lease: Option<LeaseReport>,
+    /// Keys wiped, every access refused until `sealedfs unlock`.
+    pub locked: bool,
+    pub cache_budget_bytes: u64,
+    pub cache_clean_bytes: u64,
+    pub cache_dirty_bytes: u64,
+    pub uploading: bool,
+    pub open_handles: u64,
+    /// Changes applied that no commit has made durable yet.
+    pub uncommitted: bool,
+    pub last_commit: Option<CommitReport>,
+    /// Why the mount became read-only for good, if it did.
+    pub failure: Option<String>,
+    pub audit: Option<AuditReport>,
+    /// The newest alerts, oldest first.
+    pub errors: Vec<Raised>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LeaseReport {
+    pub held: bool,
+    pub ttl_seconds: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CommitReport {
+    pub seq: u64,
+    pub time: Option<String>,
+    pub age_seconds: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuditReport {
+    pub chain: String,
+    pub segments: u64,
+    pub records: u64,
+    pub pending_records: u64,
+    pub uploads_failing: bool,
+}
+
+pub fn run(args: StatusArgs) -> CliResult<()> {
+    let pid = daemon_of(&args.mountpoint)?;
+    match control::call(pid, &Request::Status)? {
+        Reply::Status(r) => Report::stdout(args.json).one(&*r, text),
+        other => Err(CliError::usage(format!("the daemon answered {other:?}"))),
+    }
+}
+
+/// The daemon serving `mountpoint`, or why there is none to ask.
+pub fn daemon_of(mountpoint: &Path) -> CliResult<i32> {
+    let shown = mountpoint.display();
+    let canonical = mounts::canonical(mountpoint)?;
+    if let Some(pid) = pidfile::find_daemon(&canonical) {
+        return Ok(pid);
+    }
+    match mounts::find(&canonical).ok().flatten() {
+        Some(m) if m.is_sealedfs() => Err(CliError::usage(format!(
+            "cannot reach the daemon of {shown}: only root and the user who mounted it may"
+        ))),
+        _ => Err(CliError::usage(format!("{shown} is not a sealedfs mount"))),
+    }
+}
+
+fn text(r: &StatusReport) -> String {
+    let mut out = vec![
+        format!("{} ({}), daemon {}", r.mountpoint, r.mode, r.pid),
+        format!("  store:     {} (volume {})", r.store, r.volume_id),
+        format!("  since:     {} ({} s)", r.started, r.uptime_seconds),
+    ];
+    if let Some(l) = &r.lease {
+        out.push(format!(
+            "  lease:     {} (ttl {} s)",
+            if l.held { "held" } else { "LOST" },
+            l.ttl_seconds
+        ));
+    }
+    out.push(format!(
+        "  locked:    {}",
+        if r.locked { "yes" } else { "no" }
+    ));
+    out.push(format!(
+        "  cache:     {} dirty, {} clean of {}{}; {} open",
+        human_bytes(r.cache_dirty_bytes),
+        human_bytes(r.cache_clean_bytes),
+        human_bytes(r.cache_budget_bytes),
+        if r.uploading { ", uploading" } else { "" },
+        r.open_handles
+    ));
+    let commit = match &r.last_commit {
+        Some(c) => match (&c.time, c.age_seconds) {
+            (Some(t), Some(age)) => format!("seq {} at {t} ({age} s ago)", c.seq),
+            _ => format!("seq {} (before this mount)", c.seq),
+        },
+        None => "none".into(),
+    };
+    let waiting = if r.uncommitted {
+        "; changes waiting"
+    } else {
+        ""
+    };
+    out.push(format!("  commit:    {commit}{waiting}"));
+    if let Some(f) = &r.failure {
+        out.push(format!("  FAILED:    {f}"));
+    }
+    match &r.audit {
+        Some(a) => out.push(format!(
+            "  audit:     chain {}, {} segments, {} records, {} waiting{}",
+            a.chain,
+            a.segments,
+            a.records,
+            a.pending_records,
+            if a.uploads_failing {
+                " (uploads failing)"
+            } else {
+                ""
+            }
+        )),
+        None => out.push("  audit:     off".into()),
+    }
+    if r.errors.is_empty() {
+        out.push("  errors:    none".into());
+    } else {
+        out.push("  errors:".into());
+        out.extend(
+            r.errors
+                .iter()
+                .map(|e| format!("    {} {}: {}", format_time(e.time_ms), e.kind, e.message)),
+        );
+    }
+    out.join("\n")
+}
