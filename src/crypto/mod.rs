@@ -56,13 +56,22 @@
 //! A failure is always an error ([`CryptoError::Authentication`] naming the
 //! object and unit), never wrong bytes. Upper layers map it to `EIO`.
 
+mod gcm;
+pub mod kdf;
 pub mod keys;
 pub mod keyslot;
+pub mod ring;
 pub mod seal;
+pub mod slot;
+pub mod suite;
 
+pub use kdf::{Kdf, KdfParams};
 pub use keys::{Keys, MasterKey, SubKey, sha256};
-pub use keyslot::{KdfParams, Keyslot};
+pub use keyslot::Keyslot;
+pub use ring::KeyRing;
 pub use seal::{NONCE_LEN, SEAL_OVERHEAD, TAG_LEN, UnitAd, open, open_into, seal, seal_into};
+pub use slot::{NewSlot, Slot, SlotKind, SlotSecret};
+pub use suite::Cipher;
 
 /// Errors of the crypto layer. Messages carry the object and unit, never key
 /// bytes or plaintext.
