@@ -150,7 +150,8 @@ pub struct InitArgs {
     pub s3: S3Args,
 }
 
-/// How to reach an `s3://` store; ignored for local directories.
+/// How to reach an `s3://` store (ignored for local directories), and
+/// whether to accept a local one other users may read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
 pub struct S3Args {
     /// S3 endpoint URL (default: AWS_ENDPOINT_URL, else AWS for the region).
@@ -171,6 +172,9 @@ pub struct S3Args {
     /// Allow a plain http:// endpoint that is not on this host.
     #[arg(long)]
     pub allow_http: bool,
+    /// Open a local volume even if other users may read its header.
+    #[arg(long)]
+    pub insecure_permissions: bool,
     /// Whether the store honours create-only PUTs, once a probe found out:
     /// the mount probes before the fork and the daemon reuses the answer.
     #[arg(skip)]

@@ -9,13 +9,18 @@
 //! Either way a library's long debug text (an SDK error dump) belongs at
 //! `debug`, never in a warning.
 //!
+//! The log file is created 0600 (and narrowed to 0600 if it existed): a
+//! log names object ids and inode numbers, and is nobody else's business.
+//!
 //! Nothing this crate logs contains a file name, path inside the volume,
 //! xattr, or data: inode numbers and object keys only. fuser's own debug
 //! and info lines print names and request details, so the `fuser` target
 //! is capped at `warn` whatever `RUST_LOG` says.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
 
 use env_logger::{Builder, Target};
 use log::{Level, LevelFilter};
@@ -45,7 +50,7 @@ pub fn init() {
         builder.format_timestamp_millis();
     }
     if let Some(path) = log_file {
-        match OpenOptions::new().create(true).append(true).open(&path) {
+        match open_private(Path::new(&path)) {
             Ok(file) => {
                 builder.target(Target::Pipe(Box::new(file)));
             }
@@ -54,4 +59,39 @@ pub fn init() {
     }
     // A second init (tests) keeps the first logger.
     let _ = builder.try_init();
+}
+
+/// Opens the log for appending, created 0600, and narrows an existing
+/// file's mode to 0600 (best effort: it may be someone else's).
+pub fn open_private(path: &Path) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    if let Err(e) = file.set_permissions(std::fs::Permissions::from_mode(0o600)) {
+        eprintln!("sealedfs: warning: cannot make the log file private: {e}");
+    }
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_file_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("fresh.log");
+        let old = dir.path().join("old.log");
+        std::fs::write(&old, b"before\n").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        for path in [&fresh, &old] {
+            let mut f = open_private(path).unwrap();
+            writeln!(f, "line").unwrap();
+            let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", path.display());
+        }
+        assert_eq!(std::fs::read(&old).unwrap(), b"before\nline\n");
+    }
 }

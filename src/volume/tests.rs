@@ -91,7 +91,7 @@ fn new_picks_random_id_current_time_and_the_masters_cipher() {
 /// The worked sizes in docs/FORMAT.md: 10 B prefix + 16 id + 3 (65536 as
 /// a varint) + 5 (1.7e9) + 1 (cipher) + 1 (epoch 0) + 1 (count) + slots +
 /// 32 MAC = 69 B + slots. A passphrase slot with Argon2id costs of
-/// 256 MiB × 3 × 1 is 1 (id) + 5 (created) + 1 (kind) + 1 (kdf) + 3 + 1 +
+/// 256 MiB × 6 × 1 is 1 (id) + 5 (created) + 1 (kind) + 1 (kdf) + 3 + 1 +
 /// 1 (m, t, p) + 16 (salt) + 1 + 72 (wrapped) + 1 + 65 (public) + 2 + 141
 /// (sealed ring: 65 + 36 + 40) = 311 B.
 #[test]
