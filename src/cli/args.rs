@@ -210,6 +210,13 @@ pub struct MountArgs {
     /// Unlock with this file's bytes, exactly as they are (up to 64 KiB).
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+    /// Unlock with the volume's KMS keyslots and this host's AWS
+    /// credentials; never ask for a passphrase.
+    #[arg(long, conflicts_with_all = ["passphrase_file", "key_file"])]
+    pub kms: bool,
+    /// Try only this keyslot (see sealedfs key list).
+    #[arg(long, value_name = "N")]
+    pub slot: Option<u32>,
     /// Mount even on a directory that holds files (they are hidden while
     /// mounted).
     #[arg(long)]

@@ -112,6 +112,17 @@ impl StoreSpec {
         Ok(StoreSpec::Local(PathBuf::from(path), false))
     }
 
+    /// The S3 connection flags attached (defaults for a local directory).
+    pub fn s3_args(&self) -> S3Args {
+        match self {
+            StoreSpec::S3 { s3, .. } => s3.clone(),
+            StoreSpec::Local(_, insecure) => S3Args {
+                insecure_permissions: *insecure,
+                ..S3Args::default()
+            },
+        }
+    }
+
     /// Attaches the S3 connection flags (ignored for a local directory).
     pub fn with_s3(self, args: &S3Args) -> StoreSpec {
         match self {

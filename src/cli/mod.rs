@@ -42,6 +42,7 @@ pub mod header;
 pub mod help;
 pub mod init;
 pub mod json;
+pub mod kms;
 pub mod location;
 pub mod logging;
 pub mod mount;
@@ -55,6 +56,7 @@ pub mod progress;
 pub mod replicate;
 pub mod settings;
 pub mod snapshot;
+pub mod unlock;
 pub mod unmount;
 pub mod writer;
 

@@ -47,8 +47,9 @@ use super::daemon::{self, Forked, Readiness};
 use super::error::{CliError, CliResult, EXIT_BUSY};
 use super::location::{LockGuard, StoreSpec};
 use super::mount_options::MountRequest;
-use super::passphrase::{self, Passphrase, Prompt};
+use super::passphrase::Passphrase;
 use super::pidfile::PidFile;
+use super::unlock::{self, KeyChoice};
 use super::process::{self, ShutdownSignals};
 use super::settings::Settings;
 use super::{fstab, header, mounts, notify, pidfile};
@@ -106,9 +107,13 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>)
     let header = header::read(&*store)?;
 
     process::forbid_core_dumps()?;
-    let pass = passphrase::obtain_from(secret.as_ref(), env_pass, Prompt::Once)?;
-    let master = header.unlock(&pass)?;
-    drop(pass);
+    let choice = KeyChoice {
+        kms: req.kms,
+        slot: req.slot,
+    };
+    let (_, ring) = unlock::unlock(&header, &settings.s3_args(), secret.as_ref(), env_pass, choice)?;
+    // The daemon needs the current epoch only (until rotation exists).
+    let master = ring.into_current();
     let anchors = Anchors::for_location(&spec.location());
     let anchor = match &snapshot {
         Some(_) => None,

@@ -44,6 +44,10 @@ pub struct MountRequest {
     pub nonempty: bool,
     pub force_takeover: bool,
     pub accept_rollback: bool,
+    /// `--kms`: unlock with KMS keyslots only.
+    pub kms: bool,
+    /// `--slot N`: try this keyslot only.
+    pub slot: Option<u32>,
     /// A snapshot to mount (read-only), as `--snapshot`.
     pub snapshot: Option<String>,
     pub follow: bool,
@@ -99,6 +103,8 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt("cache_size", Some("SIZE"), Setting, "as --cache-size"),
     opt("passphrase_file", Some("FILE"), Setting, "as --passphrase-file"),
     opt("key_file", Some("FILE"), Setting, "as --key-file"),
+    opt("kms", None, Mount, "as --kms"),
+    opt("slot", Some("N"), Mount, "as --slot"),
     opt("allow_other", None, Setting, "every user may enter (permissions are still checked)"),
     opt("endpoint", Some("URL"), Setting, "as --endpoint"),
     opt("region", Some("REGION"), Setting, "as --region"),
@@ -203,6 +209,15 @@ impl MountRequest {
         req.nonempty |= args.nonempty;
         req.force_takeover |= args.force_takeover;
         req.accept_rollback |= args.accept_rollback;
+        req.kms |= args.kms;
+        if let Some(n) = args.slot {
+            set_once(&mut req.slot, n, "slot").map_err(CliError::usage)?;
+        }
+        if req.kms && (req.settings.passphrase_file.is_some() || req.settings.key_file.is_some()) {
+            return Err(CliError::usage(
+                "kms excludes a passphrase or key file: the KMS keyslots are used alone",
+            ));
+        }
         req.follow |= args.follow;
         if let Some(name) = &args.snapshot {
             set_once(&mut req.snapshot, name.clone(), "snapshot").map_err(CliError::usage)?;
@@ -269,6 +284,13 @@ impl MountRequest {
             "nonempty" => self.nonempty = true,
             "force_takeover" => self.force_takeover = true,
             "accept_rollback" => self.accept_rollback = true,
+            "kms" => self.kms = true,
+            "slot" => set_once(
+                &mut self.slot,
+                v.parse::<u32>()
+                    .map_err(|_| format!("{v:?} is not a keyslot number"))?,
+                name,
+            )?,
             "snapshot" => set_once(&mut self.snapshot, text(v)?, name)?,
             "follow" => self.follow = true,
             "allow_root" => self.allow_root = true,
@@ -465,6 +487,7 @@ mod tests {
         for o in OPTIONS {
             let item = match o.value {
                 Some(_) if o.name == "cache_size" => format!("{}=64M", o.name),
+                Some(_) if o.name == "slot" => format!("{}=2", o.name),
                 Some(_) => format!("{}=/x", o.name),
                 None => o.name.to_owned(),
             };

@@ -11,7 +11,7 @@ use super::error::CliResult;
 use super::header;
 use super::location::{FOREGROUND_DEADLINE, LockGuard, StoreSpec};
 use super::mount::lease;
-use super::passphrase::{self, Passphrase, Prompt};
+use super::passphrase::Passphrase;
 use crate::engine::{Anchor, Engine, EngineOptions, Expected, Head};
 use crate::lease::Holder;
 use crate::store::{ObjectStore, RetryPolicy, RetryingStore};
@@ -35,9 +35,7 @@ impl Writer {
         let store = spec.open_for_writing()?;
         let header = header::read(&*store)?;
         super::process::forbid_core_dumps()?;
-        let pass = passphrase::obtain(passphrase_file, env_pass, Prompt::Once)?;
-        let master = header.unlock(&pass)?;
-        drop(pass);
+            let master = super::unlock::master(&header, &spec.s3_args(), passphrase_file, env_pass)?;
         let anchors = Anchors::for_location(&spec.location());
         let anchor = anchors.read().map_err(|e| {
             super::error::CliError::usage(format!(
