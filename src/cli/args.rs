@@ -51,6 +51,9 @@ pub enum Command {
     /// Check a volume: its metadata, that every object it needs is there,
     /// and with --deep that every byte authenticates.
     Fsck(FsckArgs),
+    /// List, add, remove or change keyslots: passphrases, key files, AWS
+    /// KMS keys. Only the volume header changes.
+    Key(super::key::KeyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -143,11 +146,36 @@ pub struct InitArgs {
     /// Unlock with this file's bytes, exactly as they are (up to 64 KiB).
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
-    /// Tests only: a key derivation that costs nothing and protects nothing.
+    /// Tests only: a key derivation that costs nothing and protects
+    /// nothing (implies --weak-passphrase).
     #[arg(long, hide = true)]
     pub insecure_fast_kdf: bool,
+    /// The cipher every unit is sealed with: xchacha20-poly1305 (default)
+    /// or aes-256-gcm (FIPS-approved; its keyslots default to pbkdf2-sha256).
+    #[arg(long, value_name = "NAME", default_value = "xchacha20-poly1305")]
+    pub cipher: String,
+    #[command(flatten)]
+    pub kdf: KdfArgs,
     #[command(flatten)]
     pub s3: S3Args,
+}
+
+/// The cost of a new passphrase keyslot.
+#[derive(Debug, Clone, Default, Args)]
+pub struct KdfArgs {
+    /// argon2id or pbkdf2-sha256 [default: argon2id; pbkdf2-sha256 on an
+    /// aes-256-gcm volume].
+    #[arg(long, value_name = "NAME")]
+    pub kdf: Option<String>,
+    /// Argon2id memory, e.g. 256M [default: 256M].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub kdf_memory: Option<u64>,
+    /// Argon2id passes [default: 6], or PBKDF2 iterations [default: 9000000].
+    #[arg(long, value_name = "N")]
+    pub kdf_time: Option<u32>,
+    /// Accept a short or easily guessed new passphrase.
+    #[arg(long)]
+    pub weak_passphrase: bool,
 }
 
 /// How to reach an `s3://` store (ignored for local directories), and

@@ -74,7 +74,12 @@ fn open_read_only(
     let store = spec.open()?;
     let header = header::read(&*store)?;
     super::process::forbid_core_dumps()?;
-    let master = super::unlock::master(&header, &spec.s3_args(), args.passphrase_file.as_deref(), env_pass)?;
+    let master = super::unlock::master(
+        &header,
+        &spec.s3_args(),
+        args.passphrase_file.as_deref(),
+        env_pass,
+    )?;
     let anchor = Anchors::for_location(&spec.location())
         .read()
         .map_err(|e| {

@@ -149,7 +149,10 @@ where
                 "AccessDeniedException" => "denied",
                 _ => "refused",
             };
-            CliError::new(exit, format!("KMS {verb} the request to {what} key {key_id}: {detail}"))
+            CliError::new(
+                exit,
+                format!("KMS {verb} the request to {what} key {key_id}: {detail}"),
+            )
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => CliError::new(
             EXIT_STORE,

@@ -42,6 +42,7 @@ pub mod header;
 pub mod help;
 pub mod init;
 pub mod json;
+pub mod key;
 pub mod kms;
 pub mod location;
 pub mod logging;
@@ -69,6 +70,7 @@ use error::EXIT_USAGE;
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
     let env_pass = passphrase::take_env();
+    let new_env_pass = passphrase::take_new_env();
     notify::take_env();
     logging::init();
     let argv = fstab::helper_form(std::env::args_os().collect(), &Cli::command());
@@ -92,6 +94,7 @@ pub fn main() -> i32 {
         Command::Snapshot(a) => snapshot::run(a, env_pass),
         Command::Replicate(a) => replicate::run(a),
         Command::Fsck(a) => fsck::run(a, env_pass),
+        Command::Key(a) => key::run(a, env_pass, new_env_pass),
     };
     match result {
         Ok(()) => 0,

@@ -49,9 +49,9 @@ use super::location::{LockGuard, StoreSpec};
 use super::mount_options::MountRequest;
 use super::passphrase::Passphrase;
 use super::pidfile::PidFile;
-use super::unlock::{self, KeyChoice};
 use super::process::{self, ShutdownSignals};
 use super::settings::Settings;
+use super::unlock::{self, KeyChoice};
 use super::{fstab, header, mounts, notify, pidfile};
 use crate::crypto::MasterKey;
 use crate::engine::{Anchor, Engine, EngineOptions, Expected, Head};
@@ -111,7 +111,13 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>)
         kms: req.kms,
         slot: req.slot,
     };
-    let (_, ring) = unlock::unlock(&header, &settings.s3_args(), secret.as_ref(), env_pass, choice)?;
+    let (_, ring) = unlock::unlock(
+        &header,
+        &settings.s3_args(),
+        secret.as_ref(),
+        env_pass,
+        choice,
+    )?;
     // The daemon needs the current epoch only (until rotation exists).
     let master = ring.into_current();
     let anchors = Anchors::for_location(&spec.location());

@@ -254,7 +254,12 @@ mod tests {
 
     #[test]
     fn weak_passphrases_are_refused() {
-        for weak in [&b"short"[..], b"password1234", b"aaaaaaaaaaaaaaaa", b"e2e passphrase"] {
+        for weak in [
+            &b"short"[..],
+            b"password1234",
+            b"aaaaaaaaaaaaaaaa",
+            b"e2e passphrase",
+        ] {
             let e = check_strength(weak).unwrap_err();
             assert_eq!(e.code, 1);
             assert!(e.msg.starts_with("passphrase refused: "), "{}", e.msg);

@@ -96,7 +96,12 @@ fn list(a: SnapshotListArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
     let store = spec.open()?;
     let header = header::read(&*store)?;
     super::process::forbid_core_dumps()?;
-    let master = super::unlock::master(&header, &spec.s3_args(), a.passphrase_file.as_deref(), env_pass)?;
+    let master = super::unlock::master(
+        &header,
+        &spec.s3_args(),
+        a.passphrase_file.as_deref(),
+        env_pass,
+    )?;
     let keys = Keys::derive(&master, &header.volume_id);
     let records = snapshot::list(&*store, &keys, &header.volume_id)?;
     let mut out = Report::stdout(a.json);

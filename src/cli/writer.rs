@@ -35,7 +35,7 @@ impl Writer {
         let store = spec.open_for_writing()?;
         let header = header::read(&*store)?;
         super::process::forbid_core_dumps()?;
-            let master = super::unlock::master(&header, &spec.s3_args(), passphrase_file, env_pass)?;
+        let master = super::unlock::master(&header, &spec.s3_args(), passphrase_file, env_pass)?;
         let anchors = Anchors::for_location(&spec.location());
         let anchor = anchors.read().map_err(|e| {
             super::error::CliError::usage(format!(
