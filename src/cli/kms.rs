@@ -25,6 +25,7 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_sdk_kms::Client;
 use aws_sdk_kms::config::Region;
+use aws_sdk_kms::config::http::HttpResponse;
 use aws_sdk_kms::config::timeout::TimeoutConfig;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
@@ -124,20 +125,25 @@ fn to_map(context: &[(String, String)]) -> HashMap<String, String> {
 }
 
 /// One line naming the key and what KMS (or the way to it) said.
-fn failure<E, R>(what: &str, key_id: &str, e: &SdkError<E, R>) -> CliError
+fn failure<E>(what: &str, key_id: &str, e: &SdkError<E, HttpResponse>) -> CliError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     match e {
         SdkError::ServiceError(inner) => {
             let err = inner.err();
-            let code = err.code().unwrap_or("error");
+            let status = inner.raw().status().as_u16();
+            // moto (and a proxy in front of KMS) may answer a denial
+            // without a parseable error code: the HTTP status says it.
+            let code = match (err.code(), status) {
+                (Some(code), _) => code,
+                (None, 403) => "AccessDeniedException",
+                (None, _) => "error",
+            };
             let msg = err.message().unwrap_or("").trim();
-            let detail = if msg.is_empty() {
-                code.to_owned()
-            } else {
-                format!("{code}: {msg}")
+            let detail = match (msg.is_empty(), status) {
+                (false, _) => format!("{code}: {msg}"),
+                (true, s) => format!("{code} (HTTP {s})"),
             };
             let exit = match code {
                 // The blob is not this key's under this context: the slot

@@ -168,6 +168,10 @@ impl Kdf {
     /// The cost in words, for `key list`.
     pub fn describe(&self) -> String {
         match self {
+            Kdf::Argon2id(p) if p.m_cost_kib < 1024 => format!(
+                "argon2id {} KiB × {} passes × {} lanes",
+                p.m_cost_kib, p.t_cost, p.p_cost
+            ),
             Kdf::Argon2id(p) => format!(
                 "argon2id {} MiB × {} passes × {} lanes",
                 p.m_cost_kib / 1024,
