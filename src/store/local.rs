@@ -151,6 +151,7 @@ impl LocalStore {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(FILE_MODE)
             .open(self.root.join(CAS_LOCK_FILE))
             .map_err(|e| io_err(CAS_LOCK_FILE, e))?;
         // SAFETY: a valid open descriptor; the lock lives as long as `file`.

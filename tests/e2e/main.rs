@@ -15,6 +15,7 @@ mod fstab;
 mod golden;
 mod harness;
 mod integrity;
+mod keys;
 mod leak;
 mod lease;
 mod messages;
