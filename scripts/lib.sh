@@ -199,9 +199,11 @@ install_test_deps() {
 # The passphrase of throw-away test volumes.
 : "${SEALEDFS_TEST_PASSPHRASE:=sealedfs test passphrase}"
 
-# sfs_init VAULT: a fresh test volume (fast KDF: never for real data).
+# sfs_init VAULT: a fresh test volume (fast KDF: never for real data);
+# SEALEDFS_TEST_CIPHER=aes-256-gcm makes it with the FIPS suite.
 sfs_init() {
-    SEALEDFS_PASSPHRASE=$SEALEDFS_TEST_PASSPHRASE "$SEALEDFS_BIN" init "$1" --insecure-fast-kdf
+    SEALEDFS_PASSPHRASE=$SEALEDFS_TEST_PASSPHRASE "$SEALEDFS_BIN" init "$1" --insecure-fast-kdf \
+        ${SEALEDFS_TEST_CIPHER:+--cipher "$SEALEDFS_TEST_CIPHER"}
 }
 
 # sfs_mount VAULT MNT LOGFILE [mount options...]: returns once mounted.

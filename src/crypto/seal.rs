@@ -534,3 +534,32 @@ mod tests {
     per_cipher!(xchacha20poly1305, Cipher::XChaCha20Poly1305);
     per_cipher!(aes_256_gcm, Cipher::Aes256Gcm);
 }
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    /// Sealing speed of both ciphers (run by hand:
+    /// `cargo test --lib seal_speed -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn seal_speed() {
+        let plain = vec![7u8; 65536];
+        for cipher in Cipher::ALL {
+            let key = SubKey::from_bytes_for([1; 32], cipher);
+            let ad = UnitAd {
+                volume_id: &[0; 16],
+                object: "data/00/x",
+                unit: 0,
+                epoch: 0,
+                last: false,
+            };
+            let start = std::time::Instant::now();
+            for _ in 0..1024 {
+                std::hint::black_box(seal(&key, &ad, &plain));
+            }
+            let secs = start.elapsed().as_secs_f64();
+            println!("{cipher}: {:.0} MiB/s", 64.0 / secs);
+        }
+    }
+}
