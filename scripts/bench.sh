@@ -323,7 +323,12 @@ setup_plain() { mkdir -p "$MNT"; }
 mount_plain() { :; }
 unmount_plain() { :; }
 
-setup_sealedfs() { SEALEDFS_PASSPHRASE=$PASS "$SFS" init "$STORE"; }
+# SEALEDFS_BENCH_CIPHER=aes-256-gcm measures the FIPS suite (AES-256-GCM
+# units, PBKDF2 keyslot); the default is XChaCha20-Poly1305 with Argon2id.
+setup_sealedfs() {
+    SEALEDFS_PASSPHRASE=$PASS "$SFS" init "$STORE" --weak-passphrase \
+        --cipher "${SEALEDFS_BENCH_CIPHER:-xchacha20-poly1305}"
+}
 mount_sealedfs() {
     # shellcheck disable=SC2086 # BENCH_SEALEDFS_OPTS is a list of options
     SEALEDFS_PASSPHRASE=$PASS SEALEDFS_LOG_FILE=$LOGS/sealedfs.log "$SFS" mount "$STORE" "$MNT" ${BENCH_SEALEDFS_OPTS:-}

@@ -199,9 +199,11 @@ install_test_deps() {
 # The passphrase of throw-away test volumes.
 : "${SEALEDFS_TEST_PASSPHRASE:=sealedfs test passphrase}"
 
-# sfs_init VAULT: a fresh test volume (fast KDF: never for real data).
+# sfs_init VAULT: a fresh test volume (fast KDF: never for real data);
+# SEALEDFS_TEST_CIPHER=aes-256-gcm makes it with the FIPS suite.
 sfs_init() {
-    SEALEDFS_PASSPHRASE=$SEALEDFS_TEST_PASSPHRASE "$SEALEDFS_BIN" init "$1" --insecure-fast-kdf
+    SEALEDFS_PASSPHRASE=$SEALEDFS_TEST_PASSPHRASE "$SEALEDFS_BIN" init "$1" --insecure-fast-kdf \
+        ${SEALEDFS_TEST_CIPHER:+--cipher "$SEALEDFS_TEST_CIPHER"}
 }
 
 # sfs_mount VAULT MNT LOGFILE [mount options...]: returns once mounted.
@@ -265,7 +267,8 @@ s3_server_install() {
 }
 
 # s3_server_start DIR: starts moto on a free loopback port with auth on,
-# creates the test user and the bucket sealedfs-e2e, and writes DIR/env
+# creates the test user, the bucket sealedfs-e2e, a KMS key (alias
+# alias/sealedfs-e2e) and a user denied kms:Decrypt, and writes DIR/env
 # (shell exports) and DIR/pid.
 s3_server_start() {
     local dir=$1 port pid i
@@ -303,10 +306,26 @@ iam.put_user_policy(UserName="sealedfs-test", PolicyName="all", PolicyDocument=j
 key = iam.create_access_key(UserName="sealedfs-test")["AccessKey"]
 # Signed from here on: a bucket for the end-to-end tests (each test uses
 # its own random prefix in it).
-boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
-             aws_access_key_id=key["AccessKeyId"],
-             aws_secret_access_key=key["SecretAccessKey"]).create_bucket(Bucket="sealedfs-e2e")
+signed = dict(endpoint_url=sys.argv[1], region_name="us-east-1",
+              aws_access_key_id=key["AccessKeyId"],
+              aws_secret_access_key=key["SecretAccessKey"])
+boto3.client("s3", **signed).create_bucket(Bucket="sealedfs-e2e")
+# KMS keyslots: a key with an alias, and a user that may use the bucket
+# and encrypt with KMS but is denied kms:Decrypt (the refusal test).
+kms = boto3.client("kms", **signed)
+kms_key = kms.create_key(Description="sealedfs e2e keyslots")["KeyMetadata"]["KeyId"]
+kms.create_alias(AliasName="alias/sealedfs-e2e", TargetKeyId=kms_key)
+iam = boto3.client("iam", **signed)
+iam.create_user(UserName="sealedfs-nokms")
+iam.put_user_policy(UserName="sealedfs-nokms", PolicyName="no-decrypt", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:*", "kms:Encrypt", "kms:DescribeKey"], "Resource": "*"},
+        {"Effect": "Deny", "Action": "kms:Decrypt", "Resource": "*"}]}))
+nokms = iam.create_access_key(UserName="sealedfs-nokms")["AccessKey"]
 print(f"export SEALEDFS_TEST_S3_ENDPOINT={sys.argv[1]}")
+print(f"export SEALEDFS_TEST_KMS_KEY={kms_key}")
+print(f"export SEALEDFS_TEST_NOKMS_ACCESS_KEY_ID={nokms['AccessKeyId']}")
+print(f"export SEALEDFS_TEST_NOKMS_SECRET_ACCESS_KEY={nokms['SecretAccessKey']}")
 print("export SEALEDFS_TEST_S3_BUCKET=sealedfs-e2e")
 print(f"export AWS_ACCESS_KEY_ID={key['AccessKeyId']}")
 print(f"export AWS_SECRET_ACCESS_KEY={key['SecretAccessKey']}")

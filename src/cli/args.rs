@@ -58,6 +58,9 @@ pub enum Command {
     /// Show what a mount is doing: lease, lock, cache, uploads, last
     /// commit, audit trail, recent errors.
     Status(StatusArgs),
+    /// List, add, remove or change keyslots: passphrases, key files, AWS
+    /// KMS keys. Only the volume header changes.
+    Key(super::key::KeyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -255,14 +258,40 @@ pub struct InitArgs {
     /// Unlock with this file's bytes, exactly as they are (up to 64 KiB).
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
-    /// Tests only: a key derivation that costs nothing and protects nothing.
+    /// Tests only: a key derivation that costs nothing and protects
+    /// nothing (implies --weak-passphrase).
     #[arg(long, hide = true)]
     pub insecure_fast_kdf: bool,
+    /// The cipher every unit is sealed with: xchacha20-poly1305 (default)
+    /// or aes-256-gcm (FIPS-approved; its keyslots default to pbkdf2-sha256).
+    #[arg(long, value_name = "NAME", default_value = "xchacha20-poly1305")]
+    pub cipher: String,
+    #[command(flatten)]
+    pub kdf: KdfArgs,
     #[command(flatten)]
     pub s3: S3Args,
 }
 
-/// How to reach an `s3://` store; ignored for local directories.
+/// The cost of a new passphrase keyslot.
+#[derive(Debug, Clone, Default, Args)]
+pub struct KdfArgs {
+    /// argon2id or pbkdf2-sha256 [default: argon2id; pbkdf2-sha256 on an
+    /// aes-256-gcm volume].
+    #[arg(long, value_name = "NAME")]
+    pub kdf: Option<String>,
+    /// Argon2id memory, e.g. 256M [default: 256M].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub kdf_memory: Option<u64>,
+    /// Argon2id passes [default: 6], or PBKDF2 iterations [default: 9000000].
+    #[arg(long, value_name = "N")]
+    pub kdf_time: Option<u32>,
+    /// Accept a short or easily guessed new passphrase.
+    #[arg(long)]
+    pub weak_passphrase: bool,
+}
+
+/// How to reach an `s3://` store (ignored for local directories), and
+/// whether to accept a local one other users may read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
 pub struct S3Args {
     /// S3 endpoint URL (default: AWS_ENDPOINT_URL, else AWS for the region).
@@ -283,6 +312,9 @@ pub struct S3Args {
     /// Allow a plain http:// endpoint that is not on this host.
     #[arg(long)]
     pub allow_http: bool,
+    /// Open a local volume even if other users may read its header.
+    #[arg(long)]
+    pub insecure_permissions: bool,
     /// Whether the store honours create-only PUTs, once a probe found out:
     /// the mount probes before the fork and the daemon reuses the answer.
     #[arg(skip)]
@@ -318,6 +350,13 @@ pub struct MountArgs {
     /// Unlock with this file's bytes, exactly as they are (up to 64 KiB).
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+    /// Unlock with the volume's KMS keyslots and this host's AWS
+    /// credentials; never ask for a passphrase.
+    #[arg(long, conflicts_with_all = ["passphrase_file", "key_file"])]
+    pub kms: bool,
+    /// Try only this keyslot (see sealedfs key list).
+    #[arg(long, value_name = "N")]
+    pub slot: Option<u32>,
     /// Mount even on a directory that holds files (they are hidden while
     /// mounted).
     #[arg(long)]

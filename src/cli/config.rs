@@ -162,7 +162,7 @@ fn apply(settings: &mut Settings, key: &str, value: &toml::Value) -> Result<(), 
 /// (resolved when it exists).
 pub fn store_key(store: &str) -> CliResult<String> {
     Ok(match StoreSpec::parse(store)? {
-        StoreSpec::Local(path) => {
+        StoreSpec::Local(path, _) => {
             let abs = std::fs::canonicalize(&path)
                 .or_else(|_| std::path::absolute(&path))
                 .unwrap_or(path);

@@ -144,10 +144,7 @@ fn detach() -> CliResult<()> {
         .map_err(|e| fail("/dev/null", e))?;
     let stderr = match std::env::var_os(LOG_FILE_VAR) {
         Some(path) => Some(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
+            super::logging::open_private(std::path::Path::new(&path))
                 .map_err(|e| fail("log file", e))?,
         ),
         None if std::env::var_os("RUST_LOG").is_some() => None,

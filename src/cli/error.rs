@@ -123,6 +123,7 @@ impl From<HeaderError> for CliError {
             | HeaderError::InvalidKdf(_)
             | HeaderError::KeyslotsFull
             | HeaderError::LastKeyslot
+            | HeaderError::SlotRefused(_)
             | HeaderError::NoSuchKeyslot(_) => EXIT_USAGE,
         };
         CliError::new(code, e.to_string())

@@ -13,7 +13,7 @@ use super::error::{CliError, CliResult, EXIT_BUSY, EXIT_INTEGRITY};
 use super::header;
 use super::json::Report;
 use super::location::StoreSpec;
-use super::passphrase::{self, Passphrase, Prompt};
+use super::passphrase::Passphrase;
 use super::pidfile;
 use super::progress::Progress;
 use super::snapshot::human_bytes;
@@ -75,9 +75,12 @@ fn open_read_only(
     let store = spec.open()?;
     let header = header::read(&*store)?;
     super::process::forbid_core_dumps()?;
-    let pass = passphrase::obtain(args.passphrase_file.as_deref(), env_pass, Prompt::Once)?;
-    let master = header.unlock(&pass)?;
-    drop(pass);
+    let master = super::unlock::master(
+        &header,
+        &spec.s3_args(),
+        args.passphrase_file.as_deref(),
+        env_pass,
+    )?;
     let anchor = Anchors::for_location(&spec.location())
         .read()
         .map_err(|e| {

@@ -34,6 +34,28 @@ use crate::store::{
 /// is ridden out, an outage is reported while someone is still waiting.
 pub const FOREGROUND_DEADLINE: Duration = Duration::from_secs(15);
 
+/// Refuses a local volume whose header other users may read: they could
+/// copy its keyslots and guess passphrases offline, at their leisure.
+/// (`init` makes the directory 0700 and every object 0600.)
+fn check_private(dir: &Path) -> CliResult<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let header = dir.join(crate::volume::VOLUME_OBJECT);
+    let Ok(meta) = std::fs::symlink_metadata(&header) else {
+        return Ok(()); // no header: "not a volume" is said where it is read
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o044 != 0 {
+        return Err(CliError::usage(format!(
+            "refusing to open {}: its volume header is readable by other users (mode {mode:04o}), \
+             who could copy the keyslots and guess passphrases offline; \
+             run chmod 600 {} (and chmod 700 on the directory), or pass --insecure-permissions",
+            dir.display(),
+            header.display()
+        )));
+    }
+    Ok(())
+}
+
 fn retrying(store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
     Arc::new(RetryingStore::new(
         store,
@@ -43,7 +65,9 @@ fn retrying(store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSpec {
-    Local(PathBuf),
+    /// A local directory; `true`: open it even if its header is readable
+    /// by other users (`--insecure-permissions`).
+    Local(PathBuf, bool),
     S3 {
         bucket: String,
         prefix: String,
@@ -85,7 +109,18 @@ impl StoreSpec {
         if arg.contains("://") && !arg.starts_with("file://") {
             return Err(CliError::usage(format!("unsupported store {arg:?}")));
         }
-        Ok(StoreSpec::Local(PathBuf::from(path)))
+        Ok(StoreSpec::Local(PathBuf::from(path), false))
+    }
+
+    /// The S3 connection flags attached (defaults for a local directory).
+    pub fn s3_args(&self) -> S3Args {
+        match self {
+            StoreSpec::S3 { s3, .. } => s3.clone(),
+            StoreSpec::Local(_, insecure) => S3Args {
+                insecure_permissions: *insecure,
+                ..S3Args::default()
+            },
+        }
     }
 
     /// Attaches the S3 connection flags (ignored for a local directory).
@@ -96,7 +131,7 @@ impl StoreSpec {
                 prefix,
                 s3: args.clone(),
             },
-            local @ StoreSpec::Local(_) => local,
+            StoreSpec::Local(path, _) => StoreSpec::Local(path, args.insecure_permissions),
         }
     }
 
@@ -109,8 +144,11 @@ impl StoreSpec {
     /// As [`StoreSpec::open`], without retries: every call is one attempt.
     pub fn open_bare(&self) -> CliResult<Arc<dyn ObjectStore>> {
         match self {
-            StoreSpec::Local(path) => {
+            StoreSpec::Local(path, insecure) => {
                 check_dir(path)?;
+                if !insecure {
+                    check_private(path)?;
+                }
                 Ok(Arc::new(LocalStore::open(path)?))
             }
             StoreSpec::S3 { .. } => Ok(Arc::new(self.open_s3()?)),
@@ -174,8 +212,8 @@ impl StoreSpec {
     /// daemon moves to `/` after forking).
     pub fn resolved(&self) -> CliResult<StoreSpec> {
         match self {
-            StoreSpec::Local(path) => std::fs::canonicalize(path)
-                .map(StoreSpec::Local)
+            StoreSpec::Local(path, insecure) => std::fs::canonicalize(path)
+                .map(|p| StoreSpec::Local(p, *insecure))
                 .map_err(|e| dir_error(path, e)),
             StoreSpec::S3 { .. } => Ok(self.clone()),
         }
@@ -185,7 +223,7 @@ impl StoreSpec {
     /// (its parent must exist: a typo should not create a tree).
     pub fn create(&self) -> CliResult<Arc<dyn ObjectStore>> {
         match self {
-            StoreSpec::Local(path) => {
+            StoreSpec::Local(path, _) => {
                 match std::fs::metadata(path) {
                     Ok(_) => check_dir(path)?,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -226,7 +264,7 @@ impl StoreSpec {
     /// guard, and the filesystem core takes it).
     pub fn lock(&self) -> CliResult<Option<LockGuard>> {
         match self {
-            StoreSpec::Local(path) => {
+            StoreSpec::Local(path, _) => {
                 let guard = LocalStore::open(path)?.lock_exclusive()?;
                 Ok(Some(Box::new(guard)))
             }
@@ -241,7 +279,7 @@ impl StoreSpec {
     /// canonical directory, or the bucket, prefix and endpoint.
     pub fn location(&self) -> String {
         match self {
-            StoreSpec::Local(path) => {
+            StoreSpec::Local(path, _) => {
                 let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
                 format!("file://{}", canonical.display())
             }
@@ -260,7 +298,7 @@ impl StoreSpec {
 impl std::fmt::Display for StoreSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StoreSpec::Local(path) => write!(f, "{}", path.display()),
+            StoreSpec::Local(path, _) => write!(f, "{}", path.display()),
             StoreSpec::S3 { bucket, prefix, .. } if prefix.is_empty() => write!(f, "s3://{bucket}"),
             StoreSpec::S3 { bucket, prefix, .. } => write!(f, "s3://{bucket}/{prefix}"),
         }
@@ -321,15 +359,15 @@ mod tests {
     fn parse_forms() {
         assert_eq!(
             StoreSpec::parse("/var/vol").unwrap(),
-            StoreSpec::Local("/var/vol".into())
+            StoreSpec::Local("/var/vol".into(), false)
         );
         assert_eq!(
             StoreSpec::parse("file:///var/vol").unwrap(),
-            StoreSpec::Local("/var/vol".into())
+            StoreSpec::Local("/var/vol".into(), false)
         );
         assert_eq!(
             StoreSpec::parse("rel/vol").unwrap(),
-            StoreSpec::Local("rel/vol".into())
+            StoreSpec::Local("rel/vol".into(), false)
         );
         assert_eq!(
             StoreSpec::parse("s3://bucket/some/prefix/").unwrap(),
@@ -387,6 +425,7 @@ mod tests {
                 allow_http: false,
                 region: Some("eu-west-1".into()),
                 conditional_writes: None,
+                insecure_permissions: false,
             })
             .s3_config()
             .unwrap()
@@ -400,23 +439,23 @@ mod tests {
             })
         );
         let local = StoreSpec::parse("/v").unwrap().with_s3(&args);
-        assert_eq!(local, StoreSpec::Local("/v".into()));
+        assert_eq!(local, StoreSpec::Local("/v".into(), false));
     }
 
     #[test]
     fn local_directory_checks() {
         let dir = tempfile::tempdir().unwrap();
-        let missing = StoreSpec::Local(dir.path().join("nope"));
+        let missing = StoreSpec::Local(dir.path().join("nope"), false);
         assert_eq!(missing.open().err().unwrap().code, 1);
         let file = dir.path().join("file");
         std::fs::write(&file, b"x").unwrap();
-        let e = StoreSpec::Local(file).open().err().unwrap();
+        let e = StoreSpec::Local(file, false).open().err().unwrap();
         assert_eq!(e.code, 1);
         assert!(e.msg.contains("not a directory"));
         let real = std::fs::canonicalize(dir.path()).unwrap();
-        let here = StoreSpec::Local(dir.path().join("."));
-        assert_eq!(here.resolved().unwrap(), StoreSpec::Local(real));
-        let orphan = StoreSpec::Local(dir.path().join("no/parent"));
+        let here = StoreSpec::Local(dir.path().join("."), false);
+        assert_eq!(here.resolved().unwrap(), StoreSpec::Local(real, false));
+        let orphan = StoreSpec::Local(dir.path().join("no/parent"), false);
         assert_eq!(orphan.create().err().unwrap().code, 1);
     }
 }

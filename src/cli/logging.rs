@@ -13,14 +13,19 @@
 //! given: facility `daemon`, tag `sealedfs[<pid>]`, the record's level as
 //! the severity. Alerts keep their stable prefixes there (`crate::alert`).
 //!
+//! The log file is created 0600 (and narrowed to 0600 if it existed): a
+//! log names object ids and inode numbers, and is nobody else's business.
+//!
 //! Nothing this crate logs contains a file name, path inside the volume,
 //! xattr, or data: inode numbers and object keys only. fuser's own debug
 //! and info lines print names and request details, so the `fuser` target
 //! is capped at `warn` whatever `RUST_LOG` says.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use env_logger::{Builder, Target};
@@ -53,7 +58,7 @@ pub fn init() {
         builder.format_timestamp_millis();
     }
     if let Some(path) = log_file {
-        match OpenOptions::new().create(true).append(true).open(&path) {
+        match open_private(Path::new(&path)) {
             Ok(file) => {
                 builder.target(Target::Pipe(Box::new(file)));
             }
@@ -141,6 +146,20 @@ fn syslog_line(level: Level, pid: u32, msg: &str) -> String {
     format!("<{}>sealedfs[{pid}]: {one_line}", 3 * 8 + severity)
 }
 
+/// Opens the log for appending, created 0600, and narrows an existing
+/// file's mode to 0600 (best effort: it may be someone else's).
+pub fn open_private(path: &Path) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    if let Err(e) = file.set_permissions(std::fs::Permissions::from_mode(0o600)) {
+        eprintln!("sealedfs: warning: cannot make the log file private: {e}");
+    }
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +171,21 @@ mod tests {
             "<27>sealedfs[42]: INTEGRITY: x"
         );
         assert_eq!(syslog_line(Level::Info, 1, "a\nb"), "<30>sealedfs[1]: a b");
+    }
+
+    #[test]
+    fn the_log_file_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("fresh.log");
+        let old = dir.path().join("old.log");
+        std::fs::write(&old, b"before\n").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        for path in [&fresh, &old] {
+            let mut f = open_private(path).unwrap();
+            writeln!(f, "line").unwrap();
+            let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", path.display());
+        }
+        assert_eq!(std::fs::read(&old).unwrap(), b"before\nline\n");
     }
 }

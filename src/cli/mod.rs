@@ -43,6 +43,8 @@ pub mod header;
 pub mod help;
 pub mod init;
 pub mod json;
+pub mod key;
+pub mod kms;
 pub mod location;
 pub mod logging;
 pub mod mount;
@@ -57,6 +59,7 @@ pub mod replicate;
 pub mod settings;
 pub mod snapshot;
 pub mod status;
+pub mod unlock;
 pub mod unmount;
 pub mod writer;
 
@@ -69,6 +72,7 @@ use error::EXIT_USAGE;
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
     let env_pass = passphrase::take_env();
+    let new_env_pass = passphrase::take_new_env();
     notify::take_env();
     logging::init();
     let argv = fstab::helper_form(std::env::args_os().collect(), &Cli::command());
@@ -94,6 +98,7 @@ pub fn main() -> i32 {
         Command::Fsck(a) => fsck::run(a, env_pass),
         Command::Audit(a) => audit::run(a, env_pass),
         Command::Status(a) => status::run(a),
+        Command::Key(a) => key::run(a, env_pass, new_env_pass),
     };
     match result {
         Ok(()) => 0,

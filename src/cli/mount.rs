@@ -48,9 +48,10 @@ use super::daemon::{self, Forked, Readiness};
 use super::error::{CliError, CliResult, EXIT_BUSY};
 use super::location::{LockGuard, StoreSpec};
 use super::mount_options::MountRequest;
-use super::passphrase::{self, Passphrase, Prompt};
+use super::passphrase::Passphrase;
 use super::process::{self, ShutdownSignals};
 use super::settings::Settings;
+use super::unlock::{self, KeyChoice};
 use super::{fstab, header, logging, mounts, notify, pidfile};
 use crate::crypto::MasterKey;
 use crate::engine::{Anchor, Engine, EngineOptions, Expected, Head};
@@ -108,9 +109,19 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>)
     let header = header::read(&*store)?;
 
     process::forbid_core_dumps()?;
-    let pass = passphrase::obtain_from(secret.as_ref(), env_pass, Prompt::Once)?;
-    let master = header.unlock(&pass)?;
-    drop(pass);
+    let choice = KeyChoice {
+        kms: req.kms,
+        slot: req.slot,
+    };
+    let (_, ring) = unlock::unlock(
+        &header,
+        &settings.s3_args(),
+        secret.as_ref(),
+        env_pass,
+        choice,
+    )?;
+    // The daemon needs the current epoch only (until rotation exists).
+    let master = ring.into_current();
     let anchors = Anchors::for_location(&spec.location());
     let anchor = match &snapshot {
         Some(_) => None,

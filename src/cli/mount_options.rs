@@ -44,6 +44,10 @@ pub struct MountRequest {
     pub nonempty: bool,
     pub force_takeover: bool,
     pub accept_rollback: bool,
+    /// `--kms`: unlock with KMS keyslots only.
+    pub kms: bool,
+    /// `--slot N`: try this keyslot only.
+    pub slot: Option<u32>,
     /// A snapshot to mount (read-only), as `--snapshot`.
     pub snapshot: Option<String>,
     pub follow: bool,
@@ -101,11 +105,14 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt("cache_size", Some("SIZE"), Setting, "as --cache-size"),
     opt("passphrase_file", Some("FILE"), Setting, "as --passphrase-file"),
     opt("key_file", Some("FILE"), Setting, "as --key-file"),
+    opt("kms", None, Mount, "as --kms"),
+    opt("slot", Some("N"), Mount, "as --slot"),
     opt("allow_other", None, Setting, "every user may enter (permissions are still checked)"),
     opt("endpoint", Some("URL"), Setting, "as --endpoint"),
     opt("region", Some("REGION"), Setting, "as --region"),
     opt("path_style", None, Setting, "as --path-style"),
     opt("allow_http", None, Setting, "as --allow-http"),
+    opt("insecure_permissions", None, Setting, "as --insecure-permissions"),
     opt("sse", Some("MODE"), Setting, "as --sse"),
     opt("sse_kms_key_id", Some("ID"), Setting, "as --sse-kms-key-id"),
     opt("ro", None, Mount, "as --read-only"),
@@ -205,6 +212,15 @@ impl MountRequest {
         req.nonempty |= args.nonempty;
         req.force_takeover |= args.force_takeover;
         req.accept_rollback |= args.accept_rollback;
+        req.kms |= args.kms;
+        if let Some(n) = args.slot {
+            set_once(&mut req.slot, n, "slot").map_err(CliError::usage)?;
+        }
+        if req.kms && (req.settings.passphrase_file.is_some() || req.settings.key_file.is_some()) {
+            return Err(CliError::usage(
+                "kms excludes a passphrase or key file: the KMS keyslots are used alone",
+            ));
+        }
         req.follow |= args.follow;
         req.no_audit |= args.no_audit;
         if let Some(name) = &args.snapshot {
@@ -263,6 +279,7 @@ impl MountRequest {
             "region" => set_once(&mut s.region, text(v)?, name)?,
             "path_style" => set_once(&mut s.path_style, true, name)?,
             "allow_http" => set_once(&mut s.allow_http, true, name)?,
+            "insecure_permissions" => set_once(&mut s.insecure_permissions, true, name)?,
             "sse" => set_once(&mut s.sse, text(v)?, name)?,
             "sse_kms_key_id" => set_once(&mut s.sse_kms_key_id, text(v)?, name)?,
             "config" => set_once(&mut self.config, path(v)?, name)?,
@@ -271,6 +288,13 @@ impl MountRequest {
             "nonempty" => self.nonempty = true,
             "force_takeover" => self.force_takeover = true,
             "accept_rollback" => self.accept_rollback = true,
+            "kms" => self.kms = true,
+            "slot" => set_once(
+                &mut self.slot,
+                v.parse::<u32>()
+                    .map_err(|_| format!("{v:?} is not a keyslot number"))?,
+                name,
+            )?,
             "snapshot" => set_once(&mut self.snapshot, text(v)?, name)?,
             "follow" => self.follow = true,
             "no_audit" => self.no_audit = true,
@@ -468,6 +492,7 @@ mod tests {
         for o in OPTIONS {
             let item = match o.value {
                 Some(_) if o.name == "cache_size" => format!("{}=64M", o.name),
+                Some(_) if o.name == "slot" => format!("{}=2", o.name),
                 Some(_) => format!("{}=/x", o.name),
                 None => o.name.to_owned(),
             };

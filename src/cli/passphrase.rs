@@ -8,10 +8,20 @@
 //! unlock a keyslot the same way. Either is refused when empty, and a
 //! file that other users may read is used with a warning.
 //!
-//! The variable is removed from the environment as soon as the command
+//! The variables (`SEALEDFS_PASSPHRASE`, and `SEALEDFS_NEW_PASSPHRASE` for
+//! key commands) are taken out of the environment as soon as the command
 //! starts (whichever source wins), so neither the daemon nor any helper it
-//! runs (`fusermount3`) ever carries it. Passphrase bytes live in
-//! `Zeroizing` buffers and are wiped when dropped.
+//! runs (`fusermount3`) ever carries them. Removing a variable is not
+//! enough: `unsetenv` only drops the pointer, and the bytes stay in the
+//! process's original environment block, which `/proc/PID/environ` shows
+//! for the daemon's whole life (it is forked, not re-executed). So the
+//! value is overwritten in place first ([`wipe_in_place`]). Passphrase
+//! bytes live in `Zeroizing` buffers and are wiped when dropped.
+//!
+//! New passphrases (`init`, `key add`, `key passwd`) must be strong: at
+//! least [`MIN_PASSPHRASE_CHARS`] characters and a zxcvbn score of 3 ("safely
+//! unguessable") or more, unless `--weak-passphrase`. Key files are random
+//! bytes and are not judged.
 
 use std::ffi::OsString;
 use std::io::{self, IsTerminal, Read};
@@ -24,6 +34,10 @@ use zeroize::Zeroizing;
 use super::error::{CliError, CliResult};
 
 pub const ENV_VAR: &str = "SEALEDFS_PASSPHRASE";
+/// A new passphrase for `key add` and `key passwd`.
+pub const NEW_ENV_VAR: &str = "SEALEDFS_NEW_PASSPHRASE";
+/// Shortest new passphrase accepted without `--weak-passphrase`.
+pub const MIN_PASSPHRASE_CHARS: usize = 12;
 
 pub type Passphrase = Zeroizing<Vec<u8>>;
 
@@ -38,11 +52,82 @@ pub enum Prompt {
 ///
 /// Call first thing in a command, while the process has one thread.
 pub fn take_env() -> Option<Passphrase> {
-    let value = std::env::var_os(ENV_VAR);
+    take_var(ENV_VAR)
+}
+
+/// Takes `SEALEDFS_NEW_PASSPHRASE` out of the environment, as [`take_env`].
+pub fn take_new_env() -> Option<Passphrase> {
+    take_var(NEW_ENV_VAR)
+}
+
+fn take_var(name: &str) -> Option<Passphrase> {
+    let value = std::env::var_os(name);
+    wipe_in_place(name);
     // SAFETY: called before any thread is started (see `cli::main`), so no
     // other thread can be reading the environment.
-    unsafe { std::env::remove_var(ENV_VAR) };
+    unsafe { std::env::remove_var(name) };
     value.map(|v: OsString| Zeroizing::new(v.into_vec()))
+}
+
+unsafe extern "C" {
+    /// The C library's environment array (POSIX `environ`).
+    static mut environ: *mut *mut libc::c_char;
+}
+
+/// Overwrites the value of every `NAME=value` entry of the environment
+/// with zero bytes where it lies, so that neither `/proc/PID/environ` nor
+/// a core file shows it once the variable is removed.
+fn wipe_in_place(name: &str) {
+    let mut prefix = name.as_bytes().to_vec();
+    prefix.push(b'=');
+    // SAFETY: single-threaded here (see `take_env`); `environ` is a
+    // NULL-terminated array of NUL-terminated strings owned by the C
+    // library, each writable (the initial block on the stack, or memory
+    // from setenv); only bytes before each string's NUL are written.
+    unsafe {
+        let mut entry = environ;
+        if entry.is_null() {
+            return;
+        }
+        while !(*entry).is_null() {
+            let text = *entry;
+            let bytes = std::ffi::CStr::from_ptr(text).to_bytes();
+            if bytes.starts_with(&prefix) {
+                for i in prefix.len()..bytes.len() {
+                    std::ptr::write_volatile(text.add(i), 0);
+                }
+            }
+            entry = entry.add(1);
+        }
+    }
+}
+
+/// Refuses a new passphrase that is short or easy to guess; `what` names
+/// it in the message. Not applied to key files.
+pub fn check_strength(pass: &[u8]) -> CliResult<()> {
+    let weak = |why: String| {
+        Err(CliError::usage(format!(
+            "passphrase refused: {why}; choose a longer one (several unrelated words), \
+             or pass --weak-passphrase to use it anyway"
+        )))
+    };
+    let text = String::from_utf8_lossy(pass);
+    let chars = text.chars().count();
+    if chars < MIN_PASSPHRASE_CHARS {
+        return weak(format!(
+            "{chars} characters, fewer than {MIN_PASSPHRASE_CHARS}"
+        ));
+    }
+    let entropy = zxcvbn::zxcvbn(&text, &["sealedfs", "passphrase", "password"]);
+    if u8::from(entropy.score()) < 3 {
+        let hint = entropy
+            .feedback()
+            .and_then(|f| f.warning())
+            .map(|w| format!(" ({w})"))
+            .unwrap_or_default();
+        return weak(format!("too easy to guess{hint}"));
+    }
+    Ok(())
 }
 
 /// A file holding the secret.
@@ -166,6 +251,39 @@ fn ask(prompt: Prompt) -> CliResult<Passphrase> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weak_passphrases_are_refused() {
+        for weak in [
+            &b"short"[..],
+            b"password1234",
+            b"aaaaaaaaaaaaaaaa",
+            b"e2e passphrase",
+        ] {
+            let e = check_strength(weak).unwrap_err();
+            assert_eq!(e.code, 1);
+            assert!(e.msg.starts_with("passphrase refused: "), "{}", e.msg);
+        }
+        check_strength(b"staple orbit marmalade quiver").unwrap();
+    }
+
+    /// The value's bytes are overwritten where the C library keeps them,
+    /// then the variable is gone.
+    #[test]
+    fn the_variable_is_wiped_in_place() {
+        let name = "SEALEDFS_TEST_WIPE";
+        // SAFETY: this test's variable is read by no other test.
+        unsafe { std::env::set_var(name, "hunter2-secret") };
+        let ptr = unsafe { libc::getenv(c"SEALEDFS_TEST_WIPE".as_ptr()) };
+        assert!(!ptr.is_null());
+        let taken = take_var(name).unwrap();
+        assert_eq!(taken.as_slice(), b"hunter2-secret");
+        assert!(std::env::var_os(name).is_none());
+        // The old string (still allocated: unsetenv never frees it) holds
+        // zeros now.
+        let left = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), 14) };
+        assert_eq!(left, &[0u8; 14]);
+    }
 
     #[test]
     fn one_trailing_newline_is_dropped() {

@@ -22,7 +22,7 @@ pub fn run(args: ReplicateArgs) -> CliResult<()> {
     let src = source.open()?;
     // A local target directory may be new; an S3 target's bucket must be.
     let dst = match &target {
-        StoreSpec::Local(_) => target.create()?,
+        StoreSpec::Local(..) => target.create()?,
         StoreSpec::S3 { .. } => target.open()?,
     };
     let start = Instant::now();

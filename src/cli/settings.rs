@@ -36,6 +36,7 @@ pub struct Settings {
     pub region: Option<String>,
     pub path_style: Option<bool>,
     pub allow_http: Option<bool>,
+    pub insecure_permissions: Option<bool>,
     pub sse: Option<String>,
     pub sse_kms_key_id: Option<String>,
 }
@@ -48,6 +49,7 @@ impl Settings {
             region: s3.region.clone(),
             path_style: s3.path_style.then_some(true),
             allow_http: s3.allow_http.then_some(true),
+            insecure_permissions: s3.insecure_permissions.then_some(true),
             sse: s3.sse.clone(),
             sse_kms_key_id: s3.sse_kms_key_id.clone(),
             ..Settings::default()
@@ -84,6 +86,7 @@ impl Settings {
             region: self.region.or(lower.region),
             path_style: self.path_style.or(lower.path_style),
             allow_http: self.allow_http.or(lower.allow_http),
+            insecure_permissions: self.insecure_permissions.or(lower.insecure_permissions),
             sse: self.sse.or(lower.sse),
             sse_kms_key_id: self.sse_kms_key_id.or(lower.sse_kms_key_id),
         }
@@ -121,6 +124,7 @@ impl Settings {
             region: self.region.clone(),
             path_style: self.path_style.unwrap_or(false),
             allow_http: self.allow_http.unwrap_or(false),
+            insecure_permissions: self.insecure_permissions.unwrap_or(false),
             sse: self.sse.clone(),
             sse_kms_key_id: self.sse_kms_key_id.clone(),
             conditional_writes: None,

@@ -13,7 +13,7 @@ use super::error::{CliError, CliResult};
 use super::header;
 use super::json::Report;
 use super::location::StoreSpec;
-use super::passphrase::{self, Passphrase, Prompt};
+use super::passphrase::Passphrase;
 use super::pidfile;
 use super::writer::Writer;
 use crate::crypto::Keys;
@@ -98,9 +98,12 @@ fn list(a: SnapshotListArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
     let store = spec.open()?;
     let header = header::read(&*store)?;
     super::process::forbid_core_dumps()?;
-    let pass = passphrase::obtain(a.passphrase_file.as_deref(), env_pass, Prompt::Once)?;
-    let master = header.unlock(&pass)?;
-    drop(pass);
+    let master = super::unlock::master(
+        &header,
+        &spec.s3_args(),
+        a.passphrase_file.as_deref(),
+        env_pass,
+    )?;
     let keys = Keys::derive(&master, &header.volume_id);
     let records = snapshot::list(&*store, &keys, &header.volume_id)?;
     let mut out = Report::stdout(a.json);

@@ -13,7 +13,7 @@ use super::error::CliResult;
 use super::header;
 use super::location::{FOREGROUND_DEADLINE, LockGuard, StoreSpec};
 use super::mount::{lease, trail};
-use super::passphrase::{self, Passphrase, Prompt};
+use super::passphrase::Passphrase;
 use crate::audit::{Auditor, Record, segment::WRITER_CHAIN};
 use crate::engine::{Anchor, Engine, EngineOptions, Expected, Head};
 use crate::lease::Holder;
@@ -41,9 +41,7 @@ impl Writer {
         let store = spec.open_for_writing()?;
         let header = header::read(&*store)?;
         super::process::forbid_core_dumps()?;
-        let pass = passphrase::obtain(passphrase_file, env_pass, Prompt::Once)?;
-        let master = header.unlock(&pass)?;
-        drop(pass);
+        let master = super::unlock::master(&header, &spec.s3_args(), passphrase_file, env_pass)?;
         let anchors = Anchors::for_location(&spec.location());
         let anchor = anchors.read().map_err(|e| {
             super::error::CliError::usage(format!(

@@ -2,11 +2,17 @@
 //! primitives the rest of sealedfs needs (SHA-256, HMAC-SHA256).
 //!
 //! Rules:
-//! - Key bytes live only in [`MasterKey`] and [`SubKey`]: 32 B each,
-//!   zeroized on drop, `Debug` prints `<redacted>`, no `Clone` on the master.
+//! - Key bytes live only in [`MasterKey`] and [`SubKey`]: 32 B each, on
+//!   the heap in a box that never moves (moving a key moves the pointer,
+//!   so no stray copy is left behind on a stack or in an old struct),
+//!   locked in RAM when the box is made (best effort: `RLIMIT_MEMLOCK`),
+//!   zeroized on drop; `Debug` prints `<redacted>`; no `Clone`.
+//! - Each key carries the volume's [`Cipher`]: sealing and opening
+//!   dispatch on it, so nothing outside `crypto` chooses an algorithm.
 //! - Subkeys come from HKDF-SHA256 with salt = the 16-byte volume id and
 //!   info = `"sealedfs v1 <purpose>"`; the labels below are part of the
-//!   on-disk format and pinned by a golden test. Never change them.
+//!   on-disk format and pinned by a golden test. Never change them. Both
+//!   ciphers use the same labels: a volume has one cipher.
 //! - HMAC-SHA256 is computed as HKDF-Extract, which RFC 5869 §2.2 defines
 //!   as `PRK = HMAC-Hash(salt, IKM)`: with salt = key and IKM = message it
 //!   *is* HMAC-SHA256 (checked against RFC 4231 below), so no `hmac`
@@ -16,7 +22,9 @@ use hkdf::Hkdf;
 use rand::RngCore;
 use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::Zeroize;
+
+use super::suite::Cipher;
 
 /// Length of every key in sealedfs: 32 B (256 bit).
 pub const KEY_LEN: usize = 32;
@@ -28,29 +36,93 @@ const LABEL_AUDIT: &[u8] = b"sealedfs v1 audit";
 const LABEL_LEASE: &[u8] = b"sealedfs v1 lease";
 const LABEL_HEADER: &[u8] = b"sealedfs v1 header";
 
-/// The volume's root secret: 32 random bytes, stored only wrapped in
-/// keyslots. Zeroized on drop.
-#[derive(Zeroize, ZeroizeOnDrop)]
-pub struct MasterKey([u8; KEY_LEN]);
+/// 32 key bytes in a box that is locked in RAM when made and wiped when
+/// dropped. The bytes are written in place, never passed by value.
+struct KeyBox(Box<[u8; KEY_LEN]>);
+
+impl KeyBox {
+    fn zeroed() -> KeyBox {
+        let b = KeyBox(Box::new([0u8; KEY_LEN]));
+        lock_in_memory(&*b.0);
+        b
+    }
+}
+
+impl Drop for KeyBox {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// The volume's root secret for one key epoch: 32 random bytes, stored
+/// only wrapped in keyslots.
+pub struct MasterKey {
+    bytes: KeyBox,
+    cipher: Cipher,
+}
 
 impl MasterKey {
-    /// 32 fresh bytes from the OS RNG.
+    /// 32 fresh bytes from the OS RNG, for a volume of the default cipher
+    /// (in unit tests: `SEALEDFS_TEST_CIPHER` when set, so the whole
+    /// library suite can run under either cipher).
     pub fn generate() -> MasterKey {
-        let mut bytes = [0u8; KEY_LEN];
-        OsRng.fill_bytes(&mut bytes);
-        MasterKey(bytes)
+        MasterKey::generate_for(default_cipher())
     }
 
-    /// Takes ownership of raw key bytes (e.g. just unwrapped from a keyslot).
-    /// The caller should zeroize its own copy.
+    /// 32 fresh bytes for a volume sealed with `cipher`.
+    pub fn generate_for(cipher: Cipher) -> MasterKey {
+        let bytes = KeyBox::zeroed();
+        let mut key = MasterKey { bytes, cipher };
+        OsRng.fill_bytes(key.bytes.0.as_mut());
+        key
+    }
+
+    /// Copies raw key bytes (e.g. just unwrapped from a keyslot) into a
+    /// locked box, for a volume of the default cipher. The caller wipes
+    /// its own copy.
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> MasterKey {
-        MasterKey(bytes)
+        MasterKey::from_slice(&bytes, Cipher::default()).expect("32 B")
+    }
+
+    /// Copies 32 raw key bytes into a locked box; `None` for another length.
+    pub fn from_slice(bytes: &[u8], cipher: Cipher) -> Option<MasterKey> {
+        let src: &[u8; KEY_LEN] = bytes.try_into().ok()?;
+        let mut key = MasterKey {
+            bytes: KeyBox::zeroed(),
+            cipher,
+        };
+        key.bytes.0.copy_from_slice(src);
+        Some(key)
+    }
+
+    /// The same key for a volume sealed with `cipher`.
+    pub fn with_cipher(mut self, cipher: Cipher) -> MasterKey {
+        self.cipher = cipher;
+        self
+    }
+
+    /// The cipher of the volume this key belongs to.
+    pub fn cipher(&self) -> Cipher {
+        self.cipher
     }
 
     /// The raw bytes, for wrapping into a keyslot and for HKDF only.
     pub(crate) fn as_bytes(&self) -> &[u8; KEY_LEN] {
-        &self.0
+        &self.bytes.0
     }
+}
+
+#[cfg(not(test))]
+fn default_cipher() -> Cipher {
+    Cipher::default()
+}
+
+#[cfg(test)]
+fn default_cipher() -> Cipher {
+    std::env::var("SEALEDFS_TEST_CIPHER")
+        .ok()
+        .and_then(|c| Cipher::parse(&c).ok())
+        .unwrap_or_default()
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -59,21 +131,51 @@ impl std::fmt::Debug for MasterKey {
     }
 }
 
-/// A 32-byte key for one purpose (data, meta, audit, lease, header).
-/// Zeroized on drop.
-#[derive(Zeroize, ZeroizeOnDrop)]
-pub struct SubKey([u8; KEY_LEN]);
+/// A 32-byte key for one purpose (data, meta, audit, lease, header), with
+/// the cipher it seals with.
+pub struct SubKey {
+    bytes: KeyBox,
+    cipher: Cipher,
+}
 
 impl SubKey {
     /// Raw key bytes; for the AEAD and HMAC inside this crate only.
     pub(crate) fn as_bytes(&self) -> &[u8; KEY_LEN] {
-        &self.0
+        &self.bytes.0
     }
 
-    /// Wraps raw bytes (tests and known-answer vectors).
+    /// The cipher this key seals with.
+    pub fn cipher(&self) -> Cipher {
+        self.cipher
+    }
+
+    /// A second handle on the same key bytes (a holder that outlives the
+    /// `Keys` it came from). Explicit, so copies are visible in review.
+    pub fn duplicate(&self) -> SubKey {
+        let mut copy = SubKey {
+            bytes: KeyBox::zeroed(),
+            cipher: self.cipher,
+        };
+        copy.bytes.0.copy_from_slice(&self.bytes.0[..]);
+        copy
+    }
+
+    /// Wraps raw bytes (tests and known-answer vectors), for the cipher
+    /// unit tests run under (`SEALEDFS_TEST_CIPHER`).
     #[cfg(test)]
     pub(crate) fn from_bytes(bytes: [u8; KEY_LEN]) -> SubKey {
-        SubKey(bytes)
+        SubKey::from_bytes_for(bytes, default_cipher())
+    }
+
+    /// Wraps raw bytes for `cipher` (tests).
+    #[cfg(test)]
+    pub(crate) fn from_bytes_for(bytes: [u8; KEY_LEN], cipher: Cipher) -> SubKey {
+        let mut key = SubKey {
+            bytes: KeyBox::zeroed(),
+            cipher,
+        };
+        key.bytes.0.copy_from_slice(&bytes);
+        key
     }
 }
 
@@ -86,8 +188,8 @@ impl std::fmt::Debug for SubKey {
 /// Asks the kernel to keep the memory of `value` out of swap. Best effort:
 /// an unprivileged process may be over its `RLIMIT_MEMLOCK`, and then the
 /// keys are only as safe as the swap device (docs/SECURITY.md says so).
-/// The pages stay locked for the life of the process; callers lock only
-/// long-lived key holders.
+/// The pages stay locked for the life of the process. Every key box is
+/// locked when made; callers may lock other long-lived holders.
 pub fn lock_in_memory<T>(value: &T) -> bool {
     let ptr = value as *const T as *const libc::c_void;
     // SAFETY: the range is one live object owned by the caller; mlock only
@@ -95,7 +197,7 @@ pub fn lock_in_memory<T>(value: &T) -> bool {
     unsafe { libc::mlock(ptr, std::mem::size_of::<T>()) == 0 }
 }
 
-/// All subkeys of one volume at epoch 0. `Debug` shows only `<redacted>`.
+/// All subkeys of one volume at one epoch. `Debug` shows only `<redacted>`.
 #[derive(Debug)]
 pub struct Keys {
     /// Seals data segments (file contents) in packs.
@@ -112,14 +214,18 @@ pub struct Keys {
 
 impl Keys {
     /// HKDF-SHA256: PRK = HMAC(salt = volume id, master); each subkey =
-    /// HKDF-Expand(PRK, label, 32 B).
+    /// HKDF-Expand(PRK, label, 32 B), written straight into its locked box.
+    /// Every subkey seals with the master key's cipher.
     pub fn derive(master: &MasterKey, volume_id: &[u8; 16]) -> Keys {
         let hk = Hkdf::<Sha256>::new(Some(volume_id), master.as_bytes());
         let expand = |label: &[u8]| {
-            let mut okm = [0u8; KEY_LEN];
-            hk.expand(label, &mut okm)
+            let mut key = SubKey {
+                bytes: KeyBox::zeroed(),
+                cipher: master.cipher,
+            };
+            hk.expand(label, key.bytes.0.as_mut())
                 .expect("32 B is far below HKDF-SHA256's 8160 B limit");
-            SubKey(okm)
+            key
         };
         Keys {
             data: expand(LABEL_DATA),
@@ -128,6 +234,11 @@ impl Keys {
             lease: expand(LABEL_LEASE),
             header: expand(LABEL_HEADER),
         }
+    }
+
+    /// The cipher every subkey seals with.
+    pub fn cipher(&self) -> Cipher {
+        self.data.cipher
     }
 }
 
@@ -211,6 +322,37 @@ mod tests {
                 assert_ne!(all[i], all[j], "subkeys {i} and {j} collide");
             }
         }
+    }
+
+    #[test]
+    fn subkeys_carry_the_master_keys_cipher() {
+        let m = MasterKey::from_bytes([1; 32]).with_cipher(Cipher::Aes256Gcm);
+        let k = Keys::derive(&m, &FIXED_VOLUME_ID);
+        assert_eq!(k.cipher(), Cipher::Aes256Gcm);
+        assert_eq!(k.lease.cipher(), Cipher::Aes256Gcm);
+        assert_eq!(k.lease.duplicate().as_bytes(), k.lease.as_bytes());
+        assert_eq!(k.lease.duplicate().cipher(), Cipher::Aes256Gcm);
+        // The bytes do not depend on the cipher: one volume, one cipher.
+        let x = Keys::derive(&MasterKey::from_bytes([1; 32]), &FIXED_VOLUME_ID);
+        assert_eq!(x.data.as_bytes(), k.data.as_bytes());
+    }
+
+    /// A key's bytes stay where they were made when the key moves (into
+    /// a box, a struct, a return value): no stray copy is left behind.
+    #[test]
+    fn moves_do_not_copy_key_bytes() {
+        let m = MasterKey::from_bytes([0x5a; 32]);
+        let at = m.as_bytes().as_ptr();
+        let moved = Box::new(m);
+        assert_eq!(
+            moved.as_bytes().as_ptr(),
+            at,
+            "moving a key moves a pointer"
+        );
+        let keys = Keys::derive(&moved, &FIXED_VOLUME_ID);
+        let lease_at = keys.lease.as_bytes().as_ptr();
+        let Keys { lease, .. } = keys;
+        assert_eq!(lease.as_bytes().as_ptr(), lease_at);
     }
 
     #[test]

@@ -1,4 +1,7 @@
-//! Keyslots: the master key wrapped under a passphrase.
+//! Format-v1 keyslots: the master key wrapped under a passphrase with
+//! Argon2id and XChaCha20-Poly1305. Volumes made before format v2 hold
+//! these; v2 headers carry them over unchanged as `SlotKind::V1` (see
+//! [`super::slot`]), so an upgrade never needs the passphrases.
 //!
 //! ```text
 //! KEK     = Argon2id v0x13(passphrase, salt (16 B), m_cost_kib, t_cost, p_cost) → 32 B
@@ -28,106 +31,22 @@
 //! | 28     | 4    | p_cost (u32)     |
 //! | 32     | 16   | salt             |
 
-use argon2::{Algorithm, Argon2, Params, Version};
 use rand::RngCore;
 use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use super::CryptoError;
+pub use super::kdf::{KdfParams, MAX_M_COST_KIB, MAX_P_COST, MAX_T_COST, SALT_LEN};
 use super::keys::{KEY_LEN, MasterKey};
 use super::seal::{OpenFailure, SEAL_OVERHEAD, open_raw, seal_raw};
+use super::suite::Cipher;
 
-/// Argon2id salt length: 16 B, random per keyslot.
-pub const SALT_LEN: usize = 16;
 /// Wrapped master key: 24 B nonce ‖ 32 B ciphertext ‖ 16 B tag = 72 B.
 pub const WRAPPED_LEN: usize = KEY_LEN + SEAL_OVERHEAD;
-/// Largest accepted Argon2 memory: 4 GiB, in KiB.
-pub const MAX_M_COST_KIB: u32 = 4 * 1024 * 1024;
-/// Largest accepted Argon2 pass count.
-pub const MAX_T_COST: u32 = 100;
-/// Largest accepted Argon2 parallelism (lanes).
-pub const MAX_P_COST: u32 = 16;
 
 /// Domain-separation tag of the keyslot AD (distinct from units' `"SFS1"`).
 const KEYSLOT_AD_MAGIC: &[u8; 4] = b"SFSK";
-
-/// Argon2id cost parameters, stored in each keyslot.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct KdfParams {
-    /// Memory in KiB (65536 = 64 MiB).
-    pub m_cost_kib: u32,
-    /// Passes over the memory.
-    pub t_cost: u32,
-    /// Lanes (parallelism).
-    pub p_cost: u32,
-}
-
-impl Default for KdfParams {
-    /// The production setting: 64 MiB, 3 passes, 1 lane (RFC 9106's second
-    /// recommended option), ≈0.1–0.5 s per unlock.
-    fn default() -> Self {
-        KdfParams {
-            m_cost_kib: 64 * 1024,
-            t_cost: 3,
-            p_cost: 1,
-        }
-    }
-}
-
-impl KdfParams {
-    /// 256 KiB, 1 pass: fast and weak. For tests only.
-    pub fn insecure_fast() -> Self {
-        KdfParams {
-            m_cost_kib: 256,
-            t_cost: 1,
-            p_cost: 1,
-        }
-    }
-
-    /// Accepts 1 ≤ p ≤ 16, 1 ≤ t ≤ 100, 8·p KiB ≤ m ≤ 4 GiB; names the
-    /// offending value otherwise.
-    pub fn validate(&self) -> Result<(), CryptoError> {
-        let KdfParams {
-            m_cost_kib: m,
-            t_cost: t,
-            p_cost: p,
-        } = *self;
-        if !(1..=MAX_P_COST).contains(&p) {
-            return Err(CryptoError::Malformed(format!(
-                "KDF p_cost {p} outside 1..={MAX_P_COST}"
-            )));
-        }
-        if !(1..=MAX_T_COST).contains(&t) {
-            return Err(CryptoError::Malformed(format!(
-                "KDF t_cost {t} outside 1..={MAX_T_COST}"
-            )));
-        }
-        if !(8 * p..=MAX_M_COST_KIB).contains(&m) {
-            return Err(CryptoError::Malformed(format!(
-                "KDF m_cost {m} KiB outside {}..={MAX_M_COST_KIB} KiB",
-                8 * p
-            )));
-        }
-        Ok(())
-    }
-
-    /// Runs Argon2id and returns the 32-byte KEK in a wiping buffer.
-    fn derive_kek(
-        &self,
-        passphrase: &[u8],
-        salt: &[u8; SALT_LEN],
-    ) -> Result<Zeroizing<[u8; KEY_LEN]>, CryptoError> {
-        self.validate()?;
-        let params = Params::new(self.m_cost_kib, self.t_cost, self.p_cost, Some(KEY_LEN))
-            .map_err(|e| CryptoError::Malformed(format!("KDF parameters: {e}")))?;
-        let mut kek = Zeroizing::new([0u8; KEY_LEN]);
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-            .hash_password_into(passphrase, salt, kek.as_mut())
-            .map_err(|e| CryptoError::Malformed(format!("Argon2id: {e}")))?;
-        Ok(kek)
-    }
-}
 
 /// One passphrase's wrapping of the master key. Nothing in it is secret;
 /// it is stored in the clear in the volume header.
@@ -160,6 +79,7 @@ impl Keyslot {
             .unwrap_or_else(|e| panic!("Keyslot::create with invalid parameters: {e}"));
         let mut wrapped = Vec::with_capacity(WRAPPED_LEN);
         seal_raw(
+            Cipher::XChaCha20Poly1305,
             &kek,
             &keyslot_ad(volume_id, &kdf, &salt),
             master.as_bytes(),
@@ -192,20 +112,22 @@ impl Keyslot {
         let kek = self.kdf.derive_kek(passphrase, &self.salt)?;
         let ad = keyslot_ad(volume_id, &self.kdf, &self.salt);
         let mut plain_key = Zeroizing::new(Vec::with_capacity(KEY_LEN));
-        open_raw(&kek, &ad, &self.wrapped, &mut plain_key).map_err(|failure| match failure {
+        open_raw(
+            Cipher::XChaCha20Poly1305,
+            &kek,
+            &ad,
+            &self.wrapped,
+            &mut plain_key,
+        )
+        .map_err(|failure| match failure {
             OpenFailure::Authentication => CryptoError::WrongKey,
             OpenFailure::TooShort => CryptoError::Malformed("wrapped key too short".into()),
             OpenFailure::ZeroNonce => {
                 CryptoError::Malformed("wrapped key has an all-zero nonce".into())
             }
         })?;
-        let mut bytes: [u8; KEY_LEN] = plain_key
-            .as_slice()
-            .try_into()
-            .expect("72 B wrapped → 32 B key");
-        let master = MasterKey::from_bytes(bytes);
-        bytes.zeroize();
-        Ok(master)
+        Ok(MasterKey::from_slice(&plain_key, Cipher::XChaCha20Poly1305)
+            .expect("72 B wrapped → 32 B key"))
     }
 }
 
@@ -227,34 +149,10 @@ mod tests {
 
     const VOL: [u8; 16] = [0x11; 16];
 
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
     fn slot() -> (MasterKey, Keyslot) {
         let master = MasterKey::generate();
         let slot = Keyslot::create(&master, b"correct horse", KdfParams::insecure_fast(), &VOL);
         (master, slot)
-    }
-
-    /// Argon2id outputs cross-checked with Python `cryptography`'s Argon2id
-    /// (an independent implementation, OpenSSL-backed).
-    #[test]
-    fn argon2id_known_answers() {
-        let kek = KdfParams::insecure_fast()
-            .derive_kek(b"correct horse", &[1; 16])
-            .unwrap();
-        assert_eq!(
-            hex(kek.as_ref()),
-            "fafcc907b4ead90f79396c79f5b19587c02e524f76877f4b4e7d5ea3acb91dbc"
-        );
-        let kek = KdfParams::default()
-            .derive_kek(b"correct horse", &[1; 16])
-            .unwrap();
-        assert_eq!(
-            hex(kek.as_ref()),
-            "dcc3ec3ce0901fcc6f65123e4abe2793a4638f8c4688d557fac29554b038ced3"
-        );
     }
 
     #[test]
@@ -355,20 +253,6 @@ mod tests {
     }
 
     #[test]
-    fn default_params_are_strong_and_fast_ones_valid() {
-        assert_eq!(
-            KdfParams::default(),
-            KdfParams {
-                m_cost_kib: 65536,
-                t_cost: 3,
-                p_cost: 1
-            }
-        );
-        KdfParams::default().validate().unwrap();
-        KdfParams::insecure_fast().validate().unwrap();
-    }
-
-    #[test]
     fn ad_layout() {
         let kdf = KdfParams {
             m_cost_kib: 0x0102_0304,
@@ -389,7 +273,11 @@ mod tests {
         let master = MasterKey::from_bytes([9; 32]);
         let slot = Keyslot::create(&master, b"pw", KdfParams::insecure_fast(), &VOL);
         let slot = Keyslot {
-            kdf: KdfParams::default(),
+            kdf: KdfParams {
+                m_cost_kib: 65536,
+                t_cost: 3,
+                p_cost: 1,
+            },
             ..slot
         };
         assert_eq!(postcard::to_allocvec(&slot).unwrap().len(), 94);

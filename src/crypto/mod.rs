@@ -6,8 +6,10 @@
 //! # Key hierarchy
 //!
 //! ```text
-//! passphrase ──Argon2id(salt, m, t, p)──► KEK (32 B, zeroized after use)
-//!                                           │ unwraps (XChaCha20-Poly1305)
+//! passphrase ──Argon2id / PBKDF2──► KEK ──┐  key file ──HKDF──► KEK ──┐  KMS Decrypt ──┐
+//!                                          ▼                           ▼                 ▼
+//!                      keyslot private key (P-256) ──ECDH + HKDF──► key ring ([`ring`])
+//!                                           │ the current epoch's entry
 //!                                           ▼
 //!                                  master key (32 B, never stored in the clear)
 //!                                           │ HKDF-SHA256(salt = volume id,
@@ -20,8 +22,14 @@
 //! ```
 //!
 //! Rules:
-//! - A [`keyslot::Keyslot`] wraps the master key under one passphrase; there
-//!   may be several, and changing a passphrase rewrites one keyslot only.
+//! - A [`slot::Slot`] (format v2) holds the key ring sealed to its own
+//!   P-256 key, whose private half a passphrase, key file or KMS key wraps;
+//!   a [`keyslot::Keyslot`] is a format-v1 slot (one passphrase, one key).
+//!   Changing a passphrase rewrites one slot only; a rotation re-seals the
+//!   ring to every slot's public key without any secret.
+//! - [`Cipher`] is the volume's AEAD (XChaCha20-Poly1305, or AES-256-GCM in
+//!   [`gcm`] for the FIPS suite); keys carry it and every seal and open
+//!   dispatches on it here, so nothing outside `crypto` picks an algorithm.
 //! - Each purpose has its own [`keys::SubKey`]; a key is never used for two
 //!   purposes, so a journal segment can never be opened as a data segment
 //!   even if every other field of the associated data matched.
@@ -33,7 +41,9 @@
 //!
 //! # Nonce policy
 //!
-//! XChaCha20-Poly1305 with a fresh random 24-byte nonce from the OS RNG for
+//! (AES-256-GCM: a fresh random 24-byte salt per unit from which the unit's
+//! own key and nonce are derived; see [`gcm`].) XChaCha20-Poly1305 with a
+//! fresh random 24-byte nonce from the OS RNG for
 //! every sealed unit, stored in front of the ciphertext. With 192 random
 //! bits a collision is negligible (≈2^-97 after 2^48 units under one key),
 //! so there is no counter to persist, no state to lose in a crash, and two
@@ -56,13 +66,22 @@
 //! A failure is always an error ([`CryptoError::Authentication`] naming the
 //! object and unit), never wrong bytes. Upper layers map it to `EIO`.
 
+mod gcm;
+pub mod kdf;
 pub mod keys;
 pub mod keyslot;
+pub mod ring;
 pub mod seal;
+pub mod slot;
+pub mod suite;
 
+pub use kdf::{Kdf, KdfParams};
 pub use keys::{Keys, MasterKey, SubKey, sha256};
-pub use keyslot::{KdfParams, Keyslot};
+pub use keyslot::Keyslot;
+pub use ring::KeyRing;
 pub use seal::{NONCE_LEN, SEAL_OVERHEAD, TAG_LEN, UnitAd, open, open_into, seal, seal_into};
+pub use slot::{NewSlot, Slot, SlotKind, SlotSecret};
+pub use suite::Cipher;
 
 /// Errors of the crypto layer. Messages carry the object and unit, never key
 /// bytes or plaintext.

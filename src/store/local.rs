@@ -28,6 +28,10 @@
 //!   leave temp files behind: [`LocalStore::remove_stale_temp_files`]
 //!   sweeps them. Anything that is not a regular file or a directory
 //!   (symlinks, sockets) is not an object and is skipped.
+//! - Nothing is readable by other users: directories are made 0700 and
+//!   objects (and the lock file) 0600, whatever the umask; [`LocalStore::create`]
+//!   also narrows an existing empty root to 0700. The header holds the
+//!   keyslots, which anyone who can copy them can attack offline.
 //! - [`LocalStore::lock_exclusive`] takes `flock` on `<root>/.lock` to
 //!   refuse a second read-write mount of the same directory. It is
 //!   advisory and host-local (Linux maps it to byte-range locks on NFS);
@@ -38,7 +42,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::ops::Range;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -47,6 +51,10 @@ use super::{ObjectInfo, ObjectStore, StoreError, StoreResult, check_key, check_m
 
 /// The advisory lock file, and the `key` of the error that reports it held.
 pub(crate) const LOCK_FILE: &str = ".lock";
+/// Mode of every directory the store makes: the owner's alone.
+const DIR_MODE: u32 = 0o700;
+/// Mode of every object and the lock file: the owner's alone.
+const FILE_MODE: u32 = 0o600;
 const TEMP_PREFIX: &str = ".tmp-";
 /// Serialises conditional replaces between processes (`flock`).
 const CAS_LOCK_FILE: &str = ".cas-lock";
@@ -88,10 +96,17 @@ impl LocalStore {
         })
     }
 
-    /// Creates the directory (and missing parents) and opens it.
+    /// Creates the directory (and missing parents) and opens it; the root
+    /// itself ends up 0700 even if it existed.
     pub fn create(root: &Path) -> StoreResult<LocalStore> {
         let label = root.display().to_string();
-        fs::create_dir_all(root).map_err(|e| io_err(&label, e))?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(root)
+            .map_err(|e| io_err(&label, e))?;
+        fs::set_permissions(root, fs::Permissions::from_mode(DIR_MODE))
+            .map_err(|e| io_err(&label, e))?;
         let store = LocalStore::open(root)?;
         // The root's own name must survive a power cut before `init` says
         // the volume exists.
@@ -136,6 +151,7 @@ impl LocalStore {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(FILE_MODE)
             .open(self.root.join(CAS_LOCK_FILE))
             .map_err(|e| io_err(CAS_LOCK_FILE, e))?;
         // SAFETY: a valid open descriptor; the lock lives as long as `file`.
@@ -154,6 +170,7 @@ impl LocalStore {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(FILE_MODE)
             .open(self.root.join(LOCK_FILE))
             .map_err(|e| io_err(LOCK_FILE, e))?;
         loop {
@@ -221,7 +238,7 @@ impl LocalStore {
         for segment in dir_part.split('/') {
             let parent = dir.clone();
             dir.push(segment);
-            match fs::create_dir(&dir) {
+            match fs::DirBuilder::new().mode(DIR_MODE).create(&dir) {
                 Ok(()) => {}
                 // Made earlier or by a concurrent put; its name may still
                 // be only in memory, so fsync the parent all the same.
@@ -440,7 +457,12 @@ fn walk(
 fn write_temp(dir: &Path, body: &[u8]) -> io::Result<PathBuf> {
     loop {
         let tmp = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
-        let mut file = match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+        let mut file = match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&tmp)
+        {
             Ok(file) => file,
             // A 64-bit collision: draw again.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -583,6 +605,29 @@ mod tests {
         assert_eq!(store.head("volume").unwrap().unwrap(), before);
         let keys: Vec<_> = store.list("").unwrap().into_iter().map(|o| o.key).collect();
         assert_eq!(keys, ["meta/journal/01", "volume"]);
+    }
+
+    #[test]
+    fn nothing_is_readable_by_other_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("vol");
+        fs::create_dir(&root).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        // SAFETY: umask only changes this process's creation mask; the
+        // modes checked below must hold whatever it is.
+        let old = unsafe { libc::umask(0o022) };
+        let store = LocalStore::create(&root).unwrap();
+        store.put("volume", b"header").unwrap();
+        store.put_if_absent("meta/journal/0001", b"j").unwrap();
+        let _lock = store.lock_exclusive().unwrap();
+        unsafe { libc::umask(old) };
+        let mode = |p: &str| fs::metadata(root.join(p)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(""), 0o700);
+        assert_eq!(mode("volume"), 0o600);
+        assert_eq!(mode("meta"), 0o700);
+        assert_eq!(mode("meta/journal"), 0o700);
+        assert_eq!(mode("meta/journal/0001"), 0o600);
+        assert_eq!(mode(".lock"), 0o600);
     }
 
     #[test]

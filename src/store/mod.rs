@@ -38,7 +38,7 @@ pub use fault::{FaultPlan, FaultStore, Op};
 pub use local::{LocalLock, LocalStore};
 pub use memory::MemoryStore;
 pub use retry::{Outcome, RetryPolicy, RetryingStore, landed};
-pub use s3::{BucketFeatures, S3Config, S3Store, Sse, Timeouts};
+pub use s3::{BucketFeatures, S3Config, S3Store, Sse, Timeouts, check_url, sdk_endpoint};
 
 use std::io;
 use std::ops::Range;

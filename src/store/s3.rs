@@ -26,7 +26,7 @@ mod probe;
 #[cfg(test)]
 mod tests;
 
-pub use config::{S3Config, Sse, Timeouts};
+pub use config::{S3Config, Sse, Timeouts, check_url, sdk_endpoint};
 pub use probe::BucketFeatures;
 
 use std::future::Future;
@@ -394,7 +394,15 @@ async fn build_client(cfg: &S3Config) -> StoreResult<Client> {
         loader = loader.credentials_provider(creds.clone());
     }
     let shared = loader.load().await;
-    let endpoint = cfg.effective_endpoint();
+    // What the SDK would use with everything it reads (a profile's
+    // endpoint_url or services section included), checked before any
+    // request: the flags and variables were checked already.
+    let endpoint = cfg
+        .effective_endpoint()
+        .or_else(|| config::sdk_endpoint(&shared, "S3"));
+    if let Some(url) = &endpoint {
+        config::check_url(url, cfg.allow_http).map_err(|why| StoreError::invalid_input("", why))?;
+    }
     let region = match (shared.region(), &endpoint) {
         (Some(r), _) => r.clone(),
         // S3-compatible servers accept any region in the signature.

@@ -24,6 +24,8 @@ fn mount_golden(version: &str, extra: &[&str]) -> (tempfile::TempDir, std::path:
     let vault = dir.path().join("vault");
     // Never mount the committed fixture itself.
     sh(&format!("cp -a '{src}/{version}' '{}'", vault.display()));
+    // A checkout leaves the fixture world-readable; sealedfs refuses that.
+    sh(&format!("chmod -R go-rwx '{}'", vault.display()));
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let out = Command::new(bin())

@@ -16,6 +16,7 @@ mod fstab;
 mod golden;
 mod harness;
 mod integrity;
+mod keys;
 mod leak;
 mod lease;
 mod messages;

@@ -2,8 +2,13 @@
 //! rule that keys never travel over plain HTTP to another host.
 //!
 //! The endpoint is `--endpoint`, else `AWS_ENDPOINT_URL_S3`, else
-//! `AWS_ENDPOINT_URL` (the SDK's own variables, read here too so that the
-//! plain-HTTP rule sees the endpoint the SDK would use), else AWS.
+//! `AWS_ENDPOINT_URL` (the SDK's own variables, read here too), else what
+//! the shared config file says (a profile's `endpoint_url`, or its
+//! `services` section's `s3 = endpoint_url = …`), else AWS. The plain-HTTP
+//! rule is checked twice: on the flags and variables before anything
+//! connects, and on the endpoint the SDK actually resolved from all of
+//! them ([`sdk_endpoint`]) before the client is built, so a profile cannot
+//! route the volume over plain HTTP behind the rule's back.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -104,22 +109,9 @@ impl S3Config {
     /// another host: object names and the (sealed) bodies are ours to
     /// protect in flight too.
     pub fn check_endpoint(&self) -> Result<(), String> {
-        let Some(url) = self.effective_endpoint() else {
-            return Ok(());
-        };
-        let Some((scheme, rest)) = url.split_once("://") else {
-            return Err(format!(
-                "endpoint {url:?} has no http:// or https:// scheme"
-            ));
-        };
-        match scheme.to_ascii_lowercase().as_str() {
-            "https" => Ok(()),
-            "http" if self.allow_http || is_loopback(host_of(rest)) => Ok(()),
-            "http" => Err(format!(
-                "refusing plain-HTTP endpoint {url}: requests would travel unencrypted; \
-                 use https://, or --allow-http if that is really intended"
-            )),
-            other => Err(format!("endpoint {url:?}: unsupported scheme {other:?}")),
+        match self.effective_endpoint() {
+            Some(url) => check_url(&url, self.allow_http),
+            None => Ok(()),
         }
     }
 
@@ -152,6 +144,43 @@ impl S3Config {
             full.strip_prefix(self.prefix.as_str())?.strip_prefix('/')
         }
     }
+}
+
+/// Refuses an endpoint that would carry requests in the clear to another
+/// host, unless `allow_http`; loopback is always allowed.
+pub fn check_url(url: &str, allow_http: bool) -> Result<(), String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!(
+            "endpoint {url:?} has no http:// or https:// scheme"
+        ));
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => Ok(()),
+        "http" if allow_http || is_loopback(host_of(rest)) => Ok(()),
+        "http" => Err(format!(
+            "refusing plain-HTTP endpoint {url}: requests would travel unencrypted; \
+             use https://, or --allow-http if that is really intended"
+        )),
+        other => Err(format!("endpoint {url:?}: unsupported scheme {other:?}")),
+    }
+}
+
+/// The endpoint the SDK will use for `service_id` (`"S3"`, `"KMS"`) when
+/// the client is built from `shared` without an explicit endpoint: the
+/// service's own variable or profile `services` entry, else the shared
+/// `AWS_ENDPOINT_URL` or profile `endpoint_url` (the SDK's precedence).
+pub fn sdk_endpoint(shared: &aws_types::SdkConfig, service_id: &str) -> Option<String> {
+    let key = aws_types::service_config::ServiceConfigKey::builder()
+        .service_id(service_id)
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .ok()?;
+    shared
+        .service_config()
+        .and_then(|c| c.load_config(key))
+        .or_else(|| shared.endpoint_url().map(str::to_owned))
+        .filter(|u| !u.is_empty())
 }
 
 fn env_nonempty(name: &str) -> Option<String> {

@@ -105,6 +105,11 @@ impl Volume {
             env,
         };
         let mut args = vec!["init", v.url.as_str(), "--insecure-fast-kdf"];
+        // SEALEDFS_TEST_CIPHER=aes-256-gcm runs the suite on the FIPS suite.
+        let cipher = std::env::var("SEALEDFS_TEST_CIPHER").unwrap_or_default();
+        if !cipher.is_empty() && !extra.contains(&"--cipher") {
+            args.extend_from_slice(&["--cipher", cipher.as_str()]);
+        }
         args.extend_from_slice(extra);
         let out = v.run(&args, &[]);
         assert!(
