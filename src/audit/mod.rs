@@ -31,7 +31,8 @@ pub mod spool;
 #[cfg(test)]
 mod tests;
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
 use crate::crypto::{SubKey, sha256};
@@ -51,7 +52,12 @@ pub struct ChainHead {
 
 pub struct Auditor {
     store: Arc<dyn ObjectStore>,
-    key: SubKey,
+    /// Wiped while the mount is locked (`lock`).
+    key: RwLock<SubKey>,
+    locked: AtomicBool,
+    /// Records that came while locked (closes of files open at the lock):
+    /// counted, never kept, since nothing could seal them.
+    unrecorded: AtomicU64,
     volume_id: [u8; 16],
     chain: String,
     host: String,
@@ -120,7 +126,9 @@ impl Auditor {
         }
         Ok(Arc::new(Auditor {
             store,
-            key,
+            key: RwLock::new(key),
+            locked: AtomicBool::new(false),
+            unrecorded: AtomicU64::new(0),
             volume_id,
             chain: chain.to_owned(),
             host: host_name(),
@@ -147,12 +155,20 @@ impl Auditor {
         &self.chain
     }
 
+    fn key(&self) -> std::sync::RwLockReadGuard<'_, SubKey> {
+        self.key.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Takes one record: spooled now, uploaded at the next flush.
     pub fn record(&self, r: Record) {
+        if self.locked.load(Ordering::SeqCst) {
+            self.unrecorded.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let mut s = self.state();
         let index = s.next_index;
         s.next_index += 1;
-        if let Err(e) = s.spool.append(&self.key, &self.volume_id, index, &r) {
+        if let Err(e) = s.spool.append(&self.key(), &self.volume_id, index, &r) {
             let msg = format_args!("cannot spool a record ({e}); it waits in memory only");
             crate::alert::raise(crate::alert::Alert::Audit, msg);
         }
@@ -198,7 +214,7 @@ impl Auditor {
                 first_index,
                 records,
             };
-            let sealed = segment::seal(&self.key, &self.volume_id, &seg);
+            let sealed = segment::seal(&self.key(), &self.volume_id, &seg);
             let key = segment::key(&self.chain, seg.seq);
             records = seg.records;
             result = self.store.put_if_absent(&key, &sealed).map(|()| ChainHead {
@@ -208,7 +224,7 @@ impl Auditor {
             });
             match &result {
                 Err(StoreError::AlreadyExists { .. }) => {
-                    match find_head(&*self.store, &self.key, &self.volume_id, &self.chain) {
+                    match find_head(&*self.store, &self.key(), &self.volume_id, &self.chain) {
                         Ok(h) => self.state().head = h,
                         Err(e) => {
                             result = Err(e);
@@ -246,7 +262,7 @@ impl Auditor {
     /// Removes the records older than `before_ms` from every chain
     /// (`prune`), and records that it did, in this chain, durably.
     pub fn prune(&self, before_ms: u64) -> StoreResult<prune::Pruned> {
-        let pruned = prune::prune(&*self.store, &self.key, &self.volume_id, before_ms)?;
+        let pruned = prune::prune(&*self.store, &self.key(), &self.volume_id, before_ms)?;
         self.record(Record::admin(&format!(
             "audit prune before {}: {} segments, {} records removed",
             format_time(before_ms),
@@ -255,6 +271,36 @@ impl Auditor {
         )));
         self.flush()?;
         Ok(pruned)
+    }
+
+    /// Uploads every record (waiting out a store outage), then wipes the
+    /// key: records that come while locked are only counted.
+    pub fn lock(&self) {
+        let mut pause = std::time::Duration::from_millis(200);
+        while let Err(e) = self.flush() {
+            log::warn!("lock: waiting to upload the audit records before wiping the key: {e}");
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_secs(5));
+        }
+        self.locked.store(true, Ordering::SeqCst);
+        self.key.write().unwrap_or_else(|p| p.into_inner()).wipe();
+    }
+
+    /// Whether the key reads back as zeros (the lock's self-check).
+    pub fn keys_wiped(&self) -> bool {
+        self.key().is_wiped()
+    }
+
+    /// Derives the key again from the master key and takes records again.
+    pub fn unlock(&self, master: &crate::crypto::MasterKey) {
+        let keys = crate::crypto::Keys::derive(master, &self.volume_id);
+        *self.key.write().unwrap_or_else(|p| p.into_inner()) = keys.audit.duplicate();
+        self.locked.store(false, Ordering::SeqCst);
+    }
+
+    /// How many records came while locked (reset).
+    pub fn take_unrecorded(&self) -> u64 {
+        self.unrecorded.swap(0, Ordering::Relaxed)
     }
 
     /// Records taken and not yet in the store, and whether the last

@@ -58,9 +58,39 @@ pub enum Command {
     /// Show what a mount is doing: lease, lock, cache, uploads, last
     /// commit, audit trail, recent errors.
     Status(StatusArgs),
+    /// Lock a mount at once: commit, wipe its keys, drop every cached
+    /// plaintext; all access fails with EACCES until `unlock`.
+    Lock(LockArgs),
+    /// Unlock a locked mount: asks for a passphrase (or key file, or KMS)
+    /// again.
+    Unlock(UnlockArgs),
     /// List, add, remove or change keyslots: passphrases, key files, AWS
     /// KMS keys. Only the volume header changes.
     Key(super::key::KeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// A mountpoint served by sealedfs.
+    pub mountpoint: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// A mountpoint served by sealedfs.
+    pub mountpoint: PathBuf,
+    /// Read the passphrase from this file (one trailing newline is dropped).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["key_file", "kms"])]
+    pub passphrase_file: Option<PathBuf>,
+    /// Unlock with this file's bytes, exactly as they are.
+    #[arg(long, value_name = "FILE", conflicts_with = "kms")]
+    pub key_file: Option<PathBuf>,
+    /// Unlock through the volume's KMS keyslots (the daemon asks KMS).
+    #[arg(long)]
+    pub kms: bool,
+    /// Try this keyslot only.
+    #[arg(long, value_name = "N")]
+    pub slot: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -380,6 +410,10 @@ pub struct MountArgs {
     /// recorded, sealed, in the volume: see `sealedfs audit`).
     #[arg(long)]
     pub no_audit: bool,
+    /// Lock the mount after this long without a request (as `sealedfs
+    /// lock`): 15m, 1h, 900s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub lock_after: Option<std::time::Duration>,
     #[command(flatten)]
     pub s3: S3Args,
 }
@@ -399,6 +433,26 @@ pub struct CompletionsArgs {
 pub struct ManpagesArgs {
     /// Where to write sealedfs.1 and sealedfs-COMMAND.1 (created if missing).
     pub dir: PathBuf,
+}
+
+/// Parses `900`, `90s`, `15m`, `2h`: a duration in seconds, minutes or
+/// hours; zero is refused.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected a number like 900s, 15m or 2h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("invalid duration {s:?}: the unit is s, m or h")),
+    };
+    match secs {
+        0 => Err(format!("invalid duration {s:?}: must be more than zero")),
+        s => Ok(std::time::Duration::from_secs(s)),
+    }
 }
 
 /// Parses `4096`, `64K`, `64k`, `64KiB`, `1M`, `256M`, `2G`, `1T`: binary

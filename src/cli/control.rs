@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use super::error::{CliError, CliResult, EXIT_USAGE};
 use super::pidfile;
@@ -51,18 +52,34 @@ pub enum Request {
         before_ms: u64,
     },
     Status,
+    Lock,
+    /// The secret travels only over this private socket and is wiped
+    /// once used; none with `kms`.
+    Unlock {
+        secret: Option<Vec<u8>>,
+        key_file: bool,
+        kms: bool,
+        slot: Option<u32>,
+    },
 }
 
 impl Request {
-    /// Whether it changes the volume (only its writer may).
-    pub fn changes_the_volume(&self) -> bool {
-        !matches!(self, Request::Status)
+    /// Whether only the volume's writer may do it.
+    pub fn writer_only(&self) -> bool {
+        matches!(
+            self,
+            Request::SnapshotCreate { .. }
+                | Request::SnapshotDelete { .. }
+                | Request::AuditPrune { .. }
+        )
     }
 
     /// What a request asks for, as the audit trail records it.
     pub fn describe(&self) -> String {
         match self {
             Request::Status => "status".into(),
+            Request::Lock => "lock".into(),
+            Request::Unlock { .. } => "unlock".into(),
             Request::SnapshotCreate { name } => format!("snapshot create {name}"),
             Request::SnapshotDelete { name } => format!("snapshot delete {name}"),
             Request::AuditPrune { before_ms } => {
@@ -83,6 +100,10 @@ pub enum Reply {
         records: u64,
     },
     Status(Box<super::status::StatusReport>),
+    Locked {
+        keys_zeroed: bool,
+        dropped_bytes: u64,
+    },
     Done,
     /// The exit code and one-line reason the command should end with.
     Failed {
@@ -196,9 +217,11 @@ pub fn call(pid: i32, req: &Request) -> CliResult<Reply> {
     }
 }
 
+/// Frames are wiped once sent or decoded: an unlock request carries a
+/// passphrase.
 fn write_frame<T: Serialize>(conn: &mut UnixStream, value: &T) -> io::Result<()> {
-    let mut body = vec![PROTOCOL];
-    body.extend(postcard::to_allocvec(value).map_err(io::Error::other)?);
+    let mut body = Zeroizing::new(vec![PROTOCOL]);
+    body.extend(Zeroizing::new(postcard::to_allocvec(value).map_err(io::Error::other)?).iter());
     let len = u32::try_from(body.len()).map_err(io::Error::other)?;
     conn.write_all(&len.to_be_bytes())?;
     conn.write_all(&body)
@@ -214,7 +237,7 @@ pub(crate) fn read_frame<T: serde::de::DeserializeOwned>(conn: &mut impl Read) -
             format!("a frame of {len} bytes"),
         ));
     }
-    let mut body = vec![0u8; len as usize];
+    let mut body = Zeroizing::new(vec![0u8; len as usize]);
     conn.read_exact(&mut body)?;
     match body.split_first() {
         Some((&PROTOCOL, rest)) => postcard::from_bytes(rest)

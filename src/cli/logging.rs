@@ -84,6 +84,8 @@ pub fn to_syslog() -> std::io::Result<()> {
     let path = std::env::var_os(SYSLOG_VAR).unwrap_or_else(|| "/dev/log".into());
     let socket = UnixDatagram::unbound()?;
     socket.connect(&path)?;
+    // A full or stalled syslog drops lines; it never blocks a logger.
+    socket.set_nonblocking(true)?;
     let _ = SYSLOG.set(Mutex::new(socket));
     Ok(())
 }

@@ -46,6 +46,7 @@ pub mod json;
 pub mod key;
 pub mod kms;
 pub mod location;
+pub mod lock;
 pub mod logging;
 pub mod mount;
 pub mod mount_options;
@@ -98,6 +99,8 @@ pub fn main() -> i32 {
         Command::Fsck(a) => fsck::run(a, env_pass),
         Command::Audit(a) => audit::run(a, env_pass),
         Command::Status(a) => status::run(a),
+        Command::Lock(a) => lock::lock(a),
+        Command::Unlock(a) => lock::unlock(a, env_pass),
         Command::Key(a) => key::run(a, env_pass, new_env_pass),
     };
     match result {

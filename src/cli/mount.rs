@@ -77,6 +77,8 @@ struct Plan {
     lease: Option<lease::Taken>,
     /// Keep an audit trail (everything but `--no-audit`).
     audit: bool,
+    /// Lock after this long without a request.
+    lock_after: Option<Duration>,
 }
 
 pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>) -> CliResult<()> {
@@ -173,6 +175,7 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>)
         lock,
         lease,
         audit: !req.no_audit,
+        lock_after: req.lock_after,
     };
     if req.foreground {
         return serve(plan, &mut Readiness::foreground());
@@ -257,6 +260,7 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
         lock: _lock,
         lease,
         audit,
+        lock_after,
     } = plan;
     process::set_process_name();
     let signals = ShutdownSignals::block()?;
@@ -291,13 +295,16 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
     let auditor = match audit {
         true => Some(trail::start(
             &fs,
-            store,
+            Arc::clone(&store),
             audit_key,
             header.volume_id,
             writer,
         )?),
         false => None,
     };
+    if let Some(after) = lock_after {
+        fs.lock_when_idle(after);
+    }
     let anchor_writer = fs_is_live(&fs)
         .then(|| remember_commits(fs.engine(), anchors.clone(), holder.clone(), &header));
     // Every mount answers `status` on its control socket; the writer also
@@ -310,6 +317,8 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
         mountpoint: mount_point.clone(),
         volume_id: header.volume_id,
         started_ms: crate::audit::now_ms(),
+        store: Arc::clone(&store),
+        s3: spec.s3_args(),
     });
     let result = serve_mounted(&fs, &config, mount_point.clone(), signals, ready);
     if let Some(a) = &auditor {

@@ -29,7 +29,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::args::{MountArgs, parse_size};
+use super::args::{MountArgs, parse_duration, parse_size};
 use super::error::{CliError, CliResult};
 use super::settings::{Settings, set_once};
 use crate::fuse::KernelOptions;
@@ -53,6 +53,8 @@ pub struct MountRequest {
     pub follow: bool,
     /// Keep no audit trail, as `--no-audit`.
     pub no_audit: bool,
+    /// The idle lock, as `--lock-after`.
+    pub lock_after: Option<std::time::Duration>,
     /// The config file, as `--config`.
     pub config: Option<PathBuf>,
     pub allow_root: bool,
@@ -124,6 +126,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     opt("snapshot", Some("NAME"), Mount, "as --snapshot"),
     opt("follow", None, Mount, "as --follow"),
     opt("no_audit", None, Mount, "as --no-audit"),
+    opt("lock_after", Some("DURATION"), Mount, "as --lock-after"),
     opt("config", Some("FILE"), Mount, "as --config"),
     opt("allow_root", None, Mount, "the mounting user and root may enter"),
     opt("noexec", None, Mount, "programs on the volume cannot be run"),
@@ -223,6 +226,9 @@ impl MountRequest {
         }
         req.follow |= args.follow;
         req.no_audit |= args.no_audit;
+        if let Some(after) = args.lock_after {
+            set_once(&mut req.lock_after, after, "lock_after").map_err(CliError::usage)?;
+        }
         if let Some(name) = &args.snapshot {
             set_once(&mut req.snapshot, name.clone(), "snapshot").map_err(CliError::usage)?;
         }
@@ -298,6 +304,7 @@ impl MountRequest {
             "snapshot" => set_once(&mut self.snapshot, text(v)?, name)?,
             "follow" => self.follow = true,
             "no_audit" => self.no_audit = true,
+            "lock_after" => set_once(&mut self.lock_after, parse_duration(v)?, name)?,
             "allow_root" => self.allow_root = true,
             "noexec" | "exec" => self.noexec = name == "noexec",
             "sync" | "async" => self.sync = name == "sync",
@@ -493,6 +500,7 @@ mod tests {
             let item = match o.value {
                 Some(_) if o.name == "cache_size" => format!("{}=64M", o.name),
                 Some(_) if o.name == "slot" => format!("{}=2", o.name),
+                Some(_) if o.name == "lock_after" => format!("{}=15m", o.name),
                 Some(_) => format!("{}=/x", o.name),
                 None => o.name.to_owned(),
             };

@@ -31,6 +31,8 @@ pub struct StatusReport {
     pub lease: Option<LeaseReport>,
     /// Keys wiped, every access refused until `sealedfs unlock`.
     pub locked: bool,
+    /// The idle lock (`--lock-after`), if set.
+    pub lock_after_seconds: Option<u64>,
     pub cache_budget_bytes: u64,
     pub cache_clean_bytes: u64,
     pub cache_dirty_bytes: u64,
@@ -104,9 +106,13 @@ fn text(r: &StatusReport) -> String {
             l.ttl_seconds
         ));
     }
+    let idle = match r.lock_after_seconds {
+        Some(s) => format!(" (locks after {s} s idle)"),
+        None => String::new(),
+    };
     out.push(format!(
-        "  locked:    {}",
-        if r.locked { "yes" } else { "no" }
+        "  locked:    {}{idle}",
+        if r.locked { "YES" } else { "no" }
     ));
     out.push(format!(
         "  cache:     {} dirty, {} clean of {}{}; {} open",

@@ -149,6 +149,17 @@ impl SubKey {
         self.cipher
     }
 
+    /// Overwrites the key bytes with zeros in place (a locked mount); the
+    /// key seals and opens nothing useful afterwards.
+    pub fn wipe(&mut self) {
+        self.bytes.0.zeroize();
+    }
+
+    /// Whether every key byte is zero (the lock's self-check).
+    pub fn is_wiped(&self) -> bool {
+        self.bytes.0.iter().all(|&b| b == 0)
+    }
+
     /// A second handle on the same key bytes (a holder that outlives the
     /// `Keys` it came from). Explicit, so copies are visible in review.
     pub fn duplicate(&self) -> SubKey {
@@ -239,6 +250,36 @@ impl Keys {
     /// The cipher every subkey seals with.
     pub fn cipher(&self) -> Cipher {
         self.data.cipher
+    }
+
+    /// Zeroes every subkey in place.
+    pub fn wipe(&mut self) {
+        for k in self.all_mut() {
+            k.wipe();
+        }
+    }
+
+    /// Whether every subkey is zero.
+    pub fn is_wiped(&self) -> bool {
+        [
+            &self.data,
+            &self.meta,
+            &self.audit,
+            &self.lease,
+            &self.header,
+        ]
+        .iter()
+        .all(|k| k.is_wiped())
+    }
+
+    fn all_mut(&mut self) -> [&mut SubKey; 5] {
+        [
+            &mut self.data,
+            &mut self.meta,
+            &mut self.audit,
+            &mut self.lease,
+            &mut self.header,
+        ]
     }
 }
 

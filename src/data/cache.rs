@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use lru::LruCache;
+use zeroize::Zeroize;
 
 /// (inode, chunk index)
 pub type ChunkKey = (u64, u64);
@@ -367,6 +368,27 @@ impl Cache {
     }
 
     /// Drops every clean chunk (the `lock` command, tests).
+    /// Drops every buffer, clean and dirty (a locked mount, after its
+    /// commit), zeroing each one no reader still holds; returns the bytes
+    /// dropped.
+    pub fn clear(&mut self) -> u64 {
+        let dropped = self.clean_bytes + self.dirty_bytes;
+        while let Some((_, mut buf)) = self.clean.pop_lru() {
+            if let Some(bytes) = Arc::get_mut(&mut buf) {
+                bytes.zeroize();
+            }
+        }
+        self.clean_keys.clear();
+        self.clean_bytes = 0;
+        for (_, mut d) in std::mem::take(&mut self.dirty) {
+            if let Some(bytes) = Arc::get_mut(&mut d.data) {
+                bytes.zeroize();
+            }
+        }
+        self.dirty_bytes = 0;
+        dropped
+    }
+
     pub fn drop_clean(&mut self) {
         self.clean.clear();
         self.clean_keys.clear();

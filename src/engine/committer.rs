@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::error::EngineResult;
+use super::error::{EngineError, EngineResult};
 use super::{Engine, load::Loaded};
 use crate::meta::checkpoint;
 
@@ -56,6 +56,14 @@ impl Engine {
     /// Commits one batch (the stalled one first), then checkpoint and
     /// garbage work if due; returns whether there was a batch.
     pub(super) fn commit_once(&self) -> EngineResult<bool> {
+        // Held from taking a batch to sealing it, so a lock (which wipes
+        // the keys) waits for the batch instead of stranding it; while
+        // locked, batches wait in the journal.
+        let keys = match self.keys.get() {
+            Ok(k) => k,
+            Err(EngineError::Locked) => return Ok(false),
+            Err(e) => return Err(e),
+        };
         let (sealed, prepared) = match self.journal.take_stalled() {
             Some(stalled) => (stalled, None),
             None => {
@@ -86,11 +94,12 @@ impl Engine {
                     *self.bound.lock().unwrap_or_else(|p| p.into_inner()) = bound;
                 }
                 (
-                    self.journal.seal(&self.keys, &self.volume_id, batch, bound),
+                    self.journal.seal(&keys, &self.volume_id, batch, bound),
                     prepared,
                 )
             }
         };
+        drop(keys);
         let committed = match self.journal.put(&*self.store, sealed) {
             Ok(c) => c,
             Err(e) => {
@@ -108,15 +117,20 @@ impl Engine {
         self.delete_retired(committed.retired);
         if let Some((prepared, dirty)) = prepared {
             let prev = self.retention().newest_shards();
-            match checkpoint::write(
-                &*self.store,
-                &self.keys,
-                &self.volume_id,
-                committed.seq,
-                committed.hash,
-                prepared,
-                &prev,
-            ) {
+            let written = self.keys.get().and_then(|keys| {
+                let id = &self.volume_id;
+                let (seq, hash) = (committed.seq, committed.hash);
+                Ok(checkpoint::write(
+                    &*self.store,
+                    &keys,
+                    id,
+                    seq,
+                    hash,
+                    prepared,
+                    &prev,
+                )?)
+            });
+            match written {
                 Ok(shards) => self.after_checkpoint(committed.seq, shards),
                 Err(e) => {
                     log::warn!("checkpoint at seq {:016x} failed: {e}", committed.seq);

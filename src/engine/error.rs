@@ -62,6 +62,9 @@ pub enum EngineError {
     /// not there); the message says why.
     #[error("{0}")]
     Invalid(String),
+    /// The mount is locked (`sealedfs lock`): its keys are wiped.
+    #[error("the mount is locked")]
+    Locked,
 }
 
 impl EngineError {

@@ -48,7 +48,7 @@ impl Engine {
                 Err(StoreError::NotFound { .. }) => break,
                 Err(e) => return Err(e.into()),
             };
-            let seg = open_segment(&self.keys, &self.volume_id, seq + 1, &sealed)?;
+            let seg = open_segment(&*self.keys.get()?, &self.volume_id, seq + 1, &sealed)?;
             if seg.prev_hash != hash {
                 return Err(Corrupt(format!("{key} does not follow the segment before it")).into());
             }
@@ -91,7 +91,7 @@ impl Engine {
         if newest.is_none_or(|n| n <= seq) {
             return Ok(Followed::default());
         }
-        let loaded = load::load(&*self.store, &self.keys, &self.volume_id)?;
+        let loaded = load::load(&*self.store, &*self.keys.get()?, &self.volume_id)?;
         let skipped = loaded.last_seq.saturating_sub(seq);
         let head = Head {
             seq: loaded.last_seq,

@@ -155,9 +155,11 @@ impl Engine {
             }
         }
         let mut needed: BTreeSet<PackId> = ns.packs().map(|(id, _)| *id).collect();
-        for (key, record) in snapshot::list(&*self.store, &self.keys, &self.volume_id)? {
+        let snapshots = snapshot::list(&*self.store, &*self.keys.get()?, &self.volume_id)?;
+        for (key, record) in snapshots {
             report.snapshots += 1;
-            match checkpoint::read(&*self.store, &self.keys, &self.volume_id, record.checkpoint) {
+            let keys = self.keys.get()?;
+            match checkpoint::read(&*self.store, &keys, &self.volume_id, record.checkpoint) {
                 Ok(cp) => {
                     for (id, _) in cp.ns.packs() {
                         needed.insert(*id);

@@ -42,6 +42,7 @@ mod packs;
 mod retention;
 mod rollback;
 mod snapshots;
+mod vault;
 
 #[cfg(test)]
 mod tests;
@@ -111,7 +112,7 @@ impl Default for EngineOptions {
 
 pub struct Engine {
     store: Arc<dyn ObjectStore>,
-    keys: Keys,
+    keys: vault::Vault,
     volume_id: [u8; 16],
     chunk_size: u32,
     opts: EngineOptions,
@@ -303,7 +304,7 @@ impl Engine {
         opts: EngineOptions,
         regressions: Vec<Regression>,
     ) -> Arc<Engine> {
-        let engine = Arc::new(Engine {
+        Arc::new(Engine {
             journal: Arc::new(Journal::new(loaded.last_seq, loaded.last_hash)),
             retention: Mutex::new(Retention::new(&loaded)),
             checkpointed: Condvar::new(),
@@ -313,18 +314,14 @@ impl Engine {
             bound: Mutex::new(None),
             last_commit_ms: std::sync::atomic::AtomicU64::new(0),
             tree: Mutex::new(loaded.ns),
-            keys,
+            keys: vault::Vault::new(keys),
             volume_id: header.volume_id,
             chunk_size: header.chunk_size,
             threads: Mutex::new(Vec::new()),
             shut: AtomicBool::new(false),
             store,
             opts,
-        });
-        if !crate::crypto::keys::lock_in_memory(&engine.keys) {
-            log::warn!("could not lock the keys in memory (RLIMIT_MEMLOCK); use encrypted swap");
-        }
-        engine
+        })
     }
 
     /// A snapshot, read-only from its checkpoint (see `snapshots`).
@@ -404,6 +401,22 @@ impl Engine {
 
     /// The last durable journal seq and the hash of its sealed bytes (the
     /// head of the hash chain).
+    /// Wipes the keys (a locked mount): commits, reads and checkpoints
+    /// wait until [`Engine::unlock_keys`]. Returns whether every key byte
+    /// read back as zero.
+    pub fn lock_keys(&self) -> bool {
+        self.keys.lock()
+    }
+
+    /// Derives the keys again from the master key.
+    pub fn unlock_keys(&self, master: &MasterKey) {
+        self.keys.unlock(Keys::derive(master, &self.volume_id));
+    }
+
+    pub fn is_locked(&self) -> bool {
+        self.keys.is_locked()
+    }
+
     /// When this engine last committed (ms since the epoch), if it did.
     pub fn last_commit_ms(&self) -> Option<u64> {
         Some(self.last_commit_ms.load(Ordering::Relaxed)).filter(|&t| t > 0)

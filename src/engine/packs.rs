@@ -28,7 +28,7 @@ impl Engine {
             return Err(f.into());
         }
         let id = PackId::random();
-        let (body, placed) = seal_pack(&self.keys.data, &self.volume_id, id, chunks);
+        let (body, placed) = seal_pack(&self.keys.get()?.data, &self.volume_id, id, chunks);
         self.store.put(&id.key(), &body)?;
         Ok(Written {
             id,
@@ -51,13 +51,14 @@ impl Engine {
         let key = extent.pack.key();
         let body = self.store.get_range(&key, extent.cipher_range(skip, n))?;
         let len = extent.cipher_len as usize;
+        let keys = self.keys.get()?;
         (0..n)
             .map(|i| {
                 let unit = extent.first_unit + skip + i;
                 let sealed = &body[i as usize * len..(i as usize + 1) * len];
                 let last = unit + 1 == units;
                 open_segment(
-                    &self.keys.data,
+                    &keys.data,
                     &self.volume_id,
                     extent.pack,
                     unit,

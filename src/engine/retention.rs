@@ -226,7 +226,7 @@ impl Engine {
     /// Keeps checkpoint `seq`, its shards and every pack it maps, until
     /// [`Engine::unpin`]: garbage collection and retention leave them.
     pub fn pin(&self, seq: u64) -> EngineResult<()> {
-        let index = checkpoint::read_index(&*self.store, &self.keys, &self.volume_id, seq)?;
+        let index = checkpoint::read_index(&*self.store, &*self.keys.get()?, &self.volume_id, seq)?;
         let packs = index.packs.iter().map(|(id, _)| *id).collect();
         self.retention().pinned.insert(
             seq,

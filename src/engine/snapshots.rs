@@ -27,7 +27,8 @@ use crate::meta::{Corrupt, checkpoint};
 impl Engine {
     /// Every snapshot, oldest first.
     pub fn snapshots(&self) -> EngineResult<Vec<SnapshotRecord>> {
-        Ok(snapshot::list(&*self.store, &self.keys, &self.volume_id)?
+        let keys = self.keys.get()?;
+        Ok(snapshot::list(&*self.store, &keys, &self.volume_id)?
             .into_iter()
             .map(|(_, r)| r)
             .collect())
@@ -39,14 +40,14 @@ impl Engine {
             return Err(EngineError::ReadOnly);
         }
         snapshot::check_name(name).map_err(EngineError::Invalid)?;
-        if snapshot::find(&*self.store, &self.keys, &self.volume_id, name)?.is_some() {
+        if snapshot::find(&*self.store, &*self.keys.get()?, &self.volume_id, name)?.is_some() {
             return Err(EngineError::Invalid(format!(
                 "a snapshot named {name:?} exists already"
             )));
         }
         let seq = self.checkpoint_now()?;
         self.pin(seq)?;
-        let index = checkpoint::read_index(&*self.store, &self.keys, &self.volume_id, seq)?;
+        let index = checkpoint::read_index(&*self.store, &*self.keys.get()?, &self.volume_id, seq)?;
         let record = SnapshotRecord {
             name: name.to_owned(),
             created_ms: SystemTime::now()
@@ -58,9 +59,18 @@ impl Engine {
             data_bytes: index.packs.iter().map(|(_, p)| p.size).sum(),
         };
         let key = snapshot::new_key();
-        if let Err(e) = snapshot::write(&*self.store, &self.keys, &self.volume_id, &key, &record) {
+        let written = self.keys.get().and_then(|keys| {
+            Ok(snapshot::write(
+                &*self.store,
+                &keys,
+                &self.volume_id,
+                &key,
+                &record,
+            )?)
+        });
+        if let Err(e) = written {
             self.unpin(seq);
-            return Err(e.into());
+            return Err(e);
         }
         log::info!("snapshot made at checkpoint {seq:016x} ({key})");
         Ok(record)
@@ -71,8 +81,8 @@ impl Engine {
         if self.opts.read_only {
             return Err(EngineError::ReadOnly);
         }
-        let Some((key, record)) = snapshot::find(&*self.store, &self.keys, &self.volume_id, name)?
-        else {
+        let found = snapshot::find(&*self.store, &*self.keys.get()?, &self.volume_id, name)?;
+        let Some((key, record)) = found else {
             return Err(EngineError::Invalid(format!("no snapshot named {name:?}")));
         };
         let packs: BTreeSet<PackId> = self.pinned_packs(record.checkpoint).unwrap_or_default();
@@ -101,7 +111,8 @@ impl Engine {
     /// Pins every snapshot's checkpoint (a read-write open, before the
     /// committer starts).
     pub(super) fn pin_snapshots(&self) -> EngineResult<()> {
-        for (key, record) in snapshot::list(&*self.store, &self.keys, &self.volume_id)? {
+        let snapshots = snapshot::list(&*self.store, &*self.keys.get()?, &self.volume_id)?;
+        for (key, record) in snapshots {
             self.pin(record.checkpoint).map_err(|e| {
                 EngineError::Corrupt(Corrupt(format!(
                     "{key} pins checkpoint {:016x}, which does not load: {e}",

@@ -75,6 +75,7 @@ impl From<EngineError> for FsError {
             EngineError::ReadOnly => FsError::ReadOnly,
             EngineError::Rollback(r) => FsError::Rollback(r),
             EngineError::Invalid(_) => FsError::Invalid,
+            EngineError::Locked => FsError::AccessDenied,
         }
     }
 }

@@ -66,15 +66,21 @@ impl Fs {
                 None => cache.drop_clean(),
             }
         }
+        self.invalidate(followed.changed.as_ref());
+        Ok(followed.segments)
+    }
+
+    /// Tells the kernel to drop what it caches of `inos` (`None`: a full
+    /// reload, which the attribute TTL and reopening take care of).
+    pub(crate) fn invalidate(&self, inos: Option<&BTreeSet<u64>>) {
         let invalidate = self
             .follow
             .invalidator
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if let Some(f) = invalidate.as_ref() {
-            f(followed.changed.as_ref());
+            f(inos);
         }
-        Ok(followed.segments)
     }
 }
 

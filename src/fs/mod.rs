@@ -28,6 +28,7 @@ mod file;
 mod follow;
 mod handles;
 mod live;
+mod lockdown;
 mod read;
 mod types;
 mod writeback;
@@ -37,6 +38,7 @@ mod tests;
 
 pub use error::{FsError, FsResult};
 pub use follow::Invalidator;
+pub use lockdown::Locked as LockReport;
 pub use types::*;
 
 /// The root directory's inode number.
@@ -111,6 +113,7 @@ pub struct Fs {
     auditor: OnceLock<Arc<Auditor>>,
     /// Names the kernel looked up, for audit paths.
     names: audit::Names,
+    lockdown: lockdown::Lockdown,
 }
 
 /// `core` and the engine's tree, locked together ([`Fs::lock`]).
@@ -176,6 +179,7 @@ impl Fs {
             shut: AtomicBool::new(false),
             auditor: OnceLock::new(),
             names: audit::Names::default(),
+            lockdown: lockdown::Lockdown::default(),
             opts,
         });
         if !fs.opts.read_only() {

@@ -26,7 +26,7 @@ use super::convert::{
     reply_xattr, time_set,
 };
 use super::{FuseFs, MAX_BACKGROUND, TTL};
-use crate::fs::{FsResult, SetAttr};
+use crate::fs::{Fs, FsResult, SetAttr};
 
 /// Capabilities we ask for when the kernel offers them: concurrent lookups
 /// and creates in one directory, readdirplus (with the kernel choosing
@@ -37,14 +37,23 @@ const WANTED: InitFlags = InitFlags::FUSE_PARALLEL_DIROPS
     .union(InitFlags::FUSE_BIG_WRITES)
     .union(InitFlags::FUSE_ASYNC_READ);
 
+/// What a locked mount still does: let go of what was open.
+const CLOSING: &[&str] = &["flush", "release", "releasedir"];
+
 /// Largest `copy_file_range` we hand to the core: the reply carries a u32
 /// byte count, and page alignment keeps the kernel's next call aligned.
 const MAX_COPY: u64 = (u32::MAX as u64) & !0xfff;
 
 /// Calls the core for `op` on `ino`: a failure is logged (inode number
 /// only) and becomes its errno; a panic is logged and becomes EIO for this
-/// request alone, never a wedged mount.
-fn call<T>(op: &str, ino: INodeNo, f: impl FnOnce() -> FsResult<T>) -> Result<T, Errno> {
+/// request alone, never a wedged mount. A locked mount answers EACCES to
+/// everything but closing what is open.
+fn call<T>(fs: &Fs, op: &str, ino: INodeNo, f: impl FnOnce() -> FsResult<T>) -> Result<T, Errno> {
+    fs.note_activity();
+    if fs.is_locked() && !CLOSING.contains(&op) {
+        fs.refused_while_locked();
+        return Err(Errno::EACCES);
+    }
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => {
@@ -88,7 +97,7 @@ impl Filesystem for FuseFs {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match call("lookup", parent, || {
+        match call(&self.fs, "lookup", parent, || {
             self.fs.lookup(&caller(req), parent.0, name)
         }) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
@@ -101,7 +110,7 @@ impl Filesystem for FuseFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match call("getattr", ino, || self.fs.getattr(ino.0)) {
+        match call(&self.fs, "getattr", ino, || self.fs.getattr(ino.0)) {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
             Err(errno) => reply.error(errno),
         }
@@ -138,7 +147,7 @@ impl Filesystem for FuseFs {
         // A size change takes the file's data lock, which a writer may
         // hold across a store read.
         self.maybe_offload(size.is_some(), move |fs| {
-            match call("setattr", ino, || fs.setattr(&c, ino.0, fh, set)) {
+            match call(fs, "setattr", ino, || fs.setattr(&c, ino.0, fh, set)) {
                 Ok(a) => reply.attr(&TTL, &file_attr(&a)),
                 Err(errno) => reply.error(errno),
             }
@@ -146,7 +155,7 @@ impl Filesystem for FuseFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match call("readlink", ino, || self.fs.readlink(ino.0)) {
+        match call(&self.fs, "readlink", ino, || self.fs.readlink(ino.0)) {
             Ok(target) => reply.data(&target),
             Err(errno) => reply.error(errno),
         }
@@ -162,7 +171,7 @@ impl Filesystem for FuseFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        match call("mknod", parent, || {
+        match call(&self.fs, "mknod", parent, || {
             self.fs
                 .mknod(&caller(req), parent.0, name, mode, umask, rdev)
         }) {
@@ -180,7 +189,7 @@ impl Filesystem for FuseFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        match call("mkdir", parent, || {
+        match call(&self.fs, "mkdir", parent, || {
             self.fs.mkdir(&caller(req), parent.0, name, mode, umask)
         }) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
@@ -189,7 +198,7 @@ impl Filesystem for FuseFs {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match call("unlink", parent, || {
+        match call(&self.fs, "unlink", parent, || {
             self.fs.unlink(&caller(req), parent.0, name)
         }) {
             Ok(()) => reply.ok(),
@@ -198,7 +207,7 @@ impl Filesystem for FuseFs {
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match call("rmdir", parent, || {
+        match call(&self.fs, "rmdir", parent, || {
             self.fs.rmdir(&caller(req), parent.0, name)
         }) {
             Ok(()) => reply.ok(),
@@ -214,7 +223,7 @@ impl Filesystem for FuseFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        match call("symlink", parent, || {
+        match call(&self.fs, "symlink", parent, || {
             self.fs
                 .symlink(&caller(req), parent.0, link_name, target.as_os_str())
         }) {
@@ -236,7 +245,7 @@ impl Filesystem for FuseFs {
         // A rename over a file first uploads the source's data.
         let (c, name, newname) = (caller(req), name.to_owned(), newname.to_owned());
         self.offload(move |fs| {
-            match call("rename", parent, || {
+            match call(fs, "rename", parent, || {
                 fs.rename(&c, parent.0, &name, newparent.0, &newname, flags.bits())
             }) {
                 Ok(()) => reply.ok(),
@@ -253,7 +262,7 @@ impl Filesystem for FuseFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        match call("link", ino, || {
+        match call(&self.fs, "link", ino, || {
             self.fs.link(&caller(req), ino.0, newparent.0, newname)
         }) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
@@ -265,7 +274,7 @@ impl Filesystem for FuseFs {
         let c = caller(req);
         // O_TRUNC truncates, under the file's data lock.
         self.maybe_offload(flags.0 & libc::O_TRUNC != 0, move |fs| {
-            match call("open", ino, || fs.open(&c, ino.0, flags.0)) {
+            match call(fs, "open", ino, || fs.open(&c, ino.0, flags.0)) {
                 Ok(o) => reply.opened(FileHandle(o.fh), fopen_flags(&o)),
                 Err(errno) => reply.error(errno),
             }
@@ -284,19 +293,19 @@ impl Filesystem for FuseFs {
         reply: ReplyData,
     ) {
         // From memory when every chunk is cached; else on a pool thread.
-        match call("read", ino, || {
+        match call(&self.fs, "read", ino, || {
             self.fs.read_cached(ino.0, fh.0, offset, size)
         }) {
             Ok(Some(data)) => return reply.data(&data),
             Err(errno) => return reply.error(errno),
             Ok(None) => {}
         }
-        self.offload(
-            move |fs| match call("read", ino, || fs.read(ino.0, fh.0, offset, size)) {
+        self.offload(move |fs| {
+            match call(fs, "read", ino, || fs.read(ino.0, fh.0, offset, size)) {
                 Ok(data) => reply.data(&data),
                 Err(errno) => reply.error(errno),
-            },
-        );
+            }
+        });
     }
 
     fn write(
@@ -315,7 +324,9 @@ impl Filesystem for FuseFs {
         // for the writeback to make room in the cache.
         let (c, data) = (caller(req), data.to_vec());
         self.offload(move |fs| {
-            match call("write", ino, || fs.write(&c, ino.0, fh.0, offset, &data)) {
+            match call(fs, "write", ino, || {
+                fs.write(&c, ino.0, fh.0, offset, &data)
+            }) {
                 Ok(n) => reply.written(n),
                 Err(errno) => reply.error(errno),
             }
@@ -330,7 +341,7 @@ impl Filesystem for FuseFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match call("flush", ino, || self.fs.flush(ino.0, fh.0)) {
+        match call(&self.fs, "flush", ino, || self.fs.flush(ino.0, fh.0)) {
             Ok(()) => reply.ok(),
             Err(errno) => reply.error(errno),
         }
@@ -346,7 +357,7 @@ impl Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match call("release", ino, || self.fs.release(ino.0, fh.0)) {
+        match call(&self.fs, "release", ino, || self.fs.release(ino.0, fh.0)) {
             Ok(()) => reply.ok(),
             Err(errno) => reply.error(errno),
         }
@@ -361,7 +372,7 @@ impl Filesystem for FuseFs {
         reply: ReplyEmpty,
     ) {
         self.offload(
-            move |fs| match call("fsync", ino, || fs.fsync(ino.0, fh.0, datasync)) {
+            move |fs| match call(fs, "fsync", ino, || fs.fsync(ino.0, fh.0, datasync)) {
                 Ok(()) => reply.ok(),
                 Err(errno) => reply.error(errno),
             },
@@ -369,7 +380,7 @@ impl Filesystem for FuseFs {
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match call("opendir", ino, || {
+        match call(&self.fs, "opendir", ino, || {
             self.fs.opendir(&caller(req), ino.0, flags.0)
         }) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
@@ -385,7 +396,7 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match call("readdir", ino, || {
+        match call(&self.fs, "readdir", ino, || {
             self.fs
                 .readdir(ino.0, fh.0, offset, &mut DirOut(&mut reply))
         }) {
@@ -402,7 +413,7 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        match call("readdirplus", ino, || {
+        match call(&self.fs, "readdirplus", ino, || {
             self.fs
                 .readdirplus(ino.0, fh.0, offset, &mut DirPlusOut(&mut reply))
         }) {
@@ -419,7 +430,9 @@ impl Filesystem for FuseFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        match call("releasedir", ino, || self.fs.releasedir(ino.0, fh.0)) {
+        match call(&self.fs, "releasedir", ino, || {
+            self.fs.releasedir(ino.0, fh.0)
+        }) {
             Ok(()) => reply.ok(),
             Err(errno) => reply.error(errno),
         }
@@ -434,7 +447,7 @@ impl Filesystem for FuseFs {
         reply: ReplyEmpty,
     ) {
         self.offload(move |fs| {
-            match call("fsyncdir", ino, || fs.fsyncdir(ino.0, fh.0, datasync)) {
+            match call(fs, "fsyncdir", ino, || fs.fsyncdir(ino.0, fh.0, datasync)) {
                 Ok(()) => reply.ok(),
                 Err(errno) => reply.error(errno),
             }
@@ -442,7 +455,7 @@ impl Filesystem for FuseFs {
     }
 
     fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
-        match call("statfs", ino, || self.fs.statfs()) {
+        match call(&self.fs, "statfs", ino, || self.fs.statfs()) {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
             ),
@@ -460,7 +473,7 @@ impl Filesystem for FuseFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        match call("setxattr", ino, || {
+        match call(&self.fs, "setxattr", ino, || {
             self.fs.setxattr(&caller(req), ino.0, name, value, flags)
         }) {
             Ok(()) => reply.ok(),
@@ -469,7 +482,7 @@ impl Filesystem for FuseFs {
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        match call("getxattr", ino, || {
+        match call(&self.fs, "getxattr", ino, || {
             self.fs.getxattr(&caller(req), ino.0, name)
         }) {
             Ok(value) => reply_xattr(reply, size, &value),
@@ -478,14 +491,16 @@ impl Filesystem for FuseFs {
     }
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match call("listxattr", ino, || self.fs.listxattr(&caller(req), ino.0)) {
+        match call(&self.fs, "listxattr", ino, || {
+            self.fs.listxattr(&caller(req), ino.0)
+        }) {
             Ok(names) => reply_xattr(reply, size, &names),
             Err(errno) => reply.error(errno),
         }
     }
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match call("removexattr", ino, || {
+        match call(&self.fs, "removexattr", ino, || {
             self.fs.removexattr(&caller(req), ino.0, name)
         }) {
             Ok(()) => reply.ok(),
@@ -494,7 +509,7 @@ impl Filesystem for FuseFs {
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        match call("access", ino, || {
+        match call(&self.fs, "access", ino, || {
             self.fs.access(&caller(req), ino.0, mask.bits())
         }) {
             Ok(()) => reply.ok(),
@@ -512,7 +527,7 @@ impl Filesystem for FuseFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match call("create", parent, || {
+        match call(&self.fs, "create", parent, || {
             self.fs
                 .create(&caller(req), parent.0, name, mode, umask, flags)
         }) {
@@ -612,7 +627,7 @@ impl Filesystem for FuseFs {
         // Punching or zeroing part of a chunk reads the rest of it.
         let c = caller(req);
         self.offload(move |fs| {
-            match call("fallocate", ino, || {
+            match call(fs, "fallocate", ino, || {
                 fs.fallocate(&c, ino.0, fh.0, offset, length, mode)
             }) {
                 Ok(()) => reply.ok(),
@@ -630,7 +645,9 @@ impl Filesystem for FuseFs {
         whence: i32,
         reply: ReplyLseek,
     ) {
-        match call("lseek", ino, || self.fs.lseek(ino.0, fh.0, offset, whence)) {
+        match call(&self.fs, "lseek", ino, || {
+            self.fs.lseek(ino.0, fh.0, offset, whence)
+        }) {
             Ok(off) => reply.offset(off),
             Err(errno) => reply.error(errno),
         }
@@ -652,7 +669,7 @@ impl Filesystem for FuseFs {
         let c = caller(req);
         let len = len.min(MAX_COPY);
         self.offload(move |fs| {
-            let copied = call("copy_file_range", ino_out, || {
+            let copied = call(fs, "copy_file_range", ino_out, || {
                 fs.copy_file_range(
                     &c, ino_in.0, fh_in.0, offset_in, ino_out.0, fh_out.0, offset_out, len,
                 )

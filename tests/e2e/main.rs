@@ -19,6 +19,7 @@ mod integrity;
 mod keys;
 mod leak;
 mod lease;
+mod lockdown;
 mod messages;
 mod mount_cli;
 mod notify;

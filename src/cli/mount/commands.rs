@@ -8,13 +8,19 @@ use std::sync::Arc;
 
 use log::warn;
 
+use zeroize::Zeroizing;
+
+use super::super::args::S3Args;
 use super::super::control::{self, Peer, Reply, Request, Server};
-use super::super::error::CliError;
+use super::super::error::{CliError, CliResult};
 use super::super::pidfile::{self, PidFile};
 use super::super::status::{AuditReport, CommitReport, LeaseReport, StatusReport};
+use super::super::{header, unlock};
 use crate::audit::{Record, format_time, now_ms};
+use crate::crypto::{MasterKey, SlotSecret};
 use crate::fs::Fs;
 use crate::lease::Holder;
+use crate::store::ObjectStore;
 
 /// What the daemon knows about itself, for its answers.
 pub struct Daemon {
@@ -24,6 +30,10 @@ pub struct Daemon {
     pub mountpoint: PathBuf,
     pub volume_id: [u8; 16],
     pub started_ms: u64,
+    /// The store (its header is read again at unlock: slots may have
+    /// changed since the mount) and the S3 settings KMS uses.
+    pub store: Arc<dyn ObjectStore>,
+    pub s3: S3Args,
 }
 
 /// The control socket, and for the writer the file naming this daemon as
@@ -68,17 +78,37 @@ fn refuse(msg: &str) -> Reply {
 
 fn answer(d: &Daemon, req: Request, peer: Peer) -> Reply {
     let fs = &d.fs;
-    if req.changes_the_volume() {
-        if d.holder.is_none() {
-            return refuse("this mount is read-only: ask the read-write mount");
-        }
+    if req.writer_only() && d.holder.is_none() {
+        return refuse("this mount is read-only: ask the read-write mount");
+    }
+    let by = |what: &str| Record::admin_by(what, peer.uid, peer.gid, peer.pid);
+    if !matches!(req, Request::Status | Request::Unlock { .. }) {
         if let Some(auditor) = fs.auditor() {
-            let what = req.describe();
-            auditor.record(Record::admin_by(&what, peer.uid, peer.gid, peer.pid));
+            auditor.record(by(&req.describe()));
         }
     }
     match req {
         Request::Status => Reply::Status(Box::new(status(d))),
+        Request::Lock => {
+            Reply::from_result(fs.lock_down().map_err(CliError::from), |l| Reply::Locked {
+                keys_zeroed: l.keys_zeroed,
+                dropped_bytes: l.dropped_bytes,
+            })
+        }
+        Request::Unlock {
+            secret,
+            key_file,
+            kms,
+            slot,
+        } => {
+            let secret = secret.map(Zeroizing::new);
+            let unlocked = unlock(d, secret, key_file, kms, slot)
+                .and_then(|master| fs.unlock(&master, by("unlock")).map_err(CliError::from));
+            if unlocked.is_err() {
+                fs.failed_unlock();
+            }
+            Reply::from_result(unlocked, |()| Reply::Done)
+        }
         // Everything written so far belongs in the snapshot: data still
         // in the cache is flushed and its sizes journaled first.
         Request::SnapshotCreate { name } => Reply::from_result(
@@ -103,6 +133,25 @@ fn answer(d: &Daemon, req: Request, peer: Peer) -> Reply {
             })
         }
     }
+}
+
+/// The master key from the secret sent (or KMS), against the header as
+/// it is now.
+fn unlock(
+    d: &Daemon,
+    secret: Option<Zeroizing<Vec<u8>>>,
+    key_file: bool,
+    kms: bool,
+    slot: Option<u32>,
+) -> CliResult<MasterKey> {
+    let header = header::read(&*d.store)?;
+    let (_, ring) = match (kms, &secret) {
+        (true, _) => unlock::with_kms(&header, &d.s3, slot)?,
+        (false, Some(s)) if key_file => header.unlock_ring(SlotSecret::KeyFile(s), slot)?,
+        (false, Some(s)) => header.unlock_ring(SlotSecret::Passphrase(s), slot)?,
+        (false, None) => return Err(CliError::usage("no passphrase or key file was sent")),
+    };
+    Ok(ring.into_current())
 }
 
 fn status(d: &Daemon) -> StatusReport {
@@ -132,7 +181,8 @@ fn status(d: &Daemon) -> StatusReport {
             held: !h.is_fenced(),
             ttl_seconds: h.ttl().as_secs(),
         }),
-        locked: false,
+        locked: fs.is_locked(),
+        lock_after_seconds: fs.lock_after().map(|t| t.as_secs()),
         cache_budget_bytes: usage.cache_budget_bytes,
         cache_clean_bytes: usage.cache_clean_bytes,
         cache_dirty_bytes: usage.cache_dirty_bytes,

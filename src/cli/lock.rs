@@ -1,0 +1,71 @@
+//! `sealedfs lock MOUNTPOINT` and `sealedfs unlock MOUNTPOINT`: asked of
+//! the mount's daemon over its control socket (root and the mount's owner
+//! only). What a lock does is `crate::fs::lockdown`'s.
+
+use super::args::{LockArgs, UnlockArgs};
+use super::control::{self, Reply, Request};
+use super::error::{CliError, CliResult};
+use super::passphrase::{self, Passphrase, Prompt, Secret};
+use super::snapshot::human_bytes;
+use super::status::daemon_of;
+
+pub fn lock(args: LockArgs) -> CliResult<()> {
+    let pid = daemon_of(&args.mountpoint)?;
+    match control::call(pid, &Request::Lock)? {
+        Reply::Locked {
+            keys_zeroed,
+            dropped_bytes,
+        } => {
+            if !keys_zeroed {
+                return Err(CliError::usage(
+                    "locked, but a key did not read back as zeros: restart the mount",
+                ));
+            }
+            println!(
+                "{} locked: changes committed, keys wiped, {} of cached plaintext dropped",
+                args.mountpoint.display(),
+                human_bytes(dropped_bytes)
+            );
+            Ok(())
+        }
+        other => Err(CliError::usage(format!("the daemon answered {other:?}"))),
+    }
+}
+
+pub fn unlock(args: UnlockArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
+    let pid = daemon_of(&args.mountpoint)?;
+    let secret = match (&args.passphrase_file, &args.key_file) {
+        (Some(p), _) => Some(Secret::PassphraseFile(p.clone())),
+        (None, Some(k)) => Some(Secret::KeyFile(k.clone())),
+        (None, None) => None,
+    };
+    let pass = match args.kms {
+        true => None,
+        false => Some(passphrase::obtain_from(
+            secret.as_ref(),
+            env_pass,
+            Prompt::Once,
+        )?),
+    };
+    let request = Request::Unlock {
+        secret: pass.as_ref().map(|p| p.to_vec()),
+        key_file: args.key_file.is_some(),
+        kms: args.kms,
+        slot: args.slot,
+    };
+    let reply = control::call(pid, &request);
+    if let Request::Unlock {
+        secret: Some(mut s),
+        ..
+    } = request
+    {
+        zeroize::Zeroize::zeroize(&mut s);
+    }
+    match reply? {
+        Reply::Done => {
+            println!("{} unlocked", args.mountpoint.display());
+            Ok(())
+        }
+        other => Err(CliError::usage(format!("the daemon answered {other:?}"))),
+    }
+}
