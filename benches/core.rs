@@ -13,10 +13,12 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sealedfs::audit::query::{self, Filter};
+use sealedfs::audit::{Auditor, Op, Record};
 use sealedfs::crypto::{KdfParams, Keys, MasterKey};
 use sealedfs::data::{ChunkMap, Extent, Freed, PackId, open_segment, seal_pack};
 use sealedfs::fs::{Caller, Fs, FsOptions, ROOT};
-use sealedfs::store::{MemoryStore, ObjectStore};
+use sealedfs::store::{LocalStore, MemoryStore, ObjectStore};
 use sealedfs::volume::VolumeHeader;
 
 const KIB: usize = 1024;
@@ -501,6 +503,91 @@ fn bench_unlink(b: &Bench) {
     }
 }
 
+// --- audit trail ----------------------------------------------------------------
+
+/// A record as an EHR program's open of a chart would leave.
+fn chart_record(i: u64) -> Record {
+    Record {
+        time_ms: 1_790_000_000_000 + i,
+        uid: 1000 + (i % 50) as u32,
+        gid: 1000,
+        pid: 4000 + (i % 977) as u32,
+        process: "ehr-server".into(),
+        op: Op::Open { flags: 0 },
+        path: format!("/patients/{:05}/chart-{}.pdf", i % 50_000, i % 7),
+        path2: None,
+        errno: 0,
+    }
+}
+
+/// An auditor of a fresh local store (a real disk: its spool and
+/// segments are files); records go up 4096 to a segment.
+fn audited_store(dir: &std::path::Path) -> (Arc<dyn ObjectStore>, Keys, Arc<Auditor>) {
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(LocalStore::create(&dir.join("vault")).expect("local store"));
+    let master = MasterKey::generate();
+    let keys = Keys::derive(&master, &AUDIT_VID);
+    let key = Keys::derive(&master, &AUDIT_VID).audit;
+    let auditor =
+        Auditor::open(store.clone(), key, AUDIT_VID, "w", &dir.join("spool")).expect("auditor");
+    (store, keys, auditor)
+}
+
+const AUDIT_VID: [u8; 16] = [7; 16];
+
+fn record_all(auditor: &Auditor, n: u64) {
+    for i in 0..n {
+        auditor.record(chart_record(i));
+        if i % 4096 == 4095 {
+            auditor.flush().expect("flush");
+        }
+    }
+    auditor.flush().expect("flush");
+}
+
+fn bench_audit(b: &Bench) {
+    const N: u64 = 200_000;
+    b.run("audit record + upload (local store)", Work::Ops(N), || {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, _, auditor) = audited_store(dir.path());
+        timed(|| record_all(&auditor, N))
+    });
+
+    const MILLION: u64 = 1_000_000;
+    let wanted = [
+        "audit verify 1M records",
+        "audit query 1M records, path prefix",
+    ];
+    if !wanted.iter().any(|n| b.wanted(n)) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, keys, auditor) = audited_store(dir.path());
+    record_all(&auditor, MILLION);
+    b.run(wanted[0], Work::Ops(MILLION), || {
+        timed(|| {
+            let v = query::verify(&*store, &keys.audit, &AUDIT_VID, None).expect("verify");
+            assert!(v.intact());
+        })
+    });
+    b.run(wanted[1], Work::Ops(MILLION), || {
+        let filter = Filter {
+            path_prefix: Some("/patients/00042/".into()),
+            ..Filter::default()
+        };
+        let mut found = 0u64;
+        let t = timed(|| {
+            query::query(&*store, &keys.audit, &AUDIT_VID, &filter, &mut |_, _, _| {
+                found += 1;
+                true
+            })
+            .expect("query")
+        });
+        assert_eq!(found, 20);
+        t
+    });
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; anything else not starting with `-`
     // is a filter.
@@ -519,4 +606,5 @@ fn main() {
     bench_chunkmap(&b);
     bench_fs(&b);
     bench_unlink(&b);
+    bench_audit(&b);
 }

@@ -7,6 +7,8 @@
 # Systems, each storing on the same disk (a temp dir under BENCH_TMPDIR):
 #   plain      a plain directory (baseline, no FUSE)
 #   sealedfs   target/release/sealedfs, local directory store
+#   sealedfs-noaudit  the same mounted with --no-audit: its ratio is the
+#              cost of the audit trail (not in the default list)
 #   gocryptfs  gocryptfs (Debian package)
 #   cryfs      cryfs (Debian package)
 #   securefs   securefs (Debian package)
@@ -109,7 +111,7 @@ install_peers
 need_tool fusermount3
 for s in "${SYSTEMS[@]}"; do
     case $s in
-    plain | sealedfs) ;;
+    plain | sealedfs | sealedfs-noaudit) ;;
     gocryptfs | cryfs | securefs | rclone)
         command -v "$s" >/dev/null || SKIP[$s]="not installed"
         ;;
@@ -150,7 +152,7 @@ cleanup() {
         sys=${m%% *} mnt=${m#* }
         is_mounted "$mnt" || continue
         log "cleanup: unmounting $sys at $mnt"
-        if [[ $sys == sealedfs ]]; then
+        if [[ $sys == sealedfs* ]]; then
             timeout 120 "$SFS" unmount "$mnt" >/dev/null 2>&1
         else
             timeout 120 fusermount3 -u "$mnt" 2>/dev/null || timeout 60 umount "$mnt" 2>/dev/null
@@ -334,6 +336,9 @@ mount_sealedfs() {
     SEALEDFS_PASSPHRASE=$PASS SEALEDFS_LOG_FILE=$LOGS/sealedfs.log "$SFS" mount "$STORE" "$MNT" ${BENCH_SEALEDFS_OPTS:-}
 }
 unmount_sealedfs() { timeout 600 "$SFS" unmount "$MNT"; }
+setup_sealedfs-noaudit() { setup_sealedfs; }
+mount_sealedfs-noaudit() { BENCH_SEALEDFS_OPTS="${BENCH_SEALEDFS_OPTS:-} --no-audit" mount_sealedfs; }
+unmount_sealedfs-noaudit() { unmount_sealedfs; }
 
 setup_gocryptfs() {
     printf '%s\n' "$PASS" >"$WORK/gocryptfs.pass"
@@ -532,7 +537,7 @@ done
 version_of() {
     case $1 in
     plain) echo "$(findmnt -no FSTYPE -T "$WORK") on $(findmnt -no SOURCE -T "$WORK")" ;;
-    sealedfs) "$SFS" --version ;;
+    sealedfs | sealedfs-noaudit) "$SFS" --version ;;
     gocryptfs) gocryptfs -version 2>&1 | head -n1 ;;
     cryfs) cryfs --version 2>&1 | grep -m1 Version ;;
     securefs) echo "securefs $(dpkg-query -W -f '${Version}' securefs 2>/dev/null)" ;;
