@@ -261,6 +261,12 @@ fn add(a: KeyAddArgs, env_pass: Option<Passphrase>, new_env: Option<Passphrase>)
             )?)
         })?
     };
+    let kind = match (&a.kms_key_id, &a.key_file) {
+        (Some(_), _) => "KMS",
+        (None, Some(_)) => "key file",
+        (None, None) => "passphrase",
+    };
+    note(store, &ring, &format!("key add: keyslot {id} ({kind})"));
     println!("added keyslot {id}");
     Ok(())
 }
@@ -268,6 +274,7 @@ fn add(a: KeyAddArgs, env_pass: Option<Passphrase>, new_env: Option<Passphrase>)
 fn remove(a: KeyRemoveArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
     let (store, _, _, ring) = open(&a.store, &a.s3, &a.current, env_pass)?;
     update(&*store, |h| Ok(h.remove_slot(&ring, a.slot).map(drop)?))?;
+    note(store, &ring, &format!("key remove: keyslot {}", a.slot));
     println!("removed keyslot {}", a.slot);
     Ok(())
 }
@@ -295,8 +302,20 @@ fn passwd(
             },
         )?)
     })?;
+    note(store, &ring, &format!("key passwd: keyslot {slot}"));
     println!("changed the passphrase of keyslot {slot}");
     Ok(())
+}
+
+/// Records a key change in the volume's audit trail.
+fn note(store: std::sync::Arc<dyn ObjectStore>, ring: &KeyRing, what: &str) {
+    match header::read(&*store) {
+        Ok(h) => super::mount::trail::record_admin(store, ring.current(), h.volume_id, what),
+        Err(e) => log::warn!(
+            "AUDIT: could not record {what:?} in the audit trail: {}",
+            e.msg
+        ),
+    }
 }
 
 /// Tries of [`update`] before giving up (each lost race re-reads).

@@ -6,6 +6,9 @@
 //! - A read-only mount (follower, snapshot, `--read-only`) records into a
 //!   chain of its own, `r-<8 hex digits>`, flushed every second; nothing
 //!   binds it, since such a mount commits nothing.
+//! - Commands that change the volume without being its writer (key
+//!   changes) record into chain `a`, shared by every host (an auditor
+//!   whose seq was taken moves on to the next).
 //! - The spool is `<state dir>/audit-spool/<volume id>/`, shared by every
 //!   mount of the volume on this host: a mount adopts what dead ones left.
 
@@ -61,6 +64,29 @@ pub fn start(
 pub fn stop(auditor: &Auditor) {
     if let Err(e) = auditor.stop() {
         warn!("AUDIT: the last records stay in the spool for the next mount: {e}");
+    }
+}
+
+/// The chain of administrative commands that are not the writer's.
+pub const ADMIN_CHAIN: &str = "a";
+
+/// Records `what` a command did to the volume, in chain `a`, and uploads
+/// it. The change was made: a failure here is a warning, not the
+/// command's failure.
+pub fn record_admin(
+    store: Arc<dyn ObjectStore>,
+    master: &crate::crypto::MasterKey,
+    volume_id: [u8; 16],
+    what: &str,
+) {
+    let key = crate::crypto::Keys::derive(master, &volume_id).audit;
+    let recorded = Auditor::open(store, key, volume_id, ADMIN_CHAIN, &spool_dir(&volume_id))
+        .and_then(|a| {
+            a.record(Record::admin(what));
+            a.stop().map(drop)
+        });
+    if let Err(e) = recorded {
+        warn!("AUDIT: could not record {what:?} in the audit trail: {e}");
     }
 }
 
