@@ -32,6 +32,7 @@ fn mount_golden(version: &str, extra: &[&str]) -> (tempfile::TempDir, std::path:
         .args(["mount", vault.to_str().unwrap(), mnt.to_str().unwrap()])
         .args(extra)
         .env("SEALEDFS_PASSPHRASE", "golden")
+        .env("SEALEDFS_STATE_DIR", dir.path().join("state"))
         .output()
         .unwrap();
     assert!(
@@ -51,14 +52,35 @@ fn unmount(mnt: &std::path::Path) {
     );
 }
 
-#[test]
-fn golden_v1_reads_as_its_manifest() {
-    let want = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/golden/v1.manifest"
+/// One test per golden volume and behaviour: `golden!(v2, "v2")` makes
+/// `golden::v2::reads_as_its_manifest` and `…::accepts_writes_and_keeps_them`.
+macro_rules! golden {
+    ($name:ident, $dir:literal) => {
+        mod $name {
+            #[test]
+            fn reads_as_its_manifest() {
+                super::reads_as_its_manifest($dir);
+            }
+
+            #[test]
+            fn accepts_writes_and_keeps_them() {
+                super::accepts_writes_and_keeps_them($dir);
+            }
+        }
+    };
+}
+
+golden!(v1, "v1");
+golden!(v2, "v2");
+golden!(v2_aes, "v2-aes");
+
+fn reads_as_its_manifest(version: &str) {
+    let want = std::fs::read_to_string(format!(
+        "{}/tests/golden/{version}.manifest",
+        env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();
-    let (_dir, mnt) = mount_golden("v1", &["--read-only"]);
+    let (dir, mnt) = mount_golden(version, &["--read-only"]);
     let got = manifest_of(&mnt);
     let xattr = sh(&format!(
         "getfattr --only-values -n user.golden '{}'",
@@ -67,11 +89,29 @@ fn golden_v1_reads_as_its_manifest() {
     unmount(&mnt);
     assert_eq!(got, want);
     assert_eq!(xattr, "value");
+    // Its audit trail (none before v2) verifies.
+    let vault = dir.path().join("vault");
+    let out = Command::new(bin())
+        .args(["audit", "verify", vault.to_str().unwrap()])
+        .env("SEALEDFS_PASSPHRASE", "golden")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if version != "v1" {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("chain w: "), "{text}");
+        let (_dir, snap) = mount_golden(version, &["--snapshot", "golden"]);
+        assert_eq!(manifest_of(&snap), want, "the golden snapshot");
+        unmount(&snap);
+    }
 }
 
-#[test]
-fn golden_v1_accepts_writes_and_keeps_them() {
-    let (dir, mnt) = mount_golden("v1", &[]);
+fn accepts_writes_and_keeps_them(version: &str) {
+    let (dir, mnt) = mount_golden(version, &[]);
     std::fs::write(mnt.join("new.txt"), b"written by this build").unwrap();
     std::fs::remove_file(mnt.join("dir/hardlink")).unwrap();
     unmount(&mnt);
@@ -82,6 +122,7 @@ fn golden_v1_accepts_writes_and_keeps_them() {
             mnt.to_str().unwrap(),
         ])
         .env("SEALEDFS_PASSPHRASE", "golden")
+        .env("SEALEDFS_STATE_DIR", dir.path().join("state"))
         .output()
         .unwrap();
     assert!(out.status.success());
