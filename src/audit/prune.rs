@@ -38,21 +38,11 @@ pub fn base_key(chain: &str) -> String {
     format!("{AUDIT_PREFIX}{chain}/base")
 }
 
-fn ad<'a>(volume_id: &'a [u8; 16], object: &'a str) -> UnitAd<'a> {
-    UnitAd {
-        volume_id,
-        object,
-        unit: 0,
-        epoch: 0,
-        last: true,
-    }
-}
-
 fn seal_base(key: &SubKey, volume_id: &[u8; 16], base: &Base) -> Vec<u8> {
     let object = base_key(&base.chain);
     let mut plain = vec![AUDIT_VERSION];
     plain.extend(postcard::to_allocvec(base).expect("a base always encodes"));
-    crypto::seal(key, &ad(volume_id, &object), &plain)
+    crypto::seal(key, &UnitAd::whole(volume_id, &object), &plain)
 }
 
 /// The base of `chain`, if it was ever pruned; `Err` inside when the
@@ -70,7 +60,7 @@ pub fn read_base(
         Err(e) => return Err(e),
     };
     let bad = |why: String| CryptoError::Malformed(format!("{object}: {why}"));
-    let opened = crypto::open(key, &ad(volume_id, &object), &sealed).and_then(|plain| {
+    let opened = crypto::open(key, &UnitAd::whole(volume_id, &object), &sealed).and_then(|plain| {
         let base: Base = match plain.split_first() {
             Some((&AUDIT_VERSION, body)) => {
                 postcard::from_bytes(body).map_err(|e| bad(format!("undecodable: {e}")))?

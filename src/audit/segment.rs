@@ -58,21 +58,11 @@ pub fn parse_key(key: &str) -> Option<(&str, u64)> {
     ok.then(|| Some((chain, u64::from_str_radix(hex, 16).ok()?)))?
 }
 
-fn ad<'a>(volume_id: &'a [u8; 16], object: &'a str) -> UnitAd<'a> {
-    UnitAd {
-        volume_id,
-        object,
-        unit: 0,
-        epoch: 0,
-        last: true,
-    }
-}
-
 pub fn seal(key: &SubKey, volume_id: &[u8; 16], seg: &Segment) -> Vec<u8> {
     let object = self::key(&seg.chain, seg.seq);
     let mut plain = vec![AUDIT_VERSION];
     plain.extend(postcard::to_allocvec(seg).expect("records always encode"));
-    crypto::seal(key, &ad(volume_id, &object), &plain)
+    crypto::seal(key, &UnitAd::whole(volume_id, &object), &plain)
 }
 
 /// Opens `audit/<chain>/<seq>`: it must authenticate under that name and
@@ -85,7 +75,7 @@ pub fn open(
     sealed: &[u8],
 ) -> Result<Segment, CryptoError> {
     let object = self::key(chain, seq);
-    let plain = crypto::open(key, &ad(volume_id, &object), sealed)?;
+    let plain = crypto::open(key, &UnitAd::whole(volume_id, &object), sealed)?;
     let bad = |why: String| CryptoError::Malformed(format!("{object}: {why}"));
     let seg: Segment = match plain.split_first() {
         Some((&AUDIT_VERSION, body)) => {

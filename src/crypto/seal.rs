@@ -72,7 +72,19 @@ pub struct UnitAd<'a> {
     pub last: bool,
 }
 
-impl UnitAd<'_> {
+impl<'a> UnitAd<'a> {
+    /// The associated data of an object sealed as one unit (metadata,
+    /// snapshot records, audit segments, the lease).
+    pub fn whole(volume_id: &'a [u8; 16], object: &'a str) -> UnitAd<'a> {
+        UnitAd {
+            volume_id,
+            object,
+            unit: 0,
+            epoch: 0,
+            last: true,
+        }
+    }
+
     /// The fixed byte encoding documented on the type (37 + name length B).
     ///
     /// # Panics

@@ -95,13 +95,7 @@ impl LeaseRecord {
 }
 
 fn ad(volume_id: &[u8; 16]) -> UnitAd<'_> {
-    UnitAd {
-        volume_id,
-        object: LEASE_KEY,
-        unit: 0,
-        epoch: 0,
-        last: true,
-    }
+    UnitAd::whole(volume_id, LEASE_KEY)
 }
 
 pub fn encode(record: &LeaseRecord) -> Vec<u8> {

@@ -67,16 +67,6 @@ fn shard_key(seq: u64, n: u64) -> String {
     format!("{CHECKPOINT_PREFIX}{seq:016x}/{n:06}")
 }
 
-fn ad<'a>(volume_id: &'a [u8; 16], object: &'a str) -> UnitAd<'a> {
-    UnitAd {
-        volume_id,
-        object,
-        unit: 0,
-        epoch: 0,
-        last: true,
-    }
-}
-
 /// A checkpoint encoded under the namespace lock, ready to seal and write.
 pub struct Prepared {
     /// (shard number, plaintext; `None` when the shard is now empty).
@@ -126,7 +116,7 @@ pub fn write(
         refs.remove(&n);
         let Some(plain) = plain else { continue };
         let key = shard_key(seq, n);
-        let sealed = crypto::seal(&keys.meta, &ad(volume_id, &key), &plain);
+        let sealed = crypto::seal(&keys.meta, &UnitAd::whole(volume_id, &key), &plain);
         store.put(&key, &sealed)?;
         refs.insert(
             n,
@@ -150,7 +140,7 @@ pub fn write(
     let key = index_key(seq);
     store.put_if_absent(
         &key,
-        &crypto::seal(&keys.meta, &ad(volume_id, &key), &encode(&index)),
+        &crypto::seal(&keys.meta, &UnitAd::whole(volume_id, &key), &encode(&index)),
     )?;
     Ok(shards)
 }
@@ -178,7 +168,7 @@ pub fn read_index(
 ) -> Result<Index, MetaError> {
     let key = index_key(seq);
     let sealed = store.get_max(&key, MAX_OBJECT_BYTES)?;
-    let plain = crypto::open(&keys.meta, &ad(volume_id, &key), &sealed)?;
+    let plain = crypto::open(&keys.meta, &UnitAd::whole(volume_id, &key), &sealed)?;
     let index: Index = decode(&key, &plain)?;
     if index.seq != seq {
         return Err(Corrupt(format!("{key} claims seq {}", index.seq)).into());
@@ -214,7 +204,7 @@ pub fn read(
         }
         let shard: Vec<(u64, Inode)> = decode(
             &key,
-            &crypto::open(&keys.meta, &ad(volume_id, &key), &sealed)?,
+            &crypto::open(&keys.meta, &UnitAd::whole(volume_id, &key), &sealed)?,
         )?;
         if shard.iter().any(|(ino, _)| shard_of(*ino) != r.n) {
             return Err(Corrupt(format!("{key} holds an inode of another shard")).into());

@@ -89,13 +89,7 @@ fn decode_segment(object: &str, plain: &[u8]) -> Result<Segment, MetaError> {
 
 pub fn seal_segment(keys: &Keys, volume_id: &[u8; 16], seg: &Segment) -> Vec<u8> {
     let object = journal_key(seg.seq);
-    let ad = UnitAd {
-        volume_id,
-        object: &object,
-        unit: 0,
-        epoch: 0,
-        last: true,
-    };
+    let ad = UnitAd::whole(volume_id, &object);
     crypto::seal(&keys.meta, &ad, &encode_segment(seg))
 }
 
@@ -106,13 +100,7 @@ pub fn open_segment(
     sealed: &[u8],
 ) -> Result<Segment, MetaError> {
     let object = journal_key(seq);
-    let ad = UnitAd {
-        volume_id,
-        object: &object,
-        unit: 0,
-        epoch: 0,
-        last: true,
-    };
+    let ad = UnitAd::whole(volume_id, &object);
     let seg = decode_segment(&object, &crypto::open(&keys.meta, &ad, sealed)?)?;
     if seg.seq != seq {
         return Err(MetaError::Corrupt(super::Corrupt(format!(

@@ -57,16 +57,6 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn ad<'a>(volume_id: &'a [u8; 16], object: &'a str) -> UnitAd<'a> {
-    UnitAd {
-        volume_id,
-        object,
-        unit: 0,
-        epoch: 0,
-        last: true,
-    }
-}
-
 /// A new object name for a snapshot record.
 pub fn new_key() -> String {
     let id: [u8; 16] = rand::random();
@@ -82,7 +72,7 @@ pub fn write(
     key: &str,
     record: &SnapshotRecord,
 ) -> Result<(), MetaError> {
-    let sealed = crypto::seal(&keys.meta, &ad(volume_id, key), &encode(record));
+    let sealed = crypto::seal(&keys.meta, &UnitAd::whole(volume_id, key), &encode(record));
     Ok(store.put_if_absent(key, &sealed)?)
 }
 
@@ -99,7 +89,7 @@ pub fn list(
         let sealed = store.get_max(&key, MAX_RECORD_BYTES)?;
         let record: SnapshotRecord = decode(
             &key,
-            &crypto::open(&keys.meta, &ad(volume_id, &key), &sealed)?,
+            &crypto::open(&keys.meta, &UnitAd::whole(volume_id, &key), &sealed)?,
         )?;
         out.push((key, record));
     }
