@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
-use crate::crypto::{SubKey, sha256};
+use crate::crypto::SubKey;
 use crate::store::{ObjectStore, StoreError, StoreResult};
 pub use record::{Op, Record};
 use segment::{AUDIT_PREFIX, Segment};
@@ -214,12 +214,12 @@ impl Auditor {
                 first_index,
                 records,
             };
-            let sealed = segment::seal(&self.key(), &self.volume_id, &seg);
+            let (sealed, digest) = segment::seal(&self.key(), &self.volume_id, &seg);
             let key = segment::key(&self.chain, seg.seq);
             records = seg.records;
             result = self.store.put_if_absent(&key, &sealed).map(|()| ChainHead {
                 seq: seg.seq,
-                hash: sha256(&sealed),
+                hash: digest,
                 count: seg.count_before + records.len() as u64,
             });
             match &result {
@@ -373,11 +373,11 @@ fn find_head(
     };
     let k = segment::key(chain, seq);
     let sealed = store.get_max(&k, segment::MAX_SEGMENT_BYTES)?;
-    let seg = segment::open(key, volume_id, chain, seq, &sealed)
+    let (seg, digest) = segment::open(key, volume_id, chain, seq, &sealed)
         .map_err(|e| StoreError::io(&k, std::io::ErrorKind::InvalidData, e.to_string()))?;
     Ok(ChainHead {
         seq,
-        hash: sha256(&sealed),
+        hash: digest,
         count: seg.count_before + seg.records.len() as u64,
     })
 }
@@ -418,7 +418,7 @@ fn uploaded_through(
     for seq in seqs {
         let k = segment::key(chain, seq);
         let sealed = store.get_max(&k, segment::MAX_SEGMENT_BYTES)?;
-        let Ok(seg) = segment::open(key, volume_id, chain, seq, &sealed) else {
+        let Ok((seg, _)) = segment::open(key, volume_id, chain, seq, &sealed) else {
             continue;
         };
         if seg.writer == instance {

@@ -108,7 +108,7 @@ pub fn prune(
         for (i, &seq) in live.iter().enumerate() {
             let name = segment::key(&chain, seq);
             let sealed = store.get_max(&name, MAX_SEGMENT_BYTES)?;
-            let seg = segment::open(key, volume_id, &chain, seq, &sealed).map_err(|e| {
+            let (seg, _) = segment::open(key, volume_id, &chain, seq, &sealed).map_err(|e| {
                 StoreError::io(&name, std::io::ErrorKind::InvalidData, e.to_string())
             })?;
             let newest = i + 1 == live.len();

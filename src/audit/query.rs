@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use super::prune::read_base;
 use super::record::Record;
 use super::segment::{self, AUDIT_PREFIX, MAX_SEGMENT_BYTES, WRITER_CHAIN};
-use crate::crypto::{SubKey, sha256};
+use crate::crypto::SubKey;
 use crate::store::{ObjectStore, StoreResult};
 
 /// Every chain in the store and its segments' seqs, in order.
@@ -100,7 +100,7 @@ fn verify_chain(
             )));
         }
         let sealed = store.get_max(&name, MAX_SEGMENT_BYTES)?;
-        let seg = match segment::open(key, volume_id, chain, seq, &sealed) {
+        let (seg, hash) = match segment::open(key, volume_id, chain, seq, &sealed) {
             Ok(s) => s,
             Err(e) => return Ok(Err(format!("{name}: does not authenticate ({e})"))),
         };
@@ -116,7 +116,6 @@ fn verify_chain(
                 seg.count_before
             )));
         }
-        let hash = sha256(&sealed);
         if bound.is_some_and(|(s, h)| s == seq && h != hash) {
             return Ok(Err(format!("{name}: is not the segment the journal binds")));
         }
@@ -189,7 +188,7 @@ pub fn query(
             let name = segment::key(&chain, seq);
             let sealed = store.get_max(&name, MAX_SEGMENT_BYTES)?;
             let seg = match segment::open(key, volume_id, &chain, seq, &sealed) {
-                Ok(s) => s,
+                Ok((s, _)) => s,
                 Err(e) => {
                     log::error!("AUDIT: {name} does not authenticate, skipped: {e}");
                     continue;

@@ -58,22 +58,35 @@ pub fn parse_key(key: &str) -> Option<(&str, u64)> {
     ok.then(|| Some((chain, u64::from_str_radix(hex, 16).ok()?)))?
 }
 
-pub fn seal(key: &SubKey, volume_id: &[u8; 16], seg: &Segment) -> Vec<u8> {
+/// A segment's identity in the chain: SHA-256 of its name and plaintext,
+/// not of its sealed bytes, so re-sealing it under a newer key epoch
+/// (rotation) keeps every link to it.
+pub fn digest(object: &str, plain: &[u8]) -> [u8; 32] {
+    let mut input = Vec::with_capacity(object.len() + 1 + plain.len());
+    input.extend_from_slice(object.as_bytes());
+    input.push(0);
+    input.extend_from_slice(plain);
+    crypto::sha256(&input)
+}
+
+/// The sealed segment and its digest.
+pub fn seal(key: &SubKey, volume_id: &[u8; 16], seg: &Segment) -> (Vec<u8>, [u8; 32]) {
     let object = self::key(&seg.chain, seg.seq);
     let mut plain = vec![AUDIT_VERSION];
     plain.extend(postcard::to_allocvec(seg).expect("records always encode"));
-    crypto::seal(key, &UnitAd::whole(volume_id, &object), &plain)
+    let sealed = crypto::seal(key, &UnitAd::whole(volume_id, &object), &plain);
+    (sealed, digest(&object, &plain))
 }
 
 /// Opens `audit/<chain>/<seq>`: it must authenticate under that name and
-/// claim that chain and seq.
+/// claim that chain and seq. Returns it with its digest.
 pub fn open(
     key: &SubKey,
     volume_id: &[u8; 16],
     chain: &str,
     seq: u64,
     sealed: &[u8],
-) -> Result<Segment, CryptoError> {
+) -> Result<(Segment, [u8; 32]), CryptoError> {
     let object = self::key(chain, seq);
     let plain = crypto::open(key, &UnitAd::whole(volume_id, &object), sealed)?;
     let bad = |why: String| CryptoError::Malformed(format!("{object}: {why}"));
@@ -87,7 +100,7 @@ pub fn open(
     if seg.chain != chain || seg.seq != seq {
         return Err(bad(format!("claims {}/{}", seg.chain, seg.seq)));
     }
-    Ok(seg)
+    Ok((seg, digest(&object, &plain)))
 }
 
 #[cfg(test)]
@@ -119,8 +132,15 @@ mod tests {
                 errno: 0,
             }],
         };
-        let sealed = seal(&keys.audit, &[1; 16], &seg);
-        assert_eq!(open(&keys.audit, &[1; 16], "w", 3, &sealed).unwrap(), seg);
+        let (sealed, digest) = seal(&keys.audit, &[1; 16], &seg);
+        assert_eq!(
+            open(&keys.audit, &[1; 16], "w", 3, &sealed).unwrap(),
+            (seg.clone(), digest)
+        );
+        // The digest is the content's, whatever the sealing.
+        let (again, same) = seal(&keys.audit, &[1; 16], &seg);
+        assert_ne!(again, sealed);
+        assert_eq!(same, digest);
         assert!(open(&keys.audit, &[1; 16], "w", 4, &sealed).is_err());
         assert!(open(&keys.audit, &[1; 16], "r-x", 3, &sealed).is_err());
         assert!(open(&keys.meta, &[1; 16], "w", 3, &sealed).is_err());
