@@ -7,7 +7,9 @@
 #              ~/.cache/sealedfs-tools), moto into SEALEDFS_TOOLS/moto-venv
 #   fmt        cargo fmt --check
 #   clippy     cargo clippy --all-targets -- -D warnings
-#   build      cargo build                      (target/debug/sealedfs)
+#   build      cargo build --all-targets        (target/debug/sealedfs and the
+#              test binaries, with the features `cargo test` resolves, so
+#              the test stage compiles nothing again)
 #   test       cargo test -- --test-threads=2   (unit tests and the e2e binary;
 #              deadline SEALEDFS_TEST_TIMEOUT, default 1200 s; output also in
 #              SEALEDFS_TEST_LOGS/cargo-test.log)
@@ -87,7 +89,7 @@ run_stage() {
         }
         ;;
     clippy) cargo clippy --all-targets -- -D warnings ;;
-    build) cargo build ;;
+    build) cargo build --all-targets ;;
     test) with_s3 cargo_test ;;
     pjdfstest) bash scripts/pjdfstest.sh ;;
     pjdfstest-s3) with_s3 bash scripts/pjdfstest.sh --s3 ;;
