@@ -54,7 +54,7 @@ pub enum Command {
     /// Read the audit trail (who touched which file, when, from where),
     /// check that it is intact, or prune its oldest records.
     #[command(after_help = help::AUDIT_EXAMPLES)]
-    Audit(AuditArgs),
+    Audit(Box<AuditArgs>),
     /// Show what a mount is doing: lease, lock, cache, uploads, last
     /// commit, audit trail, recent errors.
     Status(StatusArgs),
@@ -69,6 +69,25 @@ pub enum Command {
     Key(super::key::KeyArgs),
 }
 
+/// How a command that opens the volume unlocks it (the passphrase may
+/// also come from `SEALEDFS_PASSPHRASE` or a prompt; with no source at
+/// all, KMS keyslots are tried first).
+#[derive(Debug, Clone, Default, Args)]
+pub struct KeySource {
+    /// Read the passphrase from this file (one trailing newline is dropped).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["key_file", "kms"])]
+    pub passphrase_file: Option<PathBuf>,
+    /// Unlock with this file's bytes, exactly as they are.
+    #[arg(long, value_name = "FILE", conflicts_with = "kms")]
+    pub key_file: Option<PathBuf>,
+    /// Unlock through the volume's AWS KMS keyslots only.
+    #[arg(long)]
+    pub kms: bool,
+    /// Try this keyslot only.
+    #[arg(long, value_name = "N")]
+    pub slot: Option<u32>,
+}
+
 #[derive(Debug, Args)]
 pub struct LockArgs {
     /// A mountpoint served by sealedfs.
@@ -79,18 +98,8 @@ pub struct LockArgs {
 pub struct UnlockArgs {
     /// A mountpoint served by sealedfs.
     pub mountpoint: PathBuf,
-    /// Read the passphrase from this file (one trailing newline is dropped).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["key_file", "kms"])]
-    pub passphrase_file: Option<PathBuf>,
-    /// Unlock with this file's bytes, exactly as they are.
-    #[arg(long, value_name = "FILE", conflicts_with = "kms")]
-    pub key_file: Option<PathBuf>,
-    /// Unlock through the volume's KMS keyslots (the daemon asks KMS).
-    #[arg(long)]
-    pub kms: bool,
-    /// Try this keyslot only.
-    #[arg(long, value_name = "N")]
-    pub slot: Option<u32>,
+    #[command(flatten)]
+    pub key: KeySource,
 }
 
 #[derive(Debug, Args)]
@@ -157,9 +166,8 @@ pub struct AuditQueryArgs {
     pub format: AuditFormat,
     #[command(flatten)]
     pub json: super::json::JsonFlag,
-    /// Read the passphrase from this file (one trailing newline is dropped).
-    #[arg(long, value_name = "FILE")]
-    pub passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub key: KeySource,
     #[command(flatten)]
     pub s3: S3Args,
 }
@@ -177,9 +185,8 @@ pub struct AuditStoreArgs {
     pub store: String,
     #[command(flatten)]
     pub json: super::json::JsonFlag,
-    /// Read the passphrase from this file (one trailing newline is dropped).
-    #[arg(long, value_name = "FILE")]
-    pub passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub key: KeySource,
     #[command(flatten)]
     pub s3: S3Args,
 }
@@ -191,9 +198,8 @@ pub struct AuditPruneArgs {
     /// Remove records older than TIME (as `audit --since`).
     #[arg(long, value_name = "TIME")]
     pub before: String,
-    /// Read the passphrase from this file (one trailing newline is dropped).
-    #[arg(long, value_name = "FILE")]
-    pub passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub key: KeySource,
     #[command(flatten)]
     pub s3: S3Args,
 }
@@ -211,9 +217,8 @@ pub struct FsckArgs {
     pub repair: bool,
     #[command(flatten)]
     pub json: super::json::JsonFlag,
-    /// Read the passphrase from this file (one trailing newline is dropped).
-    #[arg(long, value_name = "FILE")]
-    pub passphrase_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub key: KeySource,
     #[command(flatten)]
     pub s3: S3Args,
 }
@@ -254,9 +259,8 @@ pub struct SnapshotNameArgs {
     pub store: String,
     /// The snapshot's name: letters, digits and -_.:@+.
     pub name: String,
-    /// Read the passphrase from this file (one trailing newline is dropped).
-    #[arg(long, value_name = "FILE")]
-    pub passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub key: KeySource,
     #[command(flatten)]
     pub s3: S3Args,
 }
@@ -267,9 +271,8 @@ pub struct SnapshotListArgs {
     pub store: String,
     #[command(flatten)]
     pub json: super::json::JsonFlag,
-    /// Read the passphrase from this file (one trailing newline is dropped).
-    #[arg(long, value_name = "FILE")]
-    pub passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub key: KeySource,
     #[command(flatten)]
     pub s3: S3Args,
 }

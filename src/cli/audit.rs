@@ -12,15 +12,17 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::args::{
-    AuditAction, AuditArgs, AuditFormat, AuditPruneArgs, AuditQueryArgs, AuditStoreArgs, S3Args,
+    AuditAction, AuditArgs, AuditFormat, AuditPruneArgs, AuditQueryArgs, AuditStoreArgs, KeySource,
+    S3Args,
 };
 use super::control::{self, Reply, Request};
 use super::error::{CliError, CliResult, EXIT_INTEGRITY};
 use super::header;
 use super::json::{Report, to_line};
 use super::location::StoreSpec;
-use super::passphrase::{self, Passphrase, Prompt};
+use super::passphrase::Passphrase;
 use super::pidfile;
+use super::unlock;
 use super::writer::Writer;
 use crate::audit::query::{self, Filter};
 use crate::audit::{Record, format_time};
@@ -46,15 +48,14 @@ struct Opened {
 fn open(
     store: &str,
     s3: &S3Args,
-    passphrase_file: Option<&std::path::Path>,
+    key: &KeySource,
     env_pass: Option<Passphrase>,
 ) -> CliResult<Opened> {
     let spec = StoreSpec::parse(store)?.with_s3(s3);
     let store = spec.open()?;
     let header = header::read(&*store)?;
     super::process::forbid_core_dumps()?;
-    let pass = passphrase::obtain(passphrase_file, env_pass, Prompt::Once)?;
-    let keys = header.keys(&header.unlock(&pass)?);
+    let keys = header.keys(&unlock::master(&header, &spec.s3_args(), key, env_pass)?);
     Ok(Opened {
         store,
         volume_id: header.volume_id,
@@ -79,7 +80,7 @@ fn print(a: AuditQueryArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
         a.format
     };
     let store = a.store.as_deref().unwrap_or_default();
-    let v = open(store, &a.s3, a.passphrase_file.as_deref(), env_pass)?;
+    let v = open(store, &a.s3, &a.key, env_pass)?;
     let mut out = Output {
         w: std::io::BufWriter::new(std::io::stdout().lock()),
         closed: false,
@@ -333,7 +334,7 @@ struct ChainJson {
 }
 
 fn verify(a: AuditStoreArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
-    let v = open(&a.store, &a.s3, a.passphrase_file.as_deref(), env_pass)?;
+    let v = open(&a.store, &a.s3, &a.key, env_pass)?;
     let bound = newest_audit_binding(&*v.store, &v.keys, &v.volume_id).map_err(|e| {
         CliError::new(
             EXIT_INTEGRITY,
@@ -392,7 +393,7 @@ fn prune(a: AuditPruneArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
         },
         None => {
             let what = request.describe();
-            let writer = Writer::open(&mut spec, a.passphrase_file.as_deref(), env_pass, &what)?;
+            let writer = Writer::open(&mut spec, &a.key, env_pass, &what)?;
             let pruned = writer.auditor.prune(before_ms);
             let closed = writer.close();
             let pruned = pruned?;

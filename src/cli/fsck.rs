@@ -30,8 +30,7 @@ pub fn run(args: FsckArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
                 "the volume is mounted read-write on this host: unmount it to repair",
             ));
         }
-        let pass_file = args.passphrase_file.as_deref();
-        let writer = Writer::open(&mut spec, pass_file, env_pass, "fsck --repair")?;
+        let writer = Writer::open(&mut spec, &args.key, env_pass, "fsck --repair")?;
         let checked = check(&writer.engine, args.deep);
         let removed = match &checked {
             Ok(r) if r.problems.iter().any(|p| p.severity == Severity::Garbage) => {
@@ -75,12 +74,7 @@ fn open_read_only(
     let store = spec.open()?;
     let header = header::read(&*store)?;
     super::process::forbid_core_dumps()?;
-    let master = super::unlock::master(
-        &header,
-        &spec.s3_args(),
-        args.passphrase_file.as_deref(),
-        env_pass,
-    )?;
+    let master = super::unlock::master(&header, &spec.s3_args(), &args.key, env_pass)?;
     let anchor = Anchors::for_location(&spec.location())
         .read()
         .map_err(|e| {

@@ -34,12 +34,13 @@ pub fn lock(args: LockArgs) -> CliResult<()> {
 
 pub fn unlock(args: UnlockArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
     let pid = daemon_of(&args.mountpoint)?;
-    let secret = match (&args.passphrase_file, &args.key_file) {
+    let key = &args.key;
+    let secret = match (&key.passphrase_file, &key.key_file) {
         (Some(p), _) => Some(Secret::PassphraseFile(p.clone())),
         (None, Some(k)) => Some(Secret::KeyFile(k.clone())),
         (None, None) => None,
     };
-    let pass = match args.kms {
+    let pass = match key.kms {
         true => None,
         false => Some(passphrase::obtain_from(
             secret.as_ref(),
@@ -49,9 +50,9 @@ pub fn unlock(args: UnlockArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
     };
     let request = Request::Unlock {
         secret: pass.as_ref().map(|p| p.to_vec()),
-        key_file: args.key_file.is_some(),
-        kms: args.kms,
-        slot: args.slot,
+        key_file: key.key_file.is_some(),
+        kms: key.kms,
+        slot: key.slot,
     };
     let reply = control::call(pid, &request);
     if let Request::Unlock {

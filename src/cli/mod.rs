@@ -97,7 +97,7 @@ pub fn main() -> i32 {
         Command::Snapshot(a) => snapshot::run(a, env_pass),
         Command::Replicate(a) => replicate::run(a),
         Command::Fsck(a) => fsck::run(a, env_pass),
-        Command::Audit(a) => audit::run(a, env_pass),
+        Command::Audit(a) => audit::run(*a, env_pass),
         Command::Status(a) => status::run(a),
         Command::Lock(a) => lock::lock(a),
         Command::Unlock(a) => lock::unlock(a, env_pass),

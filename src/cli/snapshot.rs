@@ -74,7 +74,7 @@ fn change(
         };
     }
     let what = request.describe();
-    let writer = Writer::open(&mut spec, a.passphrase_file.as_deref(), env_pass, &what)?;
+    let writer = Writer::open(&mut spec, &a.key, env_pass, &what)?;
     let result = offline(&writer);
     let closed = writer.close();
     let record = result?;
@@ -98,12 +98,7 @@ fn list(a: SnapshotListArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
     let store = spec.open()?;
     let header = header::read(&*store)?;
     super::process::forbid_core_dumps()?;
-    let master = super::unlock::master(
-        &header,
-        &spec.s3_args(),
-        a.passphrase_file.as_deref(),
-        env_pass,
-    )?;
+    let master = super::unlock::master(&header, &spec.s3_args(), &a.key, env_pass)?;
     let keys = Keys::derive(&master, &header.volume_id);
     let records = snapshot::list(&*store, &keys, &header.volume_id)?;
     let mut out = Report::stdout(a.json);

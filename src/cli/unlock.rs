@@ -15,7 +15,7 @@
 
 use std::io::IsTerminal;
 
-use super::args::S3Args;
+use super::args::{KeySource, S3Args};
 use super::error::{CliError, CliResult};
 use super::kms::Kms;
 use super::passphrase::{self, Passphrase, Prompt, Secret};
@@ -64,17 +64,25 @@ pub fn unlock(
     Ok(header.unlock_ring(slot_secret, choice.slot)?)
 }
 
-/// The current master key for a command whose only secret flag is
-/// `--passphrase-file` (fsck, snapshots): KMS first when no passphrase
-/// source is given, as for a mount.
+/// The current master key for a command that opens the volume (fsck,
+/// snapshots, audit, a short-lived writer), from its `KeySource` flags:
+/// KMS first when no passphrase source is given, as for a mount.
 pub fn master(
     header: &VolumeHeader,
     s3: &S3Args,
-    passphrase_file: Option<&std::path::Path>,
+    key: &KeySource,
     env_pass: Option<Passphrase>,
 ) -> CliResult<crate::crypto::MasterKey> {
-    let secret = passphrase_file.map(|p| Secret::PassphraseFile(p.to_path_buf()));
-    let (_, ring) = unlock(header, s3, secret.as_ref(), env_pass, KeyChoice::default())?;
+    let secret = match (&key.passphrase_file, &key.key_file) {
+        (Some(p), _) => Some(Secret::PassphraseFile(p.clone())),
+        (None, Some(k)) => Some(Secret::KeyFile(k.clone())),
+        (None, None) => None,
+    };
+    let choice = KeyChoice {
+        kms: key.kms,
+        slot: key.slot,
+    };
+    let (_, ring) = unlock(header, s3, secret.as_ref(), env_pass, choice)?;
     Ok(ring.into_current())
 }
 

@@ -34,14 +34,14 @@ impl Writer {
     /// mount holds the lease.
     pub fn open(
         spec: &mut StoreSpec,
-        passphrase_file: Option<&std::path::Path>,
+        key: &super::args::KeySource,
         env_pass: Option<Passphrase>,
         what: &str,
     ) -> CliResult<Writer> {
         let store = spec.open_for_writing()?;
         let header = header::read(&*store)?;
         super::process::forbid_core_dumps()?;
-        let master = super::unlock::master(&header, &spec.s3_args(), passphrase_file, env_pass)?;
+        let master = super::unlock::master(&header, &spec.s3_args(), key, env_pass)?;
         let anchors = Anchors::for_location(&spec.location());
         let anchor = anchors.read().map_err(|e| {
             super::error::CliError::usage(format!(

@@ -48,6 +48,18 @@ fn keyslot_commands_on(backend: Backend) {
     v.unmount();
     let list = key_list(&v);
     assert!(list.contains("slot 1  key-file"), "{list}");
+    // Every command that opens the volume takes the same key flags.
+    let k = key.to_str().unwrap();
+    for args in [
+        vec!["audit", "verify", &v.url, "--key-file", k, "--slot", "1"],
+        vec!["snapshot", "list", &v.url, "--key-file", k],
+        vec!["fsck", &v.url, "--key-file", k],
+    ] {
+        let out = v.run(&args, &[]);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    let wrong_slot = v.run(&["audit", &v.url, "--key-file", k, "--slot", "0"], &[]);
+    assert_cli_error(&wrong_slot, 2);
     v.mount_with(&["--key-file", key.to_str().unwrap()]);
     assert_eq!(
         std::fs::read(v.path("kept")).unwrap(),
