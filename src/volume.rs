@@ -202,13 +202,19 @@ impl VolumeHeader {
             keyslots: vec![slot],
             header_mac: [0; 32],
         };
-        header.header_mac = header.compute_mac(&header.keys(ring.current()).header);
+        header.header_mac = header.compute_mac(&header.keys(ring).header);
         Ok(header)
     }
 
-    /// The subkeys of this volume under `master`.
-    pub fn keys(&self, master: &MasterKey) -> Keys {
-        Keys::derive(master, &self.volume_id)
+    /// The subkeys of this volume at `ring`'s current epoch, opening the
+    /// older epochs it holds too.
+    pub fn keys(&self, ring: &KeyRing) -> Keys {
+        Keys::from_ring(ring, &self.volume_id)
+    }
+
+    /// The subkeys of one epoch's master key (the header MAC).
+    fn epoch_keys(&self, master: &MasterKey, epoch: u32) -> Keys {
+        Keys::from_ring(&KeyRing::single(epoch, copy_of(master)), &self.volume_id)
     }
 
     /// HMAC-SHA256 over the MAC input of this header's version.
@@ -229,7 +235,7 @@ impl VolumeHeader {
     /// Checks `header_mac` under `master` (the current epoch's key): Ok if
     /// it belongs to this volume and the fixed fields are as written.
     pub fn verify_master(&self, master: &MasterKey) -> Result<(), CryptoError> {
-        let expected = self.compute_mac(&self.keys(master).header);
+        let expected = self.compute_mac(&self.epoch_keys(master, self.epoch).header);
         if master.cipher() == self.cipher && ct_eq(&expected, &self.header_mac) {
             Ok(())
         } else {
@@ -240,11 +246,11 @@ impl VolumeHeader {
         }
     }
 
-    /// Opens the current epoch's master key with a passphrase (any
-    /// passphrase or v1 slot, within the KDF budget), then verifies the MAC.
-    pub fn unlock(&self, passphrase: &[u8]) -> Result<MasterKey, CryptoError> {
+    /// Opens the key ring with a passphrase (any passphrase or v1 slot,
+    /// within the KDF budget), then verifies the MAC.
+    pub fn unlock(&self, passphrase: &[u8]) -> Result<KeyRing, CryptoError> {
         match self.unlock_ring(SlotSecret::Passphrase(passphrase), None) {
-            Ok((_, ring)) => Ok(ring.into_current()),
+            Ok((_, ring)) => Ok(ring),
             Err(HeaderError::Crypto(e)) => Err(e),
             Err(other) => Err(CryptoError::Malformed(other.to_string())),
         }
@@ -352,7 +358,7 @@ impl VolumeHeader {
     fn upgrade(&mut self, ring: &KeyRing) {
         if self.version < 2 {
             self.version = 2;
-            self.header_mac = self.compute_mac(&self.keys(ring.current()).header);
+            self.header_mac = self.compute_mac(&self.keys(ring).header);
         }
     }
 

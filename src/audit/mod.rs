@@ -291,9 +291,9 @@ impl Auditor {
         self.key().is_wiped()
     }
 
-    /// Derives the key again from the master key and takes records again.
-    pub fn unlock(&self, master: &crate::crypto::MasterKey) {
-        let keys = crate::crypto::Keys::derive(master, &self.volume_id);
+    /// Derives the key again from the key ring and takes records again.
+    pub fn unlock(&self, ring: &crate::crypto::KeyRing) {
+        let keys = crate::crypto::Keys::from_ring(ring, &self.volume_id);
         *self.key.write().unwrap_or_else(|p| p.into_inner()) = keys.audit.duplicate();
         self.locked.store(false, Ordering::SeqCst);
     }

@@ -53,7 +53,7 @@ use super::process::{self, ShutdownSignals};
 use super::settings::Settings;
 use super::unlock::{self, KeyChoice};
 use super::{fstab, header, logging, mounts, notify, pidfile};
-use crate::crypto::MasterKey;
+use crate::crypto::KeyRing;
 use crate::engine::{Anchor, Engine, EngineOptions, Expected, Head};
 use crate::fs::{Fs, FsOptions};
 use crate::fuse::{FuseFs, ShutdownOutcome, kernel_invalidator, session_config};
@@ -67,7 +67,7 @@ struct Plan {
     anchors: Anchors,
     spec: StoreSpec,
     header: VolumeHeader,
-    master: MasterKey,
+    ring: KeyRing,
     mount_point: PathBuf,
     config: fuser::Config,
     fs_opts: FsOptions,
@@ -122,8 +122,6 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>)
         env_pass,
         choice,
     )?;
-    // The daemon needs the current epoch only (until rotation exists).
-    let master = ring.into_current();
     let anchors = Anchors::for_location(&spec.location());
     let anchor = match &snapshot {
         Some(_) => None,
@@ -136,7 +134,7 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>)
     let (lease, lock) = if read_only {
         (None, None)
     } else {
-        let (taken, lock) = lease::take(&store, &spec, &header, &master, req.force_takeover)?;
+        let (taken, lock) = lease::take(&store, &spec, &header, &ring, req.force_takeover)?;
         (Some(taken), lock)
     };
     // A lease taken over names its writer's newest commit: the journal
@@ -154,7 +152,7 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>)
         anchors,
         spec,
         header,
-        master,
+        ring,
         mount_point,
         config: session_config(&kernel),
         fs_opts: FsOptions {
@@ -253,7 +251,7 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
         anchors,
         spec,
         header,
-        master,
+        ring,
         mount_point,
         config,
         fs_opts,
@@ -277,7 +275,7 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
         None => (store, None),
     };
     let store: Arc<dyn ObjectStore> = Arc::new(RetryingStore::new(store, store_policy()));
-    let fs = match Fs::mount(Arc::clone(&store), &header, &master, fs_opts) {
+    let fs = match Fs::mount(Arc::clone(&store), &header, &ring, fs_opts) {
         Ok(fs) => fs,
         Err(e) => {
             if let Some(h) = &holder {
@@ -287,8 +285,8 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
         }
     };
     let writer = holder.is_some();
-    let audit_key = header.keys(&master).audit;
-    drop(master);
+    let audit_key = header.keys(&ring).audit;
+    drop(ring);
     if let Some(h) = &holder {
         lease::fence_on_loss(h, &fs);
     }

@@ -41,14 +41,14 @@ impl Writer {
         let store = spec.open_for_writing()?;
         let header = header::read(&*store)?;
         super::process::forbid_core_dumps()?;
-        let master = super::unlock::master(&header, &spec.s3_args(), key, env_pass)?;
+        let ring = super::unlock::ring(&header, &spec.s3_args(), key, env_pass)?;
         let anchors = Anchors::for_location(&spec.location());
         let anchor = anchors.read().map_err(|e| {
             super::error::CliError::usage(format!(
                 "cannot read this host's record of the volume ({e})"
             ))
         })?;
-        let (taken, lock) = lease::take(&store, spec, &header, &master, false)?;
+        let (taken, lock) = lease::take(&store, spec, &header, &ring, false)?;
         let lease_head = Some(taken.acquired.committed)
             .filter(|(seq, _)| *seq > 0)
             .map(|(seq, hash)| Head { seq, hash });
@@ -67,10 +67,10 @@ impl Writer {
             },
             ..EngineOptions::default()
         });
-        let opened = Engine::open(Arc::clone(&retrying), &header, &master, opts)
+        let opened = Engine::open(Arc::clone(&retrying), &header, &ring, opts)
             .map_err(super::error::CliError::from)
             .and_then(|engine| {
-                let key = header.keys(&master).audit;
+                let key = header.keys(&ring).audit;
                 let spool = trail::spool_dir(&header.volume_id);
                 let auditor = Auditor::open(retrying, key, header.volume_id, WRITER_CHAIN, &spool)?;
                 Ok((engine, auditor))

@@ -90,7 +90,6 @@ pub fn seal_pack(
             volume_id,
             object: &object,
             unit: i as u64,
-            epoch: 0,
             last: i + 1 == chunks.len(),
         };
         let cipher_off = body.len() as u64;
@@ -120,7 +119,6 @@ pub fn open_segment(
         volume_id,
         object: &object,
         unit: unit as u64,
-        epoch: 0,
         last,
     };
     let mut plain = crypto::open(key, &ad, sealed)?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::crypto::KdfParams;
+use crate::crypto::{KdfParams, KeyRing, MasterKey};
 use crate::meta::{InodeAttr, ROOT_INO, Timestamp};
 use crate::store::{FaultStore, MemoryStore, Op, RetryPolicy, RetryingStore, StoreError};
 
@@ -22,7 +22,7 @@ impl Vol {
         let master = MasterKey::generate();
         let header = VolumeHeader::new(&master, PASS, KdfParams::insecure_fast(), 65536).unwrap();
         mem.put_if_absent("volume", &header.encode()).unwrap();
-        Engine::format(&mem, &header, &master).unwrap();
+        Engine::format(&mem, &header, &KeyRing::single(0, master)).unwrap();
         Vol { mem, header }
     }
 

@@ -50,7 +50,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use crate::audit::Auditor;
-use crate::crypto::MasterKey;
+use crate::crypto::KeyRing;
 use crate::data::Cache;
 use crate::engine::{CommitId, Engine, EngineOptions, Txn};
 use crate::meta::{Namespace, Record};
@@ -147,19 +147,19 @@ impl Fs {
     pub fn format(
         store: Arc<dyn ObjectStore>,
         header: &VolumeHeader,
-        master: &MasterKey,
+        ring: &KeyRing,
     ) -> FsResult<()> {
-        Ok(Engine::format(&*store, header, master)?)
+        Ok(Engine::format(&*store, header, ring)?)
     }
 
     /// Opens a volume and starts its writeback (call after any fork).
     pub fn mount(
         store: Arc<dyn ObjectStore>,
         header: &VolumeHeader,
-        master: &MasterKey,
+        ring: &KeyRing,
         opts: FsOptions,
     ) -> FsResult<Arc<Fs>> {
-        let engine = Engine::open(store, header, master, opts.engine.clone())?;
+        let engine = Engine::open(store, header, ring, opts.engine.clone())?;
         Ok(Fs::new(engine, opts))
     }
 

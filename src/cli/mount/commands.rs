@@ -17,7 +17,7 @@ use super::super::pidfile::{self, PidFile};
 use super::super::status::{AuditReport, CommitReport, LeaseReport, StatusReport};
 use super::super::{header, unlock};
 use crate::audit::{Record, format_time, now_ms};
-use crate::crypto::{MasterKey, SlotSecret};
+use crate::crypto::{KeyRing, SlotSecret};
 use crate::fs::Fs;
 use crate::lease::Holder;
 use crate::store::ObjectStore;
@@ -103,7 +103,7 @@ fn answer(d: &Daemon, req: Request, peer: Peer) -> Reply {
         } => {
             let secret = secret.map(Zeroizing::new);
             let unlocked = unlock(d, secret, key_file, kms, slot)
-                .and_then(|master| fs.unlock(&master, by("unlock")).map_err(CliError::from));
+                .and_then(|ring| fs.unlock(&ring, by("unlock")).map_err(CliError::from));
             if unlocked.is_err() {
                 fs.failed_unlock();
             }
@@ -135,7 +135,7 @@ fn answer(d: &Daemon, req: Request, peer: Peer) -> Reply {
     }
 }
 
-/// The master key from the secret sent (or KMS), against the header as
+/// The key ring from the secret sent (or KMS), against the header as
 /// it is now.
 fn unlock(
     d: &Daemon,
@@ -143,7 +143,7 @@ fn unlock(
     key_file: bool,
     kms: bool,
     slot: Option<u32>,
-) -> CliResult<MasterKey> {
+) -> CliResult<KeyRing> {
     let header = header::read(&*d.store)?;
     let (_, ring) = match (kms, &secret) {
         (true, _) => unlock::with_kms(&header, &d.s3, slot)?,
@@ -151,7 +151,7 @@ fn unlock(
         (false, Some(s)) => header.unlock_ring(SlotSecret::Passphrase(s), slot)?,
         (false, None) => return Err(CliError::usage("no passphrase or key file was sent")),
     };
-    Ok(ring.into_current())
+    Ok(ring)
 }
 
 fn status(d: &Daemon) -> StatusReport {

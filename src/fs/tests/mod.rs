@@ -40,7 +40,12 @@ impl Vol {
         let master = crate::crypto::MasterKey::generate();
         let header = VolumeHeader::new(&master, PASS, KdfParams::insecure_fast(), chunk).unwrap();
         store.put_if_absent("volume", &header.encode()).unwrap();
-        Fs::format(store.clone(), &header, &master).unwrap();
+        Fs::format(
+            store.clone(),
+            &header,
+            &crate::crypto::KeyRing::single(0, master),
+        )
+        .unwrap();
         Vol { store, mem, header }
     }
 
