@@ -373,6 +373,17 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
+/// SHA-256 of an object's name, a zero byte and its plaintext: what links
+/// to a sealed object by content, so that re-sealing it (a rotation) keeps
+/// every link.
+pub fn content_digest(object: &str, plain: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(object.as_bytes());
+    h.update([0]);
+    h.update(plain);
+    h.finalize().into()
+}
+
 /// HMAC-SHA256(key, msg), computed as HKDF-Extract(salt = key, IKM = msg);
 /// see the module notes.
 pub(crate) fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
