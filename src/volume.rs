@@ -105,6 +105,13 @@ pub enum HeaderError {
     /// No slot has this id.
     #[error("no keyslot {0}")]
     NoSuchKeyslot(u32),
+    /// A rotation needs every slot to hold a key ring; a version-1 slot
+    /// holds one key.
+    #[error(
+        "keyslot {0} is a version-1 slot, which cannot hold a new key: run `sealedfs key passwd --slot {0}` first"
+    )]
+    OldKeyslot(u32),
+
     /// The master key does not belong to this volume, or a slot failed.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
@@ -408,6 +415,43 @@ impl VolumeHeader {
         self.check_ring(ring)?;
         self.upgrade(ring);
         Ok(self.keyslots.remove(at))
+    }
+
+    /// Makes `ring` the volume's: its current epoch becomes the header's,
+    /// and it is sealed again to every slot's public key, so no secret but
+    /// the caller's is needed. A rotation adopts a ring with a new epoch
+    /// added (older epochs stay readable), then, once nothing needed is
+    /// sealed under them, the same ring without them: from then on the old
+    /// keys open nothing. `ring` must hold the header's current epoch (and
+    /// verify its MAC), so a stale ring cannot undo a newer rotation.
+    pub fn adopt_ring(&mut self, ring: &KeyRing) -> Result<(), HeaderError> {
+        let Some(current) = ring.get(self.epoch) else {
+            return Err(CryptoError::WrongKey.into());
+        };
+        self.verify_master(current)
+            .map_err(|_| HeaderError::from(CryptoError::WrongKey))?;
+        if ring.current_epoch() < self.epoch {
+            return Err(CryptoError::WrongKey.into());
+        }
+        if let Some(v1) = self
+            .keyslots
+            .iter()
+            .find(|s| matches!(s.kind, SlotKind::V1 { .. }))
+        {
+            return Err(HeaderError::OldKeyslot(v1.id));
+        }
+        self.version = FORMAT_VERSION;
+        self.epoch = ring.current_epoch();
+        self.seal_ring_to_slots(ring);
+        Ok(())
+    }
+
+    fn seal_ring_to_slots(&mut self, ring: &KeyRing) {
+        for slot in &mut self.keyslots {
+            let sealed = slot.seal_ring(ring, &self.volume_id);
+            debug_assert!(sealed, "version-1 slots were refused before");
+        }
+        self.header_mac = self.compute_mac(&self.keys(ring).header);
     }
 
     fn position(&self, id: u32) -> Result<usize, HeaderError> {

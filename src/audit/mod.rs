@@ -291,6 +291,12 @@ impl Auditor {
         self.key().is_wiped()
     }
 
+    /// Seals with `ring`'s current epoch from now on (a rotation).
+    pub fn rekey(&self, ring: &crate::crypto::KeyRing) {
+        let keys = crate::crypto::Keys::from_ring(ring, &self.volume_id);
+        *self.key.write().unwrap_or_else(|p| p.into_inner()) = keys.audit.duplicate();
+    }
+
     /// Derives the key again from the key ring and takes records again.
     pub fn unlock(&self, ring: &crate::crypto::KeyRing) {
         let keys = crate::crypto::Keys::from_ring(ring, &self.volume_id);

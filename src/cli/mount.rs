@@ -50,6 +50,7 @@ use super::location::{LockGuard, StoreSpec};
 use super::mount_options::MountRequest;
 use super::passphrase::Passphrase;
 use super::process::{self, ShutdownSignals};
+use super::rotation::Rotation;
 use super::settings::Settings;
 use super::unlock::{self, KeyChoice};
 use super::{fstab, header, logging, mounts, notify, pidfile};
@@ -286,7 +287,6 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
     };
     let writer = holder.is_some();
     let audit_key = header.keys(&ring).audit;
-    drop(ring);
     if let Some(h) = &holder {
         lease::fence_on_loss(h, &fs);
     }
@@ -308,7 +308,25 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
     // Every mount answers `status` on its control socket; the writer also
     // answers commands given the store (snapshots, audit prune), which
     // find it by the location file.
+    // A rotation under way (the ring still holds older epochs) is finished
+    // by the writer; otherwise the master keys are not kept.
+    let rotation = Arc::new(Rotation::default());
+    if holder.is_some() && ring.epochs().len() > 1 && fs_is_live(&fs) {
+        let resumed = rotation.spawn(
+            Arc::clone(&fs),
+            holder.clone(),
+            Arc::clone(&store),
+            ring,
+            None,
+        );
+        if let Err(e) = resumed {
+            warn!("cannot resume the key rotation under way: {}", e.msg);
+        }
+    } else {
+        drop(ring);
+    }
     let _control = commands::serve(commands::Daemon {
+        rotation,
         fs: Arc::clone(&fs),
         holder: holder.clone(),
         location: spec.location(),

@@ -44,6 +44,9 @@ pub struct StatusReport {
     /// Why the mount became read-only for good, if it did.
     pub failure: Option<String>,
     pub audit: Option<AuditReport>,
+    /// The key rotation this mount ran or runs, if any.
+    #[serde(default)]
+    pub rotation: Option<super::rotation::RotationReport>,
     /// The newest alerts, oldest first.
     pub errors: Vec<Raised>,
 }

@@ -39,6 +39,7 @@ mod garbage;
 mod journal;
 mod load;
 mod packs;
+mod reseal;
 mod retention;
 mod rollback;
 mod snapshots;
@@ -54,6 +55,7 @@ pub use garbage::Referenced;
 pub use journal::CommitId;
 pub use load::Loaded;
 pub use packs::{PackRecords, Written};
+pub use reseal::{ResealProgress, ResealReport};
 pub use rollback::{Anchor, Expected, Head, Regression, Regressions};
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -107,6 +107,11 @@ impl Retention {
         self.pinned.values().flat_map(|p| p.packs.iter())
     }
 
+    /// The pinned checkpoints (snapshots).
+    pub fn pinned_seqs(&self) -> Vec<u64> {
+        self.pinned.keys().copied().collect()
+    }
+
     /// Every pack some pinned checkpoint maps chunks to.
     pub fn all_pinned_packs(&self) -> Vec<PackId> {
         self.pinned_packs().copied().collect()
