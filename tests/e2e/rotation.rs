@@ -5,7 +5,8 @@
 //! the old master key (captured before) opens no metadata object, audit
 //! segment or snapshot record left in the store. (That it opens no live
 //! pack segment either is checked segment by segment in the engine's own
-//! test, `a_rotation_leaves_nothing_the_old_key_opens`.)
+//! test, `a_rotation_leaves_nothing_the_old_key_opens`.) A replica made
+//! before the rotation is whole again after the next `replicate`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -89,6 +90,12 @@ fn rotation_under_load(backend: Backend) {
     let before = files.clone();
     let vid = header_of(&v).volume_id;
     let old = Keys::from_ring(&ring_of(&v), &vid);
+    // A replica made before the rotation is brought up to date after it:
+    // re-sealed objects keep their names and sizes.
+    let replica = v.dir.path().join("replica");
+    let replica_url = replica.to_str().unwrap().to_owned();
+    let out = v.run(&["replicate", &v.url, &replica_url], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
 
     // A writer keeps creating and fsyncing files while the daemon rotates.
     let stop = Arc::new(AtomicBool::new(false));
@@ -133,6 +140,14 @@ fn rotation_under_load(backend: Backend) {
     assert_old_key_opens_nothing(&v, &old, &vid);
     let fsck = v.run(&["fsck", &v.url, "--deep"], &[]);
     assert!(fsck.status.success(), "{}", stderr(&fsck));
+    let out = v.run(&["replicate", &v.url, &replica_url], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let fsck = v.run(&["fsck", &replica_url, "--deep"], &[]);
+    assert!(
+        fsck.status.success(),
+        "the replica after the rotation: {}",
+        stderr(&fsck)
+    );
 
     // Again on the unmounted volume: the command is the writer.
     let epoch1 = Keys::from_ring(&ring_of(&v), &vid);
