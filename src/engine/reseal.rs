@@ -167,7 +167,18 @@ impl Walk<'_> {
                 }
             }
             if stale == 0 {
-                return Ok(());
+                // What the checkpoints retired goes now, not after this
+                // walk says it is done.
+                return match self.engine.sweep_retained() {
+                    Err(EngineError::Store(e)) if e.is_locked() => {
+                        log::warn!(
+                            "rotation: the store refuses to delete retired metadata ({e}); \
+                             it keeps old-key ciphertext until its retention ends"
+                        );
+                        Ok(())
+                    }
+                    other => other,
+                };
             }
         }
         Err(EngineError::Invalid(format!(
