@@ -7,6 +7,8 @@
 # Systems, each storing on the same disk (a temp dir under BENCH_TMPDIR):
 #   plain      a plain directory (baseline, no FUSE)
 #   sealedfs   target/release/sealedfs, local directory store
+#   sealedfs-aes  the same with the FIPS suite (init --cipher aes-256-gcm:
+#              AES-256-GCM units, a PBKDF2 keyslot), side by side
 #   sealedfs-noaudit  the same mounted with --no-audit: its ratio is the
 #              cost of the audit trail (not in the default list)
 #   gocryptfs  gocryptfs (Debian package)
@@ -44,7 +46,7 @@
 #                   /usr/include; only directories and regular files are
 #                   taken, so every system can hold them)
 #   BENCH_GREP      the string grep -r counts (default "unsafe")
-#   BENCH_SYSTEMS   which systems, space separated (default all six)
+#   BENCH_SYSTEMS   which systems, space separated (default all seven)
 #   BENCH_TMPDIR    where the volumes live (default /var/tmp: the host disk)
 #   BENCH_SEALEDFS_OPTS  extra `sealedfs mount` options, e.g. "--cache-size 64M"
 #   BENCH_NO_INSTALL=1  do not apt-get install missing peers
@@ -69,7 +71,7 @@ SIZE_MB=${BENCH_SIZE_MB:-1024}
 CARGO_SRC=${CARGO_HOME:-$HOME/.cargo}/registry/src
 TREE=${BENCH_TREE:-$CARGO_SRC:/usr/include}
 GREP_FOR=${BENCH_GREP:-unsafe}
-read -r -a SYSTEMS <<<"${BENCH_SYSTEMS:-plain sealedfs gocryptfs cryfs securefs rclone}"
+read -r -a SYSTEMS <<<"${BENCH_SYSTEMS:-plain sealedfs sealedfs-aes gocryptfs cryfs securefs rclone}"
 PASS="sealedfs bench passphrase"
 OUT=$SEALEDFS_ROOT/target/bench
 LOGS=$OUT/logs
@@ -111,7 +113,7 @@ install_peers
 need_tool fusermount3
 for s in "${SYSTEMS[@]}"; do
     case $s in
-    plain | sealedfs | sealedfs-noaudit) ;;
+    plain | sealedfs | sealedfs-aes | sealedfs-noaudit) ;;
     gocryptfs | cryfs | securefs | rclone)
         command -v "$s" >/dev/null || SKIP[$s]="not installed"
         ;;
@@ -336,6 +338,9 @@ mount_sealedfs() {
     SEALEDFS_PASSPHRASE=$PASS SEALEDFS_LOG_FILE=$LOGS/sealedfs.log "$SFS" mount "$STORE" "$MNT" ${BENCH_SEALEDFS_OPTS:-}
 }
 unmount_sealedfs() { timeout 600 "$SFS" unmount "$MNT"; }
+setup_sealedfs-aes() { SEALEDFS_BENCH_CIPHER=aes-256-gcm setup_sealedfs; }
+mount_sealedfs-aes() { mount_sealedfs; }
+unmount_sealedfs-aes() { unmount_sealedfs; }
 setup_sealedfs-noaudit() { setup_sealedfs; }
 mount_sealedfs-noaudit() { BENCH_SEALEDFS_OPTS="${BENCH_SEALEDFS_OPTS:-} --no-audit" mount_sealedfs; }
 unmount_sealedfs-noaudit() { unmount_sealedfs; }
@@ -537,7 +542,7 @@ done
 version_of() {
     case $1 in
     plain) echo "$(findmnt -no FSTYPE -T "$WORK") on $(findmnt -no SOURCE -T "$WORK")" ;;
-    sealedfs | sealedfs-noaudit) "$SFS" --version ;;
+    sealedfs | sealedfs-aes | sealedfs-noaudit) "$SFS" --version ;;
     gocryptfs) gocryptfs -version 2>&1 | head -n1 ;;
     cryfs) cryfs --version 2>&1 | grep -m1 Version ;;
     securefs) echo "securefs $(dpkg-query -W -f '${Version}' securefs 2>/dev/null)" ;;
