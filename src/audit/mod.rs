@@ -291,10 +291,14 @@ impl Auditor {
         self.key().is_wiped()
     }
 
-    /// Seals with `ring`'s current epoch from now on (a rotation).
+    /// Seals with `ring`'s current epoch from now on (a rotation); a locked
+    /// trail keeps its wiped key (unlock derives the new one).
     pub fn rekey(&self, ring: &crate::crypto::KeyRing) {
         let keys = crate::crypto::Keys::from_ring(ring, &self.volume_id);
-        *self.key.write().unwrap_or_else(|p| p.into_inner()) = keys.audit.duplicate();
+        let mut key = self.key.write().unwrap_or_else(|p| p.into_inner());
+        if !self.locked.load(Ordering::SeqCst) {
+            *key = keys.audit.duplicate();
+        }
     }
 
     /// Derives the key again from the key ring and takes records again.

@@ -16,6 +16,8 @@
 //!   sealed bytes): two checkpoints written after the key change retire
 //!   every older segment, and what replay still needs is then checked to
 //!   be current.
+//! - A lock (`sealedfs lock`) stops the walk before its next object, and
+//!   the copies of the keys it holds go with it.
 //! - Idempotent: an object already under the current epoch is skipped
 //!   after one read (a pack after one ranged read of a live segment), so a
 //!   walk interrupted by a crash or an unmount simply runs again.
@@ -135,6 +137,15 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
+    /// Stops the walk when the mount is locked: its copies of the keys go
+    /// with it (the next mount or `key rotate` resumes).
+    fn check(&self) -> EngineResult<()> {
+        match self.engine.is_locked() {
+            true => Err(EngineError::Locked),
+            false => Ok(()),
+        }
+    }
+
     fn key(&self, pick: fn(&crate::crypto::Keys) -> &SubKey) -> EngineResult<SubKey> {
         Ok(pick(&*self.engine.keys.get()?).duplicate())
     }
@@ -214,17 +225,19 @@ impl Walk<'_> {
     /// Rewrites index `seq` under the current epoch as version 2 unless it
     /// is that already; returns its shard refs.
     fn index(&mut self, meta: &SubKey, seq: u64) -> EngineResult<Vec<ShardRef>> {
+        self.check()?;
         let (store, vid) = (&*self.engine.store, &self.engine.volume_id);
         let key = checkpoint::index_key(seq);
         let Some(info) = store.head(&key)? else {
             return Ok(Vec::new());
         };
         let sealed = store.get(&key)?;
-        let read = checkpoint::read_index_versioned(store, &*self.engine.keys.get()?, vid, seq)?;
+        // A copy for this step: no guard is held across the store calls.
+        let keys = self.engine.keys.get()?.duplicate();
+        let read = checkpoint::read_index_versioned(store, &keys, vid, seq)?;
         if read.by_content && is_current(meta, &UnitAd::whole(vid, &key), &sealed) {
             return Ok(read.index.shards);
         }
-        let keys = self.engine.keys.get()?.duplicate();
         let mut shards = Vec::with_capacity(read.index.shards.len());
         for r in &read.index.shards {
             let plain = checkpoint::read_shard(store, &keys, vid, r, read.by_content)?;
@@ -274,6 +287,7 @@ impl Walk<'_> {
 
     /// Re-seals one pack's live segments in place and zeroes the rest.
     fn pack(&mut self, data: &SubKey, id: PackId, plan: &PackPlan) -> EngineResult<()> {
+        self.check()?;
         let (store, vid) = (&*self.engine.store, &self.engine.volume_id);
         let key = id.key();
         let last = |unit: u32| unit + 1 == plan.units;
@@ -344,6 +358,7 @@ impl Walk<'_> {
     /// Re-seals object `key`, sealed as one unit for `ad_object`, unless it
     /// is current already or gone.
     fn whole(&mut self, sub: &SubKey, key: &str, ad_object: &str) -> EngineResult<()> {
+        self.check()?;
         let store = &*self.engine.store;
         let Some(info) = store.head(key)? else {
             return Ok(());
