@@ -14,6 +14,9 @@
 //! - A failed upload puts its chunks back, counts a failure and wakes every
 //!   waiter: those waiting when it failed get its error (`fsync` says EIO,
 //!   a throttled writer stops waiting), and the next round retries.
+//! - An fsync's own flush of at most [`CARRY_MAX`] bytes is carried in the
+//!   journal segment that maps it (`meta::carried`): the fsync then costs
+//!   the segment's PUT alone.
 //! - Waits are on `cache_cv`, notified by every change that can end one:
 //!   a chunk settled or put back, a failure, a fence. Nothing polls.
 
@@ -29,6 +32,11 @@ use crate::engine::PackRecords;
 
 /// Plaintext bytes per pack: a few MiB, the unit of PUT.
 pub const PACK_TARGET: u64 = 8 << 20;
+
+/// Plaintext bytes an fsync sends inside the journal segment instead of a
+/// pack of their own (one PUT instead of two): a database's commit rewrites
+/// a few chunks. Larger flushes go to packs, as do the flusher's.
+pub const CARRY_MAX: u64 = 256 << 10;
 
 /// The flusher's work queue, and what waiters need to know of failures.
 #[derive(Default)]
@@ -144,7 +152,8 @@ fn flusher(weak: Weak<Fs>, wb: Arc<Writeback>, interval: Duration) {
 
 impl Fs {
     /// Flushes one pack's worth: `ino`'s chunks first (only them when
-    /// `only`). Returns whether anything was taken.
+    /// `only`, carried in the journal when `only` and small). Returns
+    /// whether anything was taken.
     pub(crate) fn flush_pack(&self, ino: Option<u64>, only: bool) -> FsResult<bool> {
         let items = self.cache().take_for_flush(PACK_TARGET, ino, only);
         if items.is_empty() {
@@ -155,7 +164,12 @@ impl Fs {
             return Err(f.into());
         }
         let chunks: Vec<&[u8]> = items.iter().map(|i| i.data.as_slice()).collect();
-        let written = match self.engine.write_pack(&chunks) {
+        let plain: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+        let result = match only && plain <= self.opts.carry_bytes {
+            true => self.engine.carry_pack(&chunks).map(|(w, b)| (w, Some(b))),
+            false => self.engine.write_pack(&chunks).map(|w| (w, None)),
+        };
+        let (written, body) = match result {
             Ok(w) => w,
             Err(e) => {
                 let e = FsError::from(e);
@@ -166,7 +180,10 @@ impl Fs {
             }
         };
         let mut l = self.lock();
-        let mut records = PackRecords::new(&written);
+        let mut records = match body {
+            Some(body) => PackRecords::carried(&written, body),
+            None => PackRecords::new(&written),
+        };
         let mut touched = BTreeSet::new();
         {
             let mut cache = self.cache();

@@ -31,10 +31,14 @@ pub fn seq_of_key(key: &str) -> Option<u64> {
     (hex.len() == 16).then(|| u64::from_str_radix(hex, 16).ok())?
 }
 
-/// Version byte of journal segments written now. Version 1 segments (no
-/// audit binding) are still read; the other metadata plaintexts keep
-/// `META_VERSION`.
-pub const SEGMENT_VERSION: u8 = 2;
+/// Version byte of journal segments that carry packs (`Record::Carried`).
+/// A segment without one is still written as version 2, so a volume an
+/// older build can read stays so until an fsync carries data; version 1
+/// segments (no audit binding) are still read. The other metadata
+/// plaintexts keep `META_VERSION`.
+pub const SEGMENT_VERSION: u8 = 3;
+/// Version byte of segments that carry no pack.
+pub const SEGMENT_V2: u8 = 2;
 
 /// The plaintext of one segment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,8 +64,18 @@ struct SegmentV1 {
     records: Vec<Record>,
 }
 
+fn carries(seg: &Segment) -> bool {
+    seg.records
+        .iter()
+        .any(|r| matches!(r, Record::Carried { .. }))
+}
+
 fn encode_segment(seg: &Segment) -> Vec<u8> {
-    let mut out = vec![SEGMENT_VERSION];
+    let version = match carries(seg) {
+        true => SEGMENT_VERSION,
+        false => SEGMENT_V2,
+    };
+    let mut out = vec![version];
     out.extend(postcard::to_allocvec(seg).expect("in-memory metadata always encodes"));
     out
 }
@@ -69,11 +83,23 @@ fn encode_segment(seg: &Segment) -> Vec<u8> {
 fn decode_segment(object: &str, plain: &[u8]) -> Result<Segment, MetaError> {
     let bad = |why: String| MetaError::Corrupt(super::Corrupt(format!("{object}: {why}")));
     match plain.split_first() {
-        Some((&SEGMENT_VERSION, body)) => {
-            postcard::from_bytes(body).map_err(|e| bad(format!("undecodable: {e}")))
+        Some((&v @ (SEGMENT_V2 | SEGMENT_VERSION), body)) => {
+            let seg: Segment =
+                postcard::from_bytes(body).map_err(|e| bad(format!("undecodable: {e}")))?;
+            if v == SEGMENT_V2 && carries(&seg) {
+                return Err(bad("a version 2 segment carries a pack".into()));
+            }
+            Ok(seg)
         }
         Some((1, _)) => {
             let v1: SegmentV1 = decode(object, plain)?;
+            if v1
+                .records
+                .iter()
+                .any(|r| matches!(r, Record::Carried { .. }))
+            {
+                return Err(bad("a version 1 segment carries a pack".into()));
+            }
             Ok(Segment {
                 seq: v1.seq,
                 writer: v1.writer,
