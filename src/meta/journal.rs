@@ -77,17 +77,31 @@ fn encode_segment(seg: &Segment) -> Vec<u8> {
     };
     let mut out = vec![version];
     out.extend(postcard::to_allocvec(seg).expect("in-memory metadata always encodes"));
+    if version == SEGMENT_VERSION {
+        // The data it carries is padded to 4 KiB classes already; padding
+        // the whole plaintext hides how many record bytes came with it.
+        out.resize(out.len().div_ceil(SEGMENT_PAD) * SEGMENT_PAD, 0);
+    }
     out
 }
+
+/// Version 3 plaintexts are zero-padded to a multiple of this.
+pub const SEGMENT_PAD: usize = 4096;
 
 fn decode_segment(object: &str, plain: &[u8]) -> Result<Segment, MetaError> {
     let bad = |why: String| MetaError::Corrupt(super::Corrupt(format!("{object}: {why}")));
     match plain.split_first() {
         Some((&v @ (SEGMENT_V2 | SEGMENT_VERSION), body)) => {
-            let seg: Segment =
-                postcard::from_bytes(body).map_err(|e| bad(format!("undecodable: {e}")))?;
+            let (seg, rest): (Segment, &[u8]) =
+                postcard::take_from_bytes(body).map_err(|e| bad(format!("undecodable: {e}")))?;
             if v == SEGMENT_V2 && carries(&seg) {
                 return Err(bad("a version 2 segment carries a pack".into()));
+            }
+            let padding = v == SEGMENT_VERSION
+                && plain.len() % SEGMENT_PAD == 0
+                && rest.iter().all(|&b| b == 0);
+            if !rest.is_empty() && !padding {
+                return Err(bad(format!("{} bytes after the records", rest.len())));
             }
             Ok(seg)
         }
@@ -170,6 +184,47 @@ mod tests {
         assert_eq!(journal_key(1), "meta/journal/0000000000000001");
         assert_eq!(seq_of_key(&journal_key(0xabc)), Some(0xabc));
         assert_eq!(seq_of_key("meta/journal/xyz"), None);
+    }
+
+    #[test]
+    fn carrying_segments_are_padded_and_strictly_decoded() {
+        let keys = Keys::derive(&MasterKey::generate(), &[3; 16]);
+        let carried = Record::Carried {
+            id: crate::data::PackId([4; 16]),
+            units: 1,
+            body: vec![5; 4136],
+        };
+        let seg = Segment {
+            seq: 2,
+            writer: [1; 16],
+            prev_hash: [2; 32],
+            records: vec![carried, Record::Drop { ino: 9 }],
+            audit: None,
+        };
+        let plain = encode_segment(&seg);
+        assert_eq!((plain[0], plain.len()), (SEGMENT_VERSION, 2 * SEGMENT_PAD));
+        let sealed = seal_segment(&keys, &[3; 16], &seg);
+        assert_eq!(sealed.len(), 2 * SEGMENT_PAD + 40);
+        assert_eq!(open_segment(&keys, &[3; 16], 2, &sealed).unwrap(), seg);
+        let object = journal_key(2);
+        let mut bad = plain.clone();
+        *bad.last_mut().unwrap() = 1;
+        assert!(decode_segment(&object, &bad).is_err(), "nonzero padding");
+        assert!(
+            decode_segment(&object, &plain[..plain.len() - 1]).is_err(),
+            "short"
+        );
+        let mut v2 = plain.clone();
+        v2[0] = SEGMENT_V2;
+        assert!(decode_segment(&object, &v2).is_err(), "v2 carrying");
+        let plain_v2 = encode_segment(&Segment {
+            records: vec![Record::Drop { ino: 9 }],
+            ..seg
+        });
+        assert_eq!(plain_v2[0], SEGMENT_V2);
+        let mut trailing = plain_v2.clone();
+        trailing.push(0);
+        assert!(decode_segment(&object, &trailing).is_err(), "v2 trailing");
     }
 
     #[test]
