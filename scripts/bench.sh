@@ -51,6 +51,7 @@
 #   BENCH_SEALEDFS_OPTS  extra `sealedfs mount` options, e.g. "--cache-size 64M"
 #   BENCH_NO_INSTALL=1  do not apt-get install missing peers
 #   BENCH_SKIP_BUILD=1  do not run cargo build --release
+#   BENCH_SQLITE=0  skip the SQLite commit rates (scripts/bench-sqlite.sh)
 # Output: the table on stdout, a markdown copy in target/bench/results.md,
 # daemon logs in target/bench/logs/. Needs root (drop_caches, apt-get).
 set -uo pipefail
@@ -692,3 +693,6 @@ for s in "${SYSTEMS[@]}"; do [[ -z ${SKIP[$s]:-} ]] && measured+=("$s"); done
 
 cat "$OUT/results.md"
 log "wrote $OUT/results.md"
+
+# SQLite commit rates (BENCH_SQLITE=0 skips them): scripts/bench-sqlite.sh.
+[[ ${BENCH_SQLITE:-1} == 0 ]] || BENCH_SKIP_BUILD=1 BENCH_SQLITE_BIN=$SFS "$(dirname "$0")/bench-sqlite.sh"

@@ -159,6 +159,7 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>)
         fs_opts: FsOptions {
             cache_bytes: settings.cache_size.unwrap_or(DEFAULT_CACHE_SIZE),
             follow: req.follow.then(follow_interval),
+            carry_bytes: crate::fs::CARRY_MAX,
             engine: tuned(EngineOptions {
                 read_only,
                 claim_journal: lease.as_ref().is_some_and(|l| l.acquired.took_over),

@@ -40,6 +40,7 @@ pub use error::{FsError, FsResult};
 pub use follow::Invalidator;
 pub use lockdown::Locked as LockReport;
 pub use types::*;
+pub use writeback::CARRY_MAX;
 
 /// The root directory's inode number.
 pub use crate::meta::ROOT_INO as ROOT;
@@ -69,6 +70,9 @@ pub struct FsOptions {
     /// Follow a writer elsewhere, polling its journal this often
     /// (read-only mounts).
     pub follow: Option<Duration>,
+    /// Largest flush an fsync carries in the journal segment instead of a
+    /// pack of its own (0: never; see `writeback`).
+    pub carry_bytes: u64,
 }
 
 impl Default for FsOptions {
@@ -77,6 +81,7 @@ impl Default for FsOptions {
             cache_bytes: 256 << 20,
             engine: EngineOptions::default(),
             follow: None,
+            carry_bytes: writeback::CARRY_MAX,
         }
     }
 }

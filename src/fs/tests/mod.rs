@@ -1,6 +1,7 @@
 //! Core tests over the memory store: no kernel, no network.
 
 mod basic;
+mod carried;
 mod faults;
 mod lease;
 mod model;
@@ -100,6 +101,13 @@ pub fn quiet_with(f: impl FnOnce(&mut crate::engine::EngineOptions)) -> FsOption
         e.retire_grace = Duration::ZERO;
         f(e)
     })
+}
+
+/// `opts` with nothing carried in the journal: every fsync uploads a pack,
+/// for tests of the pack path itself.
+pub fn packs_only(mut opts: FsOptions) -> FsOptions {
+    opts.carry_bytes = 0;
+    opts
 }
 
 pub const ME: Caller = Caller::ROOT;
