@@ -16,7 +16,7 @@
 //! - Deleting an old checkpoint deletes only the shards no retained index
 //!   refers to.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -192,7 +192,7 @@ pub fn read(
     seq: u64,
 ) -> Result<Loaded, MetaError> {
     let index = read_index(store, keys, volume_id, seq)?;
-    let mut inodes = HashMap::new();
+    let mut inodes = Vec::new();
     for r in &index.shards {
         let key = shard_key(r.seq, r.n);
         let sealed = store.get_max(&key, MAX_OBJECT_BYTES)?;

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::ChunkMap;
 
+pub use super::xattrs::Xattrs;
+
 /// What an inode is; persisted in every `Record::Inode` (postcard encodes
 /// the variant index, so the order below is part of the format).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,7 +129,7 @@ impl InodeAttr {
 pub enum Content {
     #[default]
     None,
-    Dir(BTreeMap<Vec<u8>, u64>),
+    Dir(BTreeMap<Box<[u8]>, u64>),
     Symlink(Vec<u8>),
     File(ChunkMap),
 }
@@ -135,7 +137,7 @@ pub enum Content {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inode {
     pub attr: InodeAttr,
-    pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
+    pub xattrs: Xattrs,
     pub content: Content,
     /// A parent directory, for audit paths; derived, not journaled.
     #[serde(skip)]
@@ -152,20 +154,20 @@ impl Inode {
         };
         Inode {
             attr,
-            xattrs: BTreeMap::new(),
+            xattrs: Xattrs::default(),
             content,
             parent: 0,
         }
     }
 
-    pub fn entries(&self) -> Option<&BTreeMap<Vec<u8>, u64>> {
+    pub fn entries(&self) -> Option<&BTreeMap<Box<[u8]>, u64>> {
         match &self.content {
             Content::Dir(e) => Some(e),
             _ => None,
         }
     }
 
-    pub fn entries_mut(&mut self) -> Option<&mut BTreeMap<Vec<u8>, u64>> {
+    pub fn entries_mut(&mut self) -> Option<&mut BTreeMap<Box<[u8]>, u64>> {
         match &mut self.content {
             Content::Dir(e) => Some(e),
             _ => None,

@@ -15,6 +15,8 @@ pub mod journal;
 pub mod namespace;
 pub mod record;
 pub mod snapshot;
+mod table;
+mod xattrs;
 
 pub use inode::Kind;
 pub use inode::{Content, Inode, InodeAttr, Timestamp};
