@@ -1,9 +1,9 @@
 //! The ordered (first chunk → extent) table behind a chunk map, sized for
 //! a million files: most files have one extent, and a `BTreeMap` leaf for
-//! it costs about 540 bytes, so small maps are a sorted, exactly sized
-//! `Vec` (one extent: 48 bytes) and only maps past [`SMALL_MAX`] extents
-//! (fragmented files, where an insert in the middle would move too much)
-//! switch to a `BTreeMap`.
+//! it costs about 540 bytes, so one extent is held inline (no allocation),
+//! a few as a sorted, exactly sized `Vec`, and only maps past [`SMALL_MAX`]
+//! extents (fragmented files, where an insert in the middle would move too
+//! much) as a `BTreeMap`.
 //!
 //! Persisted as a map, exactly as the `BTreeMap` it replaced was, so the
 //! checkpoint format does not change.
@@ -20,6 +20,7 @@ const SMALL_MAX: usize = 32;
 
 #[derive(Clone)]
 pub(super) enum Runs {
+    One(u64, Extent),
     Small(Vec<(u64, Extent)>),
     Large(BTreeMap<u64, Extent>),
 }
@@ -33,6 +34,7 @@ impl Default for Runs {
 impl Runs {
     pub fn is_empty(&self) -> bool {
         match self {
+            Runs::One(..) => false,
             Runs::Small(v) => v.is_empty(),
             Runs::Large(m) => m.is_empty(),
         }
@@ -40,6 +42,7 @@ impl Runs {
 
     pub fn iter(&self) -> Box<dyn DoubleEndedIterator<Item = (u64, &Extent)> + '_> {
         match self {
+            Runs::One(k, e) => Box::new(std::iter::once((*k, e))),
             Runs::Small(v) => Box::new(v.iter().map(|(k, e)| (*k, e))),
             Runs::Large(m) => Box::new(m.iter().map(|(k, e)| (*k, e))),
         }
@@ -48,6 +51,7 @@ impl Runs {
     /// The last extent starting at or before `chunk`.
     pub fn at_or_before(&self, chunk: u64) -> Option<(u64, &Extent)> {
         match self {
+            Runs::One(k, e) => (*k <= chunk).then_some((*k, e)),
             Runs::Small(v) => {
                 let i = v.partition_point(|(k, _)| *k <= chunk);
                 i.checked_sub(1).map(|i| (v[i].0, &v[i].1))
@@ -64,6 +68,7 @@ impl Runs {
     /// The first extent's start at or after `chunk`.
     pub fn first_from(&self, chunk: u64) -> Option<u64> {
         match self {
+            Runs::One(k, _) => (*k >= chunk).then_some(*k),
             Runs::Small(v) => v.get(v.partition_point(|(k, _)| *k < chunk)).map(|r| r.0),
             Runs::Large(m) => m.range(chunk..).next().map(|(k, _)| *k),
         }
@@ -72,6 +77,7 @@ impl Runs {
     /// Starts of the extents starting in `first..end`.
     pub fn starts_in(&self, first: u64, end: u64) -> Vec<u64> {
         match self {
+            Runs::One(k, _) => (first..end).contains(k).then_some(*k).into_iter().collect(),
             Runs::Small(v) => v
                 .iter()
                 .map(|r| r.0)
@@ -83,6 +89,7 @@ impl Runs {
 
     pub fn get_mut(&mut self, chunk: u64) -> Option<&mut Extent> {
         match self {
+            Runs::One(k, e) => (*k == chunk).then_some(e),
             Runs::Small(v) => v
                 .binary_search_by_key(&chunk, |r| r.0)
                 .ok()
@@ -93,6 +100,7 @@ impl Runs {
 
     pub fn get(&self, chunk: u64) -> Option<&Extent> {
         match self {
+            Runs::One(k, e) => (*k == chunk).then_some(e),
             Runs::Small(v) => v
                 .binary_search_by_key(&chunk, |r| r.0)
                 .ok()
@@ -103,11 +111,18 @@ impl Runs {
 
     pub fn remove(&mut self, chunk: u64) -> Option<Extent> {
         match self {
+            Runs::One(k, e) => {
+                let e = *e;
+                (*k == chunk).then(|| {
+                    *self = Runs::default();
+                    e
+                })
+            }
             Runs::Small(v) => {
                 let i = v.binary_search_by_key(&chunk, |r| r.0).ok()?;
                 let e = v.remove(i).1;
-                if v.is_empty() {
-                    *v = Vec::new();
+                if let [(k, last)] = v[..] {
+                    *self = Runs::One(k, last);
                 }
                 Some(e)
             }
@@ -117,6 +132,15 @@ impl Runs {
 
     pub fn insert(&mut self, chunk: u64, e: Extent) {
         match self {
+            Runs::One(k, old) if *k == chunk => *old = e,
+            Runs::One(k, old) => {
+                let (k, old) = (*k, *old);
+                let mut v = Vec::with_capacity(2);
+                v.push((k.min(chunk), if k < chunk { old } else { e }));
+                v.push((k.max(chunk), if k < chunk { e } else { old }));
+                *self = Runs::Small(v);
+            }
+            Runs::Small(v) if v.is_empty() => *self = Runs::One(chunk, e),
             Runs::Small(v) => match v.binary_search_by_key(&chunk, |r| r.0) {
                 Ok(i) => v[i].1 = e,
                 Err(_) if v.len() >= SMALL_MAX => {
@@ -154,6 +178,7 @@ impl fmt::Debug for Runs {
 impl Serialize for Runs {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
+            Runs::One(k, e) => s.collect_map(std::iter::once((k, e))),
             Runs::Small(v) => s.collect_map(v.iter().map(|(k, e)| (k, e))),
             Runs::Large(m) => m.serialize(s),
         }
@@ -184,7 +209,10 @@ impl<'de> Visitor<'de> for RunsVisitor {
             }
             return Ok(Runs::Large(m));
         }
-        let mut runs = Runs::Small(Vec::with_capacity(hint));
+        let mut runs = match hint {
+            0 | 1 => Runs::default(),
+            n => Runs::Small(Vec::with_capacity(n)),
+        };
         while let Some((k, e)) = access.next_entry()? {
             runs.insert(k, e);
         }
@@ -224,6 +252,7 @@ mod tests {
             let back: Runs = postcard::from_bytes(&bytes).unwrap();
             assert_eq!(back, runs);
             assert_eq!(matches!(back, Runs::Large(_)), n as usize > SMALL_MAX);
+            assert_eq!(matches!(back, Runs::One(..)), n == 1);
         }
     }
 
@@ -244,5 +273,15 @@ mod tests {
         assert_eq!(runs.remove(10), map.remove(&10));
         assert_eq!(runs.get(10), None);
         assert_eq!(runs.before(0), None);
+        for k in [2, 40, 7] {
+            assert_eq!(runs.remove(k), map.remove(&k));
+        }
+        assert!(matches!(runs, Runs::One(25, _)));
+        assert_eq!(runs.at_or_before(30).map(|r| r.0), Some(25));
+        runs.insert(3, ext(9));
+        assert_eq!(runs.starts_in(0, 100), vec![3, 25]);
+        assert_eq!(runs.remove(25).map(|e| e.first_unit), Some(4));
+        assert_eq!(runs.remove(3).map(|e| e.first_unit), Some(9));
+        assert!(runs.is_empty());
     }
 }
