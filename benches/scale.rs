@@ -263,6 +263,10 @@ fn measure(dir: &Path, files: u64) {
     let id = fs.engine().appended();
     fs.engine().wait_durable(id).expect("durable");
     let after_commit = counted.counts();
+    // The same probe with nothing else running: the machine's own noise.
+    let idle_stall = max_stall(&fs, inodes, || {
+        std::thread::sleep(Duration::from_millis(200))
+    });
     let mut cp_stall = Duration::ZERO;
     let stall = max_stall(&fs, inodes, || {
         let t = Instant::now();
@@ -327,6 +331,10 @@ fn measure(dir: &Path, files: u64) {
     println!(
         "| longest stat during that checkpoint | {:.1} ms |",
         stall.as_secs_f64() * 1e3
+    );
+    println!(
+        "| longest stat while idle (noise floor) | {:.1} ms |",
+        idle_stall.as_secs_f64() * 1e3
     );
     println!(
         "| longest stat during compaction | {:.1} ms |",

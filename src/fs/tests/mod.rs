@@ -5,6 +5,7 @@ mod faults;
 mod lease;
 mod model;
 mod opcount;
+mod scale;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
