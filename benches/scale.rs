@@ -277,6 +277,20 @@ fn measure(dir: &Path, files: u64) {
     let compact_stall = max_stall(&fs, inodes, || {
         fs.engine().compact_once().expect("compact");
     });
+    // Every shard dirty: the checkpoint encodes the whole namespace.
+    for n in 0..=inodes / checkpoint::SHARD_INODES {
+        let set = SetAttr {
+            mtime: Some(TimeSet::Now),
+            ..SetAttr::default()
+        };
+        let _ = fs.setattr(&ME, n * checkpoint::SHARD_INODES + 5, None, set);
+    }
+    fs.engine()
+        .wait_durable(fs.engine().appended())
+        .expect("durable");
+    let full_stall = max_stall(&fs, inodes, || {
+        fs.engine().checkpoint_now().expect("checkpoint");
+    });
     fs.shutdown().expect("shutdown");
     drop(fs);
     let t = Instant::now();
@@ -335,6 +349,10 @@ fn measure(dir: &Path, files: u64) {
     println!(
         "| longest stat while idle (noise floor) | {:.1} ms |",
         idle_stall.as_secs_f64() * 1e3
+    );
+    println!(
+        "| longest stat during a checkpoint with every shard dirty | {:.1} ms |",
+        full_stall.as_secs_f64() * 1e3
     );
     println!(
         "| longest stat during compaction | {:.1} ms |",

@@ -192,37 +192,24 @@ pub fn read(
     seq: u64,
 ) -> Result<Loaded, MetaError> {
     let index = read_index(store, keys, volume_id, seq)?;
-    // Shards are independent: fetched and decoded by a few threads, so a
-    // mount waits for the store's latency once per thread, not per shard.
-    let workers = index.shards.len().clamp(1, LOAD_THREADS);
-    let per = index.shards.len().div_ceil(workers).max(1);
-    let parts: Vec<Result<Vec<(u64, Inode)>, MetaError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = index
-            .shards
-            .chunks(per)
-            .map(|refs| {
-                s.spawn(move || {
-                    let mut inodes = Vec::new();
-                    for r in refs {
-                        inodes.extend(read_shard(store, keys, volume_id, seq, r)?);
-                    }
-                    Ok(inodes)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a shard loader panicked"))
-            .collect()
-    });
     let mut inodes = Vec::new();
-    for part in parts {
-        let part = part?;
-        if inodes.is_empty() {
-            inodes = part;
-        } else {
-            inodes.extend(part);
+    for r in &index.shards {
+        let key = shard_key(r.seq, r.n);
+        let sealed = store.get_max(&key, MAX_OBJECT_BYTES)?;
+        if sha256(&sealed) != r.hash {
+            return Err(Corrupt(format!(
+                "{key} does not match the index of checkpoint {seq:016x}"
+            ))
+            .into());
         }
+        let shard: Vec<(u64, Inode)> = decode(
+            &key,
+            &crypto::open(&keys.meta, &UnitAd::whole(volume_id, &key), &sealed)?,
+        )?;
+        if shard.iter().any(|(ino, _)| shard_of(*ino) != r.n) {
+            return Err(Corrupt(format!("{key} holds an inode of another shard")).into());
+        }
+        inodes.extend(shard);
     }
     let ns = Namespace::from_parts(
         inodes,
@@ -236,34 +223,6 @@ pub fn read(
         journal_hash: index.journal_hash,
         shards: index.shards,
     })
-}
-
-/// Threads that load a checkpoint's shards.
-const LOAD_THREADS: usize = 8;
-
-fn read_shard(
-    store: &dyn ObjectStore,
-    keys: &Keys,
-    volume_id: &[u8; 16],
-    seq: u64,
-    r: &ShardRef,
-) -> Result<Vec<(u64, Inode)>, MetaError> {
-    let key = shard_key(r.seq, r.n);
-    let sealed = store.get_max(&key, MAX_OBJECT_BYTES)?;
-    if sha256(&sealed) != r.hash {
-        return Err(Corrupt(format!(
-            "{key} does not match the index of checkpoint {seq:016x}"
-        ))
-        .into());
-    }
-    let shard: Vec<(u64, Inode)> = decode(
-        &key,
-        &crypto::open(&keys.meta, &UnitAd::whole(volume_id, &key), &sealed)?,
-    )?;
-    if shard.iter().any(|(ino, _)| shard_of(*ino) != r.n) {
-        return Err(Corrupt(format!("{key} holds an inode of another shard")).into());
-    }
-    Ok(shard)
 }
 
 /// Deletes every checkpoint object that no retained checkpoint needs:
