@@ -256,6 +256,43 @@ mod tests {
         }
     }
 
+    /// Random inserts and removes across the One/Small/Large forms agree
+    /// with a `BTreeMap` after every step.
+    #[test]
+    fn random_changes_agree_with_a_btreemap() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut runs = Runs::default();
+        let mut map = BTreeMap::new();
+        for step in 0..5000 {
+            let k = next() % 80;
+            if next() % 3 == 0 {
+                assert_eq!(runs.remove(k), map.remove(&k), "step {step}");
+            } else {
+                runs.insert(k, ext(step));
+                map.insert(k, ext(step));
+            }
+            let c = next() % 90;
+            assert_eq!(
+                runs.at_or_before(c),
+                map.range(..=c).next_back().map(|(k, e)| (*k, e)),
+                "step {step}"
+            );
+            assert_eq!(runs.first_from(c), map.range(c..).next().map(|(k, _)| *k));
+            assert_eq!(runs.get(c), map.get(&c));
+            assert_eq!(runs.is_empty(), map.is_empty());
+            assert!(
+                runs.iter().eq(map.iter().map(|(k, e)| (*k, e))),
+                "step {step}"
+            );
+        }
+    }
+
     #[test]
     fn lookups_agree_with_a_btreemap() {
         let mut runs = Runs::default();
