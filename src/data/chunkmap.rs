@@ -14,11 +14,10 @@
 //!   touching the ciphertext, so stale bytes can never reappear when the
 //!   file grows again.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::PackId;
+use super::runs::Runs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Extent {
@@ -100,24 +99,24 @@ pub type Freed = Vec<(PackId, u64)>;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkMap {
-    extents: BTreeMap<u64, Extent>,
+    extents: Runs,
 }
 
 impl ChunkMap {
     pub fn get(&self, chunk: u64) -> Option<SegRef> {
-        let (&first, e) = self.extents.range(..=chunk).next_back()?;
+        let (first, e) = self.extents.at_or_before(chunk)?;
         let i = chunk - first;
         (i < e.count as u64).then(|| e.seg(i as u32))
     }
 
     /// The extent holding `chunk`, as (first chunk, extent).
     pub fn extent_at(&self, chunk: u64) -> Option<(u64, Extent)> {
-        let (&first, e) = self.extents.range(..=chunk).next_back()?;
+        let (first, e) = self.extents.at_or_before(chunk)?;
         (chunk - first < e.count as u64).then_some((first, *e))
     }
 
     pub fn extents(&self) -> impl Iterator<Item = (u64, &Extent)> {
-        self.extents.iter().map(|(k, v)| (*k, v))
+        self.extents.iter()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -127,8 +126,8 @@ impl ChunkMap {
     /// Plaintext bytes actually stored (what `st_blocks` reports).
     pub fn stored_plain_bytes(&self) -> u64 {
         self.extents
-            .values()
-            .map(|e| e.count as u64 * e.plain_len as u64)
+            .iter()
+            .map(|(_, e)| e.count as u64 * e.plain_len as u64)
             .sum()
     }
 
@@ -140,7 +139,7 @@ impl ChunkMap {
         self.remove(first, e.count as u64, freed);
         let mut first = first;
         let mut e = e;
-        if let Some((&pf, pe)) = self.extents.range(..first).next_back() {
+        if let Some((pf, pe)) = self.extents.before(first) {
             if pe.continues_with(pf, first, &e) {
                 let mut merged = *pe;
                 merged.count += e.count;
@@ -149,9 +148,9 @@ impl ChunkMap {
             }
         }
         let end = first + e.count as u64;
-        if let Some(ne) = self.extents.get(&end).copied() {
+        if let Some(ne) = self.extents.get(end).copied() {
             if e.continues_with(first, end, &ne) {
-                self.extents.remove(&end);
+                self.extents.remove(end);
                 e.count += ne.count;
             }
         }
@@ -166,9 +165,9 @@ impl ChunkMap {
         let end = first.saturating_add(count);
         self.split_at(first);
         self.split_at(end);
-        let doomed: Vec<u64> = self.extents.range(first..end).map(|(k, _)| *k).collect();
+        let doomed = self.extents.starts_in(first, end);
         for k in doomed {
-            let e = self.extents.remove(&k).expect("listed above");
+            let e = self.extents.remove(k).expect("listed above");
             freed.push((e.pack, e.cipher_bytes()));
         }
     }
@@ -188,7 +187,7 @@ impl ChunkMap {
             if seg.plain_len > tail {
                 self.split_at(last);
                 self.split_at(last + 1);
-                if let Some(e) = self.extents.get_mut(&last) {
+                if let Some(e) = self.extents.get_mut(last) {
                     e.plain_len = tail;
                 }
             }
@@ -198,7 +197,7 @@ impl ChunkMap {
     /// Does any mapped byte lie at or past `size`? (Only after a crash: a
     /// flush can map bytes the journaled size does not cover yet.)
     pub fn extends_past(&self, size: u64, chunk_size: u32) -> bool {
-        self.extents.iter().next_back().is_some_and(|(&first, e)| {
+        self.extents.iter().next_back().is_some_and(|(first, e)| {
             (first + e.count as u64 - 1) * chunk_size as u64 + e.plain_len as u64 > size
         })
     }
@@ -208,7 +207,7 @@ impl ChunkMap {
         if self.get(chunk).is_some() {
             return Some(chunk);
         }
-        self.extents.range(chunk..).next().map(|(k, _)| *k)
+        self.extents.first_from(chunk)
     }
 
     /// First unmapped chunk at or after `chunk`.
@@ -222,7 +221,7 @@ impl ChunkMap {
 
     /// Ensures no extent spans the boundary before chunk `at`.
     fn split_at(&mut self, at: u64) {
-        let Some((&first, &e)) = self.extents.range(..at).next_back() else {
+        let Some((first, &e)) = self.extents.before(at) else {
             return;
         };
         let inside = at - first;

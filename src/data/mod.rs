@@ -5,6 +5,7 @@ pub mod cache;
 pub mod chunkmap;
 pub mod offsets;
 pub mod pack;
+mod runs;
 
 pub use cache::{Buf, Cache, ChunkKey, FlushItem};
 pub use chunkmap::{ChunkMap, Extent, Freed, SegRef};

@@ -77,7 +77,7 @@ fn paths(ns: &Namespace) -> HashMap<u64, String> {
     let mut named: HashMap<u64, (u64, Vec<u8>)> = HashMap::new();
     for (dir, inode) in ns.inodes() {
         for (name, &child) in inode.entries().into_iter().flatten() {
-            named.entry(child).or_insert((dir, name.clone()));
+            named.entry(child).or_insert((dir, name.to_vec()));
         }
     }
     let mut out = HashMap::new();

@@ -194,7 +194,7 @@ impl Fs {
     fn name_of(&self, l: &Locked<'_>, ino: u64) -> Option<(u64, Vec<u8>)> {
         let entries_of = |dir: u64| l.ns().get(dir).and_then(|d| d.entries());
         if let Some((parent, name)) = self.names.get(ino) {
-            if entries_of(parent).and_then(|e| e.get(&name)) == Some(&ino) {
+            if entries_of(parent).and_then(|e| e.get(name.as_slice())) == Some(&ino) {
                 return Some((parent, name));
             }
         }
@@ -203,7 +203,7 @@ impl Fs {
             .iter()
             .find(|(_, child)| **child == ino)?
             .0
-            .clone();
+            .to_vec();
         Some((parent, name))
     }
 }

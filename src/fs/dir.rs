@@ -471,7 +471,7 @@ impl Fs {
         snap.push((b"..".to_vec(), dir.parent, Kind::Dir));
         for (name, &child) in entries {
             let kind = core.ns().get(child).map_or(Kind::File, |i| i.attr.kind);
-            snap.push((name.clone(), child, kind));
+            snap.push((name.to_vec(), child, kind));
         }
         drop(core);
         Ok(self.handles.insert(c, None, flags, Some(snap)))

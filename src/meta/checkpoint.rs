@@ -21,7 +21,8 @@
 //! - Deleting an old checkpoint deletes only the shards no retained index
 //!   refers to.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 
@@ -243,12 +244,27 @@ pub fn read_shard(
 ) -> Result<Vec<u8>, MetaError> {
     let key = shard_key(r.seq, r.n);
     let sealed = store.get_max(&key, MAX_OBJECT_BYTES)?;
-    if !by_content && sha256(&sealed) != r.hash {
-        return Err(Corrupt(format!("{key} does not match the index that names it")).into());
+    open_shard(keys, volume_id, r, by_content, &key, &sealed)
+}
+
+/// Opens shard `r` read as `sealed` from `key`, checked against its index
+/// entry: the hash of the sealed bytes (index version 1) or of the content
+/// (version 2).
+fn open_shard(
+    keys: &Keys,
+    volume_id: &[u8; 16],
+    r: &ShardRef,
+    by_content: bool,
+    key: &str,
+    sealed: &[u8],
+) -> Result<Vec<u8>, MetaError> {
+    let mismatch = || Corrupt(format!("{key} does not match the index that names it"));
+    if !by_content && sha256(sealed) != r.hash {
+        return Err(mismatch().into());
     }
-    let plain = crypto::open(&keys.meta, &UnitAd::whole(volume_id, &key), &sealed)?;
-    if by_content && content_digest(&key, &plain) != r.hash {
-        return Err(Corrupt(format!("{key} does not match the index that names it")).into());
+    let plain = crypto::open(&keys.meta, &UnitAd::whole(volume_id, key), sealed)?;
+    if by_content && content_digest(key, &plain) != r.hash {
+        return Err(mismatch().into());
     }
     Ok(plain)
 }
@@ -269,23 +285,46 @@ pub fn read(
     seq: u64,
 ) -> Result<Loaded, MetaError> {
     let ReadIndex { index, by_content } = read_index_versioned(store, keys, volume_id, seq)?;
-    let mut inodes = HashMap::new();
+    // GETs run on a few threads, so a mount on S3 waits for the network's
+    // latency once per thread, not once per shard; opening and decoding
+    // stay on this thread (decoding on several measured slower and
+    // costlier in memory on two cores: per-thread malloc arenas).
+    let next = AtomicUsize::new(0);
     // Refs by content whatever the index's version: the next checkpoint
     // carries them into an index of version 2.
     let mut shards = Vec::with_capacity(index.shards.len());
-    for r in &index.shards {
-        let key = shard_key(r.seq, r.n);
-        let plain = read_shard(store, keys, volume_id, r, by_content)?;
-        let shard: Vec<(u64, Inode)> = decode(&key, &plain)?;
-        if shard.iter().any(|(ino, _)| shard_of(*ino) != r.n) {
-            return Err(Corrupt(format!("{key} holds an inode of another shard")).into());
+    let inodes = std::thread::scope(|s| -> Result<Vec<(u64, Inode)>, MetaError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(FETCH_THREADS);
+        for _ in 0..FETCH_THREADS.min(index.shards.len()) {
+            let (tx, next, refs) = (tx.clone(), &next, &index.shards);
+            s.spawn(move || {
+                while let Some(r) = refs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let key = shard_key(r.seq, r.n);
+                    let fetched = store.get_max(&key, MAX_OBJECT_BYTES);
+                    // A closed channel: the load failed and stopped reading.
+                    if tx.send((r, key, fetched)).is_err() {
+                        return;
+                    }
+                }
+            });
         }
-        inodes.extend(shard);
-        shards.push(ShardRef {
-            hash: content_digest(&key, &plain),
-            ..*r
-        });
-    }
+        drop(tx);
+        let mut inodes = Vec::new();
+        for (r, key, fetched) in rx {
+            let plain = open_shard(keys, volume_id, r, by_content, &key, &fetched?)?;
+            let shard: Vec<(u64, Inode)> = decode(&key, &plain)?;
+            if shard.iter().any(|(ino, _)| shard_of(*ino) != r.n) {
+                return Err(Corrupt(format!("{key} holds an inode of another shard")).into());
+            }
+            inodes.extend(shard);
+            shards.push(ShardRef {
+                hash: content_digest(&key, &plain),
+                ..*r
+            });
+        }
+        Ok(inodes)
+    })?;
+    shards.sort_by_key(|r| r.n);
     let ns = Namespace::from_parts(
         inodes,
         index.packs.into_iter().collect(),
@@ -299,6 +338,9 @@ pub fn read(
         shards,
     })
 }
+
+/// Shard GETs in flight while a checkpoint loads.
+const FETCH_THREADS: usize = 4;
 
 /// Deletes every checkpoint object that no retained checkpoint needs:
 /// indexes of checkpoints not in `retained`, and shards not in `keep`

@@ -16,6 +16,8 @@ pub mod journal;
 pub mod namespace;
 pub mod record;
 pub mod snapshot;
+mod table;
+mod xattrs;
 
 pub use carried::Carried;
 pub use inode::Kind;

@@ -14,6 +14,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use super::table::InodeTable;
+
 use serde::{Deserialize, Serialize};
 
 use super::carried::Carried;
@@ -40,7 +42,7 @@ pub struct Corrupt(pub String);
 
 #[derive(Clone, Debug, Default)]
 pub struct Namespace {
-    inodes: HashMap<u64, Inode>,
+    inodes: InodeTable,
     packs: HashMap<PackId, PackInfo>,
     orphans: BTreeSet<u64>,
     next_ino: u64,
@@ -109,14 +111,14 @@ impl Namespace {
 
     /// The state a checkpoint holds; derived state is rebuilt here.
     pub(super) fn from_parts(
-        inodes: HashMap<u64, Inode>,
+        inodes: Vec<(u64, Inode)>,
         packs: HashMap<PackId, PackInfo>,
         orphans: BTreeSet<u64>,
         next_ino: u64,
         chunk_size: u32,
     ) -> Namespace {
         let mut ns = Namespace {
-            inodes,
+            inodes: InodeTable::from_vec(inodes),
             packs,
             orphans,
             next_ino,
@@ -129,11 +131,11 @@ impl Namespace {
     }
 
     pub fn get(&self, ino: u64) -> Option<&Inode> {
-        self.inodes.get(&ino)
+        self.inodes.get(ino)
     }
 
     pub fn inodes(&self) -> impl Iterator<Item = (u64, &Inode)> {
-        self.inodes.iter().map(|(&ino, i)| (ino, i))
+        self.inodes.iter()
     }
 
     pub fn inode_count(&self) -> usize {
@@ -201,7 +203,7 @@ impl Namespace {
     pub fn all_shards(&self) -> BTreeSet<u64> {
         self.inodes
             .keys()
-            .map(|&i| super::checkpoint::shard_of(i))
+            .map(super::checkpoint::shard_of)
             .collect()
     }
 
@@ -214,7 +216,7 @@ impl Namespace {
         match r {
             Record::Inode { ino, attr } => {
                 self.next_ino = self.next_ino.max(ino + 1);
-                match self.inodes.get_mut(ino) {
+                match self.inodes.get_mut(*ino) {
                     Some(i) if i.attr.kind == attr.kind => i.attr = *attr,
                     Some(_) => return Err(Corrupt(format!("inode {ino} changed kind"))),
                     None => {
@@ -236,10 +238,10 @@ impl Namespace {
                     .ok_or_else(|| Corrupt(format!("entry in non-directory {dir}")))?;
                 match ino {
                     Some(child) => {
-                        entries.insert(name.clone(), *child);
+                        entries.insert(name.as_slice().into(), *child);
                     }
                     None => {
-                        entries.remove(name);
+                        entries.remove(name.as_slice());
                     }
                 }
             }
@@ -276,7 +278,7 @@ impl Namespace {
             Record::Drop { ino } => {
                 let inode = self
                     .inodes
-                    .remove(ino)
+                    .remove(*ino)
                     .ok_or_else(|| Corrupt(format!("drop of missing inode {ino}")))?;
                 self.orphans.remove(ino);
                 if let Content::File(mut map) = inode.content {
@@ -337,7 +339,7 @@ impl Namespace {
 
     fn inode_mut(&mut self, ino: u64) -> Result<&mut Inode, Corrupt> {
         self.inodes
-            .get_mut(&ino)
+            .get_mut(ino)
             .ok_or_else(|| Corrupt(format!("record for missing inode {ino}")))
     }
 
@@ -353,7 +355,7 @@ impl Namespace {
             p.live = 0;
         }
         let mut parents = Vec::new();
-        for (&ino, inode) in &self.inodes {
+        for (ino, inode) in self.inodes.iter() {
             if let Some(map) = inode.chunks() {
                 for (_, e) in map.extents() {
                     if let Some(p) = self.packs.get_mut(&e.pack) {
@@ -366,11 +368,11 @@ impl Namespace {
             }
         }
         for (child, parent) in parents {
-            if let Some(i) = self.inodes.get_mut(&child) {
+            if let Some(i) = self.inodes.get_mut(child) {
                 i.parent = parent;
             }
         }
-        if let Some(root) = self.inodes.get_mut(&ROOT_INO) {
+        if let Some(root) = self.inodes.get_mut(ROOT_INO) {
             root.parent = ROOT_INO;
         }
     }
@@ -378,11 +380,11 @@ impl Namespace {
     /// Structural checks run after a mount: every entry points at an inode
     /// and every directory's link count matches its subdirectories.
     pub fn check(&self) -> Result<(), Corrupt> {
-        for (&ino, inode) in &self.inodes {
+        for (ino, inode) in self.inodes.iter() {
             if let Some(entries) = inode.entries() {
                 let mut subdirs = 0;
                 for &child in entries.values() {
-                    let c = self.inodes.get(&child).ok_or_else(|| {
+                    let c = self.inodes.get(child).ok_or_else(|| {
                         Corrupt(format!("dir {ino} has an entry for missing inode {child}"))
                     })?;
                     if c.attr.kind == Kind::Dir {

@@ -6,6 +6,7 @@ mod faults;
 mod lease;
 mod model;
 mod opcount;
+mod scale;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
