@@ -92,6 +92,11 @@ impl Cache {
         self.clean.get(&key).cloned()
     }
 
+    /// Is `key` held, clean or dirty? Leaves the LRU order alone.
+    pub fn contains(&self, key: ChunkKey) -> bool {
+        self.dirty.contains_key(&key) || self.clean.contains(&key)
+    }
+
     pub fn is_dirty(&self, key: ChunkKey) -> bool {
         self.dirty.contains_key(&key)
     }

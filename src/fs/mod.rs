@@ -29,6 +29,8 @@ mod follow;
 mod handles;
 mod live;
 mod lockdown;
+mod neighbours;
+mod prefetch;
 mod read;
 mod types;
 mod writeback;
@@ -39,7 +41,9 @@ mod tests;
 pub use error::{FsError, FsResult};
 pub use follow::Invalidator;
 pub use lockdown::Locked as LockReport;
+pub use prefetch::READ_AHEAD_GETS;
 pub use types::*;
+pub use writeback::PACK_TARGET;
 
 /// The root directory's inode number.
 pub use crate::meta::ROOT_INO as ROOT;
@@ -114,6 +118,7 @@ pub struct Fs {
     /// Names the kernel looked up, for audit paths.
     names: audit::Names,
     lockdown: lockdown::Lockdown,
+    prefetch: prefetch::Prefetcher,
 }
 
 /// `core` and the engine's tree, locked together ([`Fs::lock`]).
@@ -180,8 +185,10 @@ impl Fs {
             auditor: OnceLock::new(),
             names: audit::Names::default(),
             lockdown: lockdown::Lockdown::default(),
+            prefetch: prefetch::Prefetcher::default(),
             opts,
         });
+        prefetch::start(&fs);
         if !fs.opts.read_only() {
             writeback::start(&fs);
         }
