@@ -97,9 +97,9 @@ fn request_counts_of_common_operations(backend: Backend) {
     );
 }
 
-/// Issue 10, part 3: 300 files of 4 KiB written together in one directory
-/// and read cold one after another (`cat d/*`) cost a few ranged GETs,
-/// not one per file; every byte is checked.
+// Issue 10, part 3: 300 files of 4 KiB written together in one directory
+// and read cold one after another (`cat d/*`) cost a few ranged GETs,
+// not one per file; every byte is checked.
 per_backend!(small_files_read_cold_come_in_together: s3_proxy);
 fn small_files_read_cold_come_in_together(backend: Backend) {
     let mut v = Volume::new(backend);
