@@ -11,9 +11,9 @@
 //!   [`FIRST_RUN`] bytes, each next one twice as large up to [`MAX_RUN`].
 //!   A run never crosses an extent, so a file written sequentially costs
 //!   about one GET per pack. How far ahead grows with what the stream has
-//!   consumed (four times that), up to [`READ_AHEAD_GETS`] runs and a
-//!   quarter of the cache budget: memory stays bounded and a short read
-//!   fetches little.
+//!   consumed (eight times that, and at least four runs), up to
+//!   [`READ_AHEAD_GETS`] runs and a quarter of the cache budget: memory
+//!   stays bounded.
 //! - A run is entered in the cache's fetch table before it is queued, so
 //!   a reader of its chunks waits for it instead of fetching them again;
 //!   its entry ends however the run ends (done, failed, dropped).
@@ -119,10 +119,11 @@ pub(super) fn stream(h: &mut Handle, offset: u64, end: u64, cs: u64, cap: u64) -
     }
     h.ahead = h.ahead.max(next);
     let most = (READ_AHEAD_GETS as u64 * MAX_RUN / cs).min(cap);
-    // Four times what the stream consumed: after 8 MiB, four packs are
-    // in flight.
-    let depth = ((next - h.stream_start.min(next)) * 4)
-        .max(h.run as u64 * 2)
+    // Eight times what the stream consumed, and at least four runs: on
+    // S3 one GET streams at a fraction of the server's speed, so the
+    // stream reaches four GETs in flight by its third read.
+    let depth = ((next - h.stream_start.min(next)) * 8)
+        .max(h.run as u64 * 4)
         .min(most);
     Some(Plan {
         from: h.ahead,
