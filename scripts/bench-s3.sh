@@ -22,8 +22,9 @@
 #   untar      tar -x of a small tree (BENCH_S3_TREE_FILES files of the
 #              local tree, with their directories), then unmount
 #   ls-lR      ls -lRA of it after a cold mount
-# Then every file is compared with its source on that last (cold) mount;
-# a peer that lost or changed files is reported, never hidden.
+# Then every file is compared with its source on one more cold mount (for
+# rclone, with an empty cache: what the store holds); a peer that lost or
+# changed files is reported, never hidden.
 # Ratios are peer time / sealedfs time (> 1: sealedfs is faster); for the
 # raw server, raw time / sealedfs time (sealedfs's share of the server's
 # throughput). Nothing asserts on times.
@@ -92,6 +93,9 @@ secret_access_key = $AWS_SECRET_ACCESS_KEY
 endpoint = $SEALEDFS_TEST_S3_ENDPOINT
 region = $AWS_REGION
 force_path_style = true
+# One PUT per file: rclone's multipart upload (files over 200 MiB) gets
+# "400 Bad Request" from moto and the file never leaves rclone's cache.
+upload_cutoff = 5G
 
 [bench3crypt]
 type = crypt
@@ -102,7 +106,7 @@ EOF
     chmod 600 "$WORK/rclone-s3.conf"
 }
 mount_s3-rclone() { rclone_mount s3-rclone "$WORK/rclone-s3.conf" bench3crypt: "$WORK/s3-rclone-cache"; }
-unmount_s3-rclone() { rclone_unmount "$WORK/rclone-s3.conf"; }
+unmount_s3-rclone() { rclone_unmount "$WORK/rclone-s3.conf" "$WORK/s3-rclone-cache"; }
 
 setup_s3-s3fs() {
     printf '%s:%s\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$WORK/s3fs.passwd"
@@ -177,9 +181,15 @@ run_s3_system() {
     timed "$sys" untar s3_op_untar
     timed "$sys" umount-t unmount_sys "$sys" || { SKIP[$sys]="unmount failed"; return; }
     drop_caches
-    PHASE="ls + check"
+    PHASE="ls"
     mount_sys "$sys" || { SKIP[$sys]="remount failed"; return; }
     timed "$sys" ls-lR s3_op_ls
+    unmount_sys "$sys" || { SKIP[$sys]="unmount failed"; return; }
+    # The check reads what the store holds, as a new host would: rclone
+    # starts from an empty cache, so a file it never uploaded is missing.
+    [[ $sys == s3-rclone ]] && rm -rf "${WORK:?}/s3-rclone-cache"/*
+    PHASE="check"
+    mount_sys "$sys" || { SKIP[$sys]="remount failed"; return; }
     s3_check "$sys"
     unmount_sys "$sys" || log "$sys: final unmount failed"
 }

@@ -431,16 +431,20 @@ rclone_uploads() {
     rclone --config "$1" rc --url "http://127.0.0.1:$RC_PORT/" vfs/stats 2>/dev/null |
         awk -F'[:,]' '/"uploads(InProgress|Queued)"/ { n += $2; seen++ } END { print (seen == 2 ? n : "?") }'
 }
-unmount_rclone() { rclone_unmount "$WORK/rclone.conf"; }
-# rclone_unmount CONF: waits until the uploads drained, then unmounts.
+unmount_rclone() { rclone_unmount "$WORK/rclone.conf" "$WORK/rclone-cache"; }
+# rclone_unmount CONF CACHE: waits until the uploads drained, then
+# unmounts. Drained means no upload queued or running (vfs/stats) *and* no
+# file in the cache still marked dirty: right after a close, vfs/stats can
+# show nothing queued yet while the file is still only in the cache.
 rclone_unmount() {
-    local i zeros=0 n
+    local i zeros=0 n dirty
     for ((i = 0; i < 3000 && zeros < 2; i++)); do
         n=$(rclone_uploads "$1")
-        if [[ $n == 0 ]]; then ((zeros++)); else zeros=0; fi
+        dirty=$(grep -rlE '"Dirty": *true' "$2/vfsMeta" 2>/dev/null | wc -l)
+        if [[ $n == 0 && $dirty == 0 ]]; then ((zeros++)); else zeros=0; fi
         sleep 0.2
     done
-    [[ $zeros -ge 2 ]] || log "rclone: uploads not finished after 600 s (last count: $n)"
+    [[ $zeros -ge 2 ]] || log "rclone: uploads not finished after 600 s (last count: $n, dirty files: $dirty)"
     fusermount3 -u "$MNT"
 }
 

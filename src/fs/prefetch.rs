@@ -47,7 +47,8 @@ const MAX_RUN: u64 = super::writeback::PACK_TARGET;
 /// the stream.
 const SLACK: u64 = 4 << 20;
 
-/// Chunks `chunk .. chunk + n` of `ino`, entered in the fetch table.
+/// Chunks `chunk .. chunk + n` of `ino`, entered in the fetch table, with
+/// its bytes reserved in the cache.
 struct Run {
     ino: u64,
     chunk: u64,
@@ -166,6 +167,7 @@ impl Fs {
                 // Whole runs, even past `until`: GETs stay large.
                 let want = run.min(first + e.count as u64 - c).min(last - c);
                 let n = cache.begin_fetch((ino, c), want);
+                cache.reserve(run_bytes(n, cs));
                 runs.push(Run { ino, chunk: c, n });
                 c += n;
                 run = (run * 2).min(max_run);
@@ -181,8 +183,7 @@ impl Fs {
         for r in runs {
             if let Err(unsent) = tx.send(r) {
                 // The threads are gone (shutting down): end its entry.
-                let r = unsent.0;
-                let _done = FetchDone::new(self, (r.ino, r.chunk));
+                self.end_run(&unsent.0);
             }
         }
     }
@@ -193,7 +194,9 @@ impl Fs {
     }
 
     fn run_ahead(&self, r: Run) {
-        let _done = FetchDone::new(self, (r.ino, r.chunk));
+        // Ends the run however the fetch leaves (a panic too), so no
+        // reader waits for it forever.
+        let _done = RunDone { fs: self, run: &r };
         if self.shut.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
@@ -205,5 +208,28 @@ impl Fs {
                 r.ino
             );
         }
+    }
+
+    /// Gives back a run's reservation and ends its fetch-table entry.
+    fn end_run(&self, r: &Run) {
+        self.cache().release(run_bytes(r.n, self.chunk_size as u64));
+        drop(FetchDone::new(self, (r.ino, r.chunk)));
+    }
+}
+
+/// What a run of `n` chunks holds while under way: its sealed body and its
+/// plaintext.
+fn run_bytes(n: u64, cs: u64) -> u64 {
+    2 * n * cs
+}
+
+struct RunDone<'a> {
+    fs: &'a Fs,
+    run: &'a Run,
+}
+
+impl Drop for RunDone<'_> {
+    fn drop(&mut self) {
+        self.fs.end_run(self.run);
     }
 }
