@@ -90,6 +90,8 @@ impl Fs {
         let mut own = None;
         let l = self.lock();
         let mut cache = self.cache();
+        // A lock-down emptied (or will empty) the cache: keep it so.
+        let cacheable = !self.is_locked();
         for ((sib, seg), plain) in segs.into_iter().zip(opened) {
             let plain = match plain {
                 Ok(p) => p,
@@ -100,7 +102,7 @@ impl Fs {
             if sib == ino {
                 own = Some(buf.clone());
             }
-            if first_segment(&l, sib) == Some(seg) {
+            if cacheable && first_segment(&l, sib) == Some(seg) {
                 cache.put_clean((sib, 0), buf);
             }
         }

@@ -234,6 +234,11 @@ impl Fs {
         let map = l.ns().get(ino).and_then(|i| i.chunks());
         if map.and_then(|m| m.extent_at(chunk)) == Some((chunk - skip as u64, extent)) {
             let mut cache = self.cache();
+            // Locked since (`lockdown`): its cache was or will be emptied;
+            // a fetch that was under way must not fill it again.
+            if self.is_locked() {
+                return Ok(first_buf);
+            }
             for (i, buf) in bufs.into_iter().enumerate() {
                 cache.put_clean((ino, chunk + i as u64), buf);
             }
