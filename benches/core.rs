@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use sealedfs::audit::query::{self, Filter};
 use sealedfs::audit::{Auditor, Op, Record};
-use sealedfs::crypto::{KdfParams, Keys, MasterKey};
+use sealedfs::crypto::{KdfParams, KeyRing, Keys, MasterKey};
 use sealedfs::data::{ChunkMap, Extent, Freed, PackId, open_segment, seal_pack};
 use sealedfs::fs::{Caller, Fs, FsOptions, ROOT};
 use sealedfs::store::{LocalStore, MemoryStore, ObjectStore};
@@ -284,7 +284,7 @@ const PASS: &[u8] = b"bench passphrase";
 struct Vol {
     store: Arc<dyn ObjectStore>,
     header: VolumeHeader,
-    master: MasterKey,
+    ring: KeyRing,
 }
 
 impl Vol {
@@ -296,11 +296,12 @@ impl Vol {
         store
             .put_if_absent("volume", &header.encode())
             .expect("put volume header");
-        Fs::format(store.clone(), &header, &master).expect("format");
+        let ring = KeyRing::single(0, master);
+        Fs::format(store.clone(), &header, &ring).expect("format");
         Vol {
             store,
             header,
-            master,
+            ring,
         }
     }
 
@@ -308,7 +309,7 @@ impl Vol {
         Fs::mount(
             self.store.clone(),
             &self.header,
-            &self.master,
+            &self.ring,
             FsOptions::default(),
         )
         .expect("mount")

@@ -7,6 +7,8 @@
 # Systems, each storing on the same disk (a temp dir under BENCH_TMPDIR):
 #   plain      a plain directory (baseline, no FUSE)
 #   sealedfs   target/release/sealedfs, local directory store
+#   sealedfs-aes  the same with the FIPS suite (init --cipher aes-256-gcm:
+#              AES-256-GCM units, a PBKDF2 keyslot), side by side
 #   sealedfs-noaudit  the same mounted with --no-audit: its ratio is the
 #              cost of the audit trail (not in the default list)
 #   gocryptfs  gocryptfs (Debian package)
@@ -50,21 +52,22 @@
 #                   /usr/include; only directories and regular files are
 #                   taken, so every system can hold them)
 #   BENCH_GREP      the string grep -r counts (default "unsafe")
-#   BENCH_SYSTEMS   which systems, space separated (default all six)
+#   BENCH_SYSTEMS   which systems, space separated (default all seven)
 #   BENCH_TMPDIR    where the volumes live (default /var/tmp: the host disk)
 #   BENCH_SEALEDFS_OPTS  extra `sealedfs mount` options, e.g. "--cache-size 64M"
 #   BENCH_NO_INSTALL=1  do not apt-get install missing peers
 #   BENCH_SKIP_BUILD=1  do not run cargo build --release
 #   BENCH_QUICK=1   a short run to iterate on: 128 MiB local and 64 MiB S3
 #                   files, the tree of /usr/include only, peers sealedfs
-#                   and gocryptfs locally, all four on S3 (each default
-#                   still yields to its own variable)
+#                   and gocryptfs locally, all four on S3, no SQLite (each
+#                   default still yields to its own variable)
 #   BENCH_S3=0      skip the S3 half
 #   BENCH_S3_SYSTEMS  which S3 systems (default "s3-raw s3-sealedfs s3-rclone s3-s3fs")
 #   BENCH_S3_SIZE_MB  the S3 sequential file in MiB (default 256; moto keeps
 #                   every object in memory)
 #   BENCH_S3_FILES  small files created and read on S3 (default 300, 4 KiB each)
 #   BENCH_S3_TREE_FILES  files in the S3 untar tree (default 300)
+#   BENCH_SQLITE=0  skip the SQLite commit rates (scripts/bench-sqlite.sh)
 # Output: the table on stdout, a markdown copy in target/bench/results.md,
 # daemon logs in target/bench/logs/. Needs root (drop_caches, apt-get).
 set -uo pipefail
@@ -82,14 +85,14 @@ need_root "drop_caches, apt-get install"
 
 if [[ ${BENCH_QUICK:-0} == 1 ]]; then
     : "${BENCH_SIZE_MB:=128}" "${BENCH_S3_SIZE_MB:=64}" "${BENCH_TREE:=/usr/include}"
-    : "${BENCH_SYSTEMS:=sealedfs gocryptfs}"
+    : "${BENCH_SYSTEMS:=sealedfs gocryptfs}" "${BENCH_SQLITE:=0}"
 fi
 SIZE_MB=${BENCH_SIZE_MB:-1024}
 [[ $SIZE_MB =~ ^[1-9][0-9]*$ ]] || die "BENCH_SIZE_MB must be a positive number, not '$SIZE_MB'"
 CARGO_SRC=${CARGO_HOME:-$HOME/.cargo}/registry/src
 TREE=${BENCH_TREE:-$CARGO_SRC:/usr/include}
 GREP_FOR=${BENCH_GREP:-unsafe}
-read -r -a SYSTEMS <<<"${BENCH_SYSTEMS:-plain sealedfs gocryptfs cryfs securefs rclone}"
+read -r -a SYSTEMS <<<"${BENCH_SYSTEMS:-plain sealedfs sealedfs-aes gocryptfs cryfs securefs rclone}"
 PASS="sealedfs bench passphrase"
 OUT=$SEALEDFS_ROOT/target/bench
 LOGS=$OUT/logs
@@ -137,7 +140,7 @@ install_peers
 need_tool fusermount3
 for s in "${SYSTEMS[@]}"; do
     case $s in
-    plain | sealedfs | sealedfs-noaudit) ;;
+    plain | sealedfs | sealedfs-aes | sealedfs-noaudit) ;;
     gocryptfs | cryfs | securefs | rclone)
         command -v "$s" >/dev/null || SKIP[$s]="not installed"
         ;;
@@ -364,6 +367,9 @@ mount_sealedfs() {
     SEALEDFS_PASSPHRASE=$PASS SEALEDFS_LOG_FILE=$LOGS/sealedfs.log "$SFS" mount "$STORE" "$MNT" ${BENCH_SEALEDFS_OPTS:-}
 }
 unmount_sealedfs() { timeout 600 "$SFS" unmount "$MNT"; }
+setup_sealedfs-aes() { SEALEDFS_BENCH_CIPHER=aes-256-gcm setup_sealedfs; }
+mount_sealedfs-aes() { mount_sealedfs; }
+unmount_sealedfs-aes() { unmount_sealedfs; }
 setup_sealedfs-noaudit() { setup_sealedfs; }
 mount_sealedfs-noaudit() { BENCH_SEALEDFS_OPTS="${BENCH_SEALEDFS_OPTS:-} --no-audit" mount_sealedfs; }
 unmount_sealedfs-noaudit() { unmount_sealedfs; }
@@ -576,7 +582,7 @@ done
 version_of() {
     case $1 in
     plain) echo "$(findmnt -no FSTYPE -T "$WORK") on $(findmnt -no SOURCE -T "$WORK")" ;;
-    sealedfs | sealedfs-noaudit) "$SFS" --version ;;
+    sealedfs | sealedfs-aes | sealedfs-noaudit) "$SFS" --version ;;
     gocryptfs) gocryptfs -version 2>&1 | head -n1 ;;
     cryfs) cryfs --version 2>&1 | grep -m1 Version ;;
     securefs) echo "securefs $(dpkg-query -W -f '${Version}' securefs 2>/dev/null)" ;;
@@ -731,3 +737,6 @@ for s in "${SYSTEMS[@]}"; do [[ -z ${SKIP[$s]:-} ]] && measured+=("$s"); done
 
 cat "$OUT/results.md"
 log "wrote $OUT/results.md"
+
+# SQLite commit rates (BENCH_SQLITE=0 skips them): scripts/bench-sqlite.sh.
+[[ ${BENCH_SQLITE:-1} == 0 ]] || BENCH_SKIP_BUILD=1 BENCH_SQLITE_BIN=$SFS "$(dirname "$0")/bench-sqlite.sh"

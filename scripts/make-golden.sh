@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make the golden volume tests/golden/v1: a small volume of this format
 # version with a fixed tree, plus a manifest of what it must contain
-# (GOLDEN_CIPHER=aes-256-gcm: a volume of that cipher suite).
+# (GOLDEN_CIPHER=aes-256-gcm: a volume of that cipher suite;
+# GOLDEN_ROTATE=1: then rotated once, so it is under key epoch 1).
 # Run only when the format version changes (and then as tests/golden/vN):
 # tests/e2e/golden.rs mounts every committed golden volume on every run,
 # so a change that cannot read them fails CI.
@@ -34,6 +35,9 @@ touch -d '2020-02-02 02:02:02.123456789' "$m/hello.txt" "$m/dir/two-chunks.bin"
 (cd "$m" && find . -type f -print0 | sort -z | xargs -0 sha256sum) >"$work/manifest"
 (cd "$m" && find . -printf '%p %y %m %n %s %T@\n' | sort) >>"$work/manifest"
 "$bin" unmount "$m"
+if [[ -n ${GOLDEN_ROTATE:-} ]]; then
+    "$bin" key rotate "$work/vault" >/dev/null
+fi
 mkdir -p tests/golden
 cp -a "$work/vault" "$out"
 cp "$work/manifest" "$out.manifest"

@@ -19,6 +19,11 @@
 #   fsx        scripts/fsx.sh                   (fresh mount, FSX_OPS per seed)
 #   fsx-s3     scripts/fsx.sh --s3              (FSX_S3_SEEDS, default "1 2",
 #              FSX_S3_OPS per seed, default 20000)
+#   fips       the FIPS suite (AES-256-GCM, PBKDF2-SHA256) on the same tests:
+#              every unit test, the core e2e scenarios (round trips, tamper,
+#              crash, rotation, golden volumes) on both stores, and fsx
+#              (FSX_FIPS_OPS, default 20000), all with
+#              SEALEDFS_TEST_CIPHER=aes-256-gcm
 #
 # An S3 server (moto, scripts/s3-server.sh) runs on 127.0.0.1 during the
 # test, pjdfstest-s3 and fsx-s3 stages, a fresh one for each (moto keeps
@@ -65,7 +70,7 @@ stop_s3() {
 trap stop_s3 EXIT
 
 stages=(setup fmt clippy build test)
-[[ $quick == 1 ]] || stages+=(pjdfstest pjdfstest-s3 fsx fsx-s3)
+[[ $quick == 1 ]] || stages+=(pjdfstest pjdfstest-s3 fsx fsx-s3 fips)
 declare -A took=()
 suite_start=$SECONDS
 
@@ -95,6 +100,7 @@ run_stage() {
     pjdfstest-s3) with_s3 bash scripts/pjdfstest.sh --s3 ;;
     fsx) bash scripts/fsx.sh ;;
     fsx-s3) FSX_OPS=${FSX_S3_OPS:-20000} FSX_SEEDS=${FSX_S3_SEEDS:-1 2} with_s3 bash scripts/fsx.sh --s3 ;;
+    fips) SEALEDFS_TEST_CIPHER=aes-256-gcm fips_suite ;;
     esac
 }
 
@@ -127,6 +133,19 @@ cargo_test() {
     }
 }
 
+# The FIPS suite: the tests whose meaning depends on the cipher, again on
+# AES-256-GCM with PBKDF2 keyslots (the harness and sfs_init read
+# SEALEDFS_TEST_CIPHER).
+fips_suite() {
+    export SEALEDFS_TEST_CIPHER
+    with_s3 timeout --kill-after=30 "${SEALEDFS_TEST_TIMEOUT:-1200}" \
+        cargo test --lib --test e2e -- --test-threads=2 \
+        crypto:: data:: meta:: engine:: fs:: audit:: volume:: \
+        roundtrip:: integrity:: smoke:: durability:: rotation:: golden:: 2>&1 |
+        tee "$SEALEDFS_TEST_LOGS/cargo-test-fips.log"
+    FSX_OPS=${FSX_FIPS_OPS:-20000} FSX_SEEDS=1 bash scripts/fsx.sh
+}
+
 # The summary ends with the real test totals (cargo's "test result:" lines
 # summed, pjdfstest's and fsx's own counts), never a count of stages, which
 # CI tooling could take for test counts.
@@ -157,6 +176,11 @@ summary() {
                 }
              }
              END { printf "  cargo test: %d passed, %d failed, %d ignored\n", p, f, g }' "$cargo_log"
+    fi
+    if [[ -n ${took[fips]:-} && -r $SEALEDFS_TEST_LOGS/cargo-test-fips.log ]]; then
+        awk '/^test result: / { p += $4; f += $6 }
+             END { printf "  cargo test (FIPS suite): %d passed, %d failed\n", p, f }' \
+            "$SEALEDFS_TEST_LOGS/cargo-test-fips.log"
     fi
     local mode
     for mode in sealedfs s3; do

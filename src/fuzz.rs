@@ -198,7 +198,6 @@ fn targets() -> Vec<Target> {
         volume_id: &header.volume_id,
         object,
         unit: 0,
-        epoch: 0,
         last: true,
     };
     let sealed = crypto::seal(
@@ -249,7 +248,6 @@ fn targets() -> Vec<Target> {
                     volume_id: &volume_id,
                     object: "meta/journal/0000000000000003",
                     unit: 0,
-                    epoch: 0,
                     last: true,
                 };
                 let _ = crypto::open(&keys.meta, &ad, b);

@@ -8,10 +8,14 @@
 //! a copy may stop, and to know what it may delete there.
 //!
 //! Rules (the source may be mounted and writing meanwhile):
-//! - Copied once: an object already at the target with the same size is
-//!   the same object (every name but `volume` and `lease` is written once),
-//!   so a second run, or one resumed after an interruption, copies only
-//!   what is new. The header is compared byte for byte.
+//! - Copied once: an object already at the target with the same size, and
+//!   not changed at the source since the copy was made, is the same object
+//!   (every name but `volume` and `lease` is written once, except that a
+//!   key rotation re-seals objects in place, same size), so a second run,
+//!   or one resumed after an interruption, copies only what is new. The
+//!   header is compared byte for byte. While the target's header names
+//!   another key epoch than the source's, every object is copied again:
+//!   a rotation may have re-sealed any of them.
 //! - Order: packs, then checkpoints (shards before indexes), snapshot
 //!   records, the attic, journal segments in seq order, and the header
 //!   last. A journal segment names only packs made durable before it was
@@ -33,6 +37,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use crate::meta::checkpoint::CHECKPOINT_PREFIX;
 use crate::meta::journal::{JOURNAL_PREFIX, seq_of_key};
@@ -96,13 +101,19 @@ pub fn replicate(
         Err(e) if e.is_not_found() => return Err(ReplicaError::NotAVolume),
         Err(e) => return Err(e.into()),
     };
-    let volume_id = VolumeHeader::decode(&header)?.volume_id;
-    check_target(dst, &volume_id)?;
+    let source = VolumeHeader::decode(&header)?;
+    let target_epoch = check_target(dst, &source.volume_id)?;
 
     let mut report = Report::default();
-    // What the target holds, by name and size: one listing for the run.
-    let present: BTreeMap<String, u64> =
-        dst.list("")?.into_iter().map(|o| (o.key, o.size)).collect();
+    // What the target holds: one listing for the run.
+    let present = Present {
+        objects: dst
+            .list("")?
+            .into_iter()
+            .map(|o| (o.key, (o.size, o.modified)))
+            .collect(),
+        rotated: target_epoch.is_some_and(|e| e != source.epoch),
+    };
     let at_start: BTreeSet<String> = keys(&src.list("data/")?);
     let mut pass = 0;
     let (journal, packs) = loop {
@@ -151,6 +162,7 @@ pub fn replicate(
     source.extend(keys(&others));
     source.insert(VOLUME_OBJECT.into());
     let mut doomed: Vec<String> = present
+        .objects
         .keys()
         .filter(|&k| !source.contains(k) && k != "lease")
         .filter(|k| !k.starts_with("data/") || !at_start.contains(*k))
@@ -170,10 +182,12 @@ fn keys(objects: &[ObjectInfo]) -> BTreeSet<String> {
 }
 
 /// The target must be empty or hold the same volume.
-fn check_target(dst: &dyn ObjectStore, volume_id: &[u8; 16]) -> Result<(), ReplicaError> {
+/// Refuses a target that holds something else; returns the key epoch of
+/// the replica's header, if it has one yet.
+fn check_target(dst: &dyn ObjectStore, volume_id: &[u8; 16]) -> Result<Option<u32>, ReplicaError> {
     match dst.get_max(VOLUME_OBJECT, crate::volume::MAX_HEADER_LEN as u64) {
         Ok(bytes) => match VolumeHeader::decode(&bytes) {
-            Ok(h) if &h.volume_id == volume_id => Ok(()),
+            Ok(h) if &h.volume_id == volume_id => Ok(Some(h.epoch)),
             Ok(h) => Err(ReplicaError::OtherVolume(hex::encode(h.volume_id))),
             Err(_) => Err(ReplicaError::TargetNotEmpty),
         },
@@ -183,11 +197,33 @@ fn check_target(dst: &dyn ObjectStore, volume_id: &[u8; 16]) -> Result<(), Repli
                 k.starts_with("data/") || k.starts_with("meta/") || k.starts_with(SNAPSHOT_PREFIX)
             };
             match dst.list("")?.iter().all(|o| ours(&o.key)) {
-                true => Ok(()),
+                true => Ok(None),
                 false => Err(ReplicaError::TargetNotEmpty),
             }
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Copies at the target younger than the source object by less than this
+/// are still taken as current (clocks of two stores differ a little).
+const CLOCK_SLACK: Duration = Duration::from_secs(2);
+
+/// What the target holds: name → (size, when written there).
+struct Present {
+    objects: BTreeMap<String, (u64, SystemTime)>,
+    /// The target's header names another key epoch: copy everything.
+    rotated: bool,
+}
+
+impl Present {
+    /// Whether the target's copy of `o` is `o` as it is now.
+    fn has(&self, o: &ObjectInfo) -> bool {
+        !self.rotated
+            && self
+                .objects
+                .get(&o.key)
+                .is_some_and(|(size, at)| *size == o.size && o.modified <= *at + CLOCK_SLACK)
     }
 }
 
@@ -197,15 +233,12 @@ fn copy_all(
     src: &dyn ObjectStore,
     dst: &dyn ObjectStore,
     objects: &[ObjectInfo],
-    present: &BTreeMap<String, u64>,
+    present: &Present,
     opts: Options,
     report: &mut Report,
     progress: Progress<'_>,
 ) -> Result<u64, ReplicaError> {
-    let todo: Vec<&ObjectInfo> = objects
-        .iter()
-        .filter(|o| present.get(&o.key) != Some(&o.size))
-        .collect();
+    let todo: Vec<&ObjectInfo> = objects.iter().filter(|o| !present.has(o)).collect();
     report.present += (objects.len() - todo.len()) as u64;
     let total: u64 = todo.iter().map(|o| o.size).sum();
     let done = AtomicU64::new(0);
@@ -254,12 +287,12 @@ fn copy_in_order(
     src: &dyn ObjectStore,
     dst: &dyn ObjectStore,
     objects: &[ObjectInfo],
-    present: &BTreeMap<String, u64>,
+    present: &Present,
     opts: Options,
     report: &mut Report,
 ) -> Result<(), ReplicaError> {
     for o in objects {
-        if present.get(&o.key) == Some(&o.size) {
+        if present.has(o) {
             report.present += 1;
         } else if let Some(n) = copy_one(src, dst, &o.key, opts)? {
             report.copied += 1;

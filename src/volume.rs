@@ -105,6 +105,13 @@ pub enum HeaderError {
     /// No slot has this id.
     #[error("no keyslot {0}")]
     NoSuchKeyslot(u32),
+    /// A rotation needs every slot to hold a key ring; a version-1 slot
+    /// holds one key.
+    #[error(
+        "keyslot {0} is a version-1 slot, which cannot hold a new key: run `sealedfs key passwd --slot {0}` first"
+    )]
+    OldKeyslot(u32),
+
     /// The master key does not belong to this volume, or a slot failed.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
@@ -202,13 +209,19 @@ impl VolumeHeader {
             keyslots: vec![slot],
             header_mac: [0; 32],
         };
-        header.header_mac = header.compute_mac(&header.keys(ring.current()).header);
+        header.header_mac = header.compute_mac(&header.keys(ring).header);
         Ok(header)
     }
 
-    /// The subkeys of this volume under `master`.
-    pub fn keys(&self, master: &MasterKey) -> Keys {
-        Keys::derive(master, &self.volume_id)
+    /// The subkeys of this volume at `ring`'s current epoch, opening the
+    /// older epochs it holds too.
+    pub fn keys(&self, ring: &KeyRing) -> Keys {
+        Keys::from_ring(ring, &self.volume_id)
+    }
+
+    /// The subkeys of one epoch's master key (the header MAC).
+    fn epoch_keys(&self, master: &MasterKey, epoch: u32) -> Keys {
+        Keys::from_ring(&KeyRing::single(epoch, copy_of(master)), &self.volume_id)
     }
 
     /// HMAC-SHA256 over the MAC input of this header's version.
@@ -229,7 +242,7 @@ impl VolumeHeader {
     /// Checks `header_mac` under `master` (the current epoch's key): Ok if
     /// it belongs to this volume and the fixed fields are as written.
     pub fn verify_master(&self, master: &MasterKey) -> Result<(), CryptoError> {
-        let expected = self.compute_mac(&self.keys(master).header);
+        let expected = self.compute_mac(&self.epoch_keys(master, self.epoch).header);
         if master.cipher() == self.cipher && ct_eq(&expected, &self.header_mac) {
             Ok(())
         } else {
@@ -240,11 +253,11 @@ impl VolumeHeader {
         }
     }
 
-    /// Opens the current epoch's master key with a passphrase (any
-    /// passphrase or v1 slot, within the KDF budget), then verifies the MAC.
-    pub fn unlock(&self, passphrase: &[u8]) -> Result<MasterKey, CryptoError> {
+    /// Opens the key ring with a passphrase (any passphrase or v1 slot,
+    /// within the KDF budget), then verifies the MAC.
+    pub fn unlock(&self, passphrase: &[u8]) -> Result<KeyRing, CryptoError> {
         match self.unlock_ring(SlotSecret::Passphrase(passphrase), None) {
-            Ok((_, ring)) => Ok(ring.into_current()),
+            Ok((_, ring)) => Ok(ring),
             Err(HeaderError::Crypto(e)) => Err(e),
             Err(other) => Err(CryptoError::Malformed(other.to_string())),
         }
@@ -352,7 +365,7 @@ impl VolumeHeader {
     fn upgrade(&mut self, ring: &KeyRing) {
         if self.version < 2 {
             self.version = 2;
-            self.header_mac = self.compute_mac(&self.keys(ring.current()).header);
+            self.header_mac = self.compute_mac(&self.keys(ring).header);
         }
     }
 
@@ -402,6 +415,43 @@ impl VolumeHeader {
         self.check_ring(ring)?;
         self.upgrade(ring);
         Ok(self.keyslots.remove(at))
+    }
+
+    /// Makes `ring` the volume's: its current epoch becomes the header's,
+    /// and it is sealed again to every slot's public key, so no secret but
+    /// the caller's is needed. A rotation adopts a ring with a new epoch
+    /// added (older epochs stay readable), then, once nothing needed is
+    /// sealed under them, the same ring without them: from then on the old
+    /// keys open nothing. `ring` must hold the header's current epoch (and
+    /// verify its MAC), so a stale ring cannot undo a newer rotation.
+    pub fn adopt_ring(&mut self, ring: &KeyRing) -> Result<(), HeaderError> {
+        let Some(current) = ring.get(self.epoch) else {
+            return Err(CryptoError::WrongKey.into());
+        };
+        self.verify_master(current)
+            .map_err(|_| HeaderError::from(CryptoError::WrongKey))?;
+        if ring.current_epoch() < self.epoch {
+            return Err(CryptoError::WrongKey.into());
+        }
+        if let Some(v1) = self
+            .keyslots
+            .iter()
+            .find(|s| matches!(s.kind, SlotKind::V1 { .. }))
+        {
+            return Err(HeaderError::OldKeyslot(v1.id));
+        }
+        self.version = FORMAT_VERSION;
+        self.epoch = ring.current_epoch();
+        self.seal_ring_to_slots(ring);
+        Ok(())
+    }
+
+    fn seal_ring_to_slots(&mut self, ring: &KeyRing) {
+        for slot in &mut self.keyslots {
+            let sealed = slot.seal_ring(ring, &self.volume_id);
+            debug_assert!(sealed, "version-1 slots were refused before");
+        }
+        self.header_mac = self.compute_mac(&self.keys(ring).header);
     }
 
     fn position(&self, id: u32) -> Result<usize, HeaderError> {

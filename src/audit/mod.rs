@@ -291,9 +291,19 @@ impl Auditor {
         self.key().is_wiped()
     }
 
-    /// Derives the key again from the master key and takes records again.
-    pub fn unlock(&self, master: &crate::crypto::MasterKey) {
-        let keys = crate::crypto::Keys::derive(master, &self.volume_id);
+    /// Seals with `ring`'s current epoch from now on (a rotation); a locked
+    /// trail keeps its wiped key (unlock derives the new one).
+    pub fn rekey(&self, ring: &crate::crypto::KeyRing) {
+        let keys = crate::crypto::Keys::from_ring(ring, &self.volume_id);
+        let mut key = self.key.write().unwrap_or_else(|p| p.into_inner());
+        if !self.locked.load(Ordering::SeqCst) {
+            *key = keys.audit.duplicate();
+        }
+    }
+
+    /// Derives the key again from the key ring and takes records again.
+    pub fn unlock(&self, ring: &crate::crypto::KeyRing) {
+        let keys = crate::crypto::Keys::from_ring(ring, &self.volume_id);
         *self.key.write().unwrap_or_else(|p| p.into_inner()) = keys.audit.duplicate();
         self.locked.store(false, Ordering::SeqCst);
     }

@@ -58,15 +58,11 @@ pub fn parse_key(key: &str) -> Option<(&str, u64)> {
     ok.then(|| Some((chain, u64::from_str_radix(hex, 16).ok()?)))?
 }
 
-/// A segment's identity in the chain: SHA-256 of its name and plaintext,
-/// not of its sealed bytes, so re-sealing it under a newer key epoch
+/// A segment's identity in the chain: its [`crypto::content_digest`], not
+/// a hash of its sealed bytes, so re-sealing it under a newer key epoch
 /// (rotation) keeps every link to it.
 pub fn digest(object: &str, plain: &[u8]) -> [u8; 32] {
-    let mut input = Vec::with_capacity(object.len() + 1 + plain.len());
-    input.extend_from_slice(object.as_bytes());
-    input.push(0);
-    input.extend_from_slice(plain);
-    crypto::sha256(&input)
+    crypto::content_digest(object, plain)
 }
 
 /// The sealed segment and its digest.

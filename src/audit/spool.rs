@@ -54,7 +54,6 @@ fn ad<'a>(volume_id: &'a [u8; 16], object: &'a str, index: u64) -> UnitAd<'a> {
         volume_id,
         object,
         unit: index,
-        epoch: 0,
         last: false,
     }
 }

@@ -55,7 +55,7 @@ fn open(
     let store = spec.open()?;
     let header = header::read(&*store)?;
     super::process::forbid_core_dumps()?;
-    let keys = header.keys(&unlock::master(&header, &spec.s3_args(), key, env_pass)?);
+    let keys = header.keys(&unlock::ring(&header, &spec.s3_args(), key, env_pass)?);
     Ok(Opened {
         store,
         volume_id: header.volume_id,

@@ -61,6 +61,14 @@ pub enum Request {
         kms: bool,
         slot: Option<u32>,
     },
+    /// A key rotation begun by the command: the encoded key ring (wiped
+    /// once used), whose newest epoch the header has adopted.
+    Rotate {
+        ring: Vec<u8>,
+        epoch: u32,
+        /// Bytes per second, at most.
+        rate: Option<u64>,
+    },
 }
 
 impl Request {
@@ -71,6 +79,7 @@ impl Request {
             Request::SnapshotCreate { .. }
                 | Request::SnapshotDelete { .. }
                 | Request::AuditPrune { .. }
+                | Request::Rotate { .. }
         )
     }
 
@@ -80,6 +89,7 @@ impl Request {
             Request::Status => "status".into(),
             Request::Lock => "lock".into(),
             Request::Unlock { .. } => "unlock".into(),
+            Request::Rotate { epoch, .. } => format!("key rotate: epoch {epoch}"),
             Request::SnapshotCreate { name } => format!("snapshot create {name}"),
             Request::SnapshotDelete { name } => format!("snapshot delete {name}"),
             Request::AuditPrune { before_ms } => {

@@ -124,7 +124,8 @@ impl From<HeaderError> for CliError {
             | HeaderError::KeyslotsFull
             | HeaderError::LastKeyslot
             | HeaderError::SlotRefused(_)
-            | HeaderError::NoSuchKeyslot(_) => EXIT_USAGE,
+            | HeaderError::NoSuchKeyslot(_)
+            | HeaderError::OldKeyslot(_) => EXIT_USAGE,
         };
         CliError::new(code, e.to_string())
     }

@@ -74,7 +74,7 @@ fn open_read_only(
     let store = spec.open()?;
     let header = header::read(&*store)?;
     super::process::forbid_core_dumps()?;
-    let master = super::unlock::master(&header, &spec.s3_args(), &args.key, env_pass)?;
+    let ring = super::unlock::ring(&header, &spec.s3_args(), &args.key, env_pass)?;
     let anchor = Anchors::for_location(&spec.location())
         .read()
         .map_err(|e| {
@@ -91,7 +91,7 @@ fn open_read_only(
         },
         ..EngineOptions::default()
     };
-    Ok(Engine::open(store, &header, &master, opts)?)
+    Ok(Engine::open(store, &header, &ring, opts)?)
 }
 
 /// The check, with a bar over the deep pass (on a terminal only).

@@ -72,7 +72,6 @@ pub fn run(args: InitArgs, env_pass: Option<Passphrase>, config: Option<&Path>) 
     };
     let header = VolumeHeader::create(&ring, first, chunk_size)?;
     drop(pass);
-    let master = ring.into_current();
 
     store
         .put_if_absent(HEADER_KEY, &header.encode())
@@ -80,7 +79,7 @@ pub fn run(args: InitArgs, env_pass: Option<Passphrase>, config: Option<&Path>) 
             StoreError::AlreadyExists { .. } => already_a_volume(&args.store),
             other => CliError::from(other),
         })?;
-    if let Err(e) = Fs::format(store.clone(), &header, &master) {
+    if let Err(e) = Fs::format(store.clone(), &header, &ring) {
         let err = CliError::from(e).context("cannot format the volume");
         if let Err(undo) = store.delete(HEADER_KEY) {
             log::error!("could not remove the header of the unformatted volume: {undo}");

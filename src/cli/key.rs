@@ -51,6 +51,24 @@ pub enum KeyAction {
     /// Change the passphrase of the keyslot that opens with the current
     /// one (rewrites that slot only; data untouched).
     Passwd(KeyPasswdArgs),
+    /// Make a new master key and re-encrypt the volume under it, then erase
+    /// the old key from every keyslot (works while mounted; resumes after a
+    /// crash or an unmount).
+    Rotate(KeyRotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyRotateArgs {
+    /// The volume: a local directory or s3://BUCKET[/PREFIX].
+    pub store: String,
+    /// Re-encrypt at most this many MiB per second (default: as fast as
+    /// the store takes it).
+    #[arg(long, value_name = "MIB_PER_S")]
+    pub rate: Option<u64>,
+    #[command(flatten)]
+    pub current: CurrentKey,
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +152,7 @@ pub fn run(a: KeyArgs, env_pass: Option<Passphrase>, new_env: Option<Passphrase>
         KeyAction::Add(a) => add(a, env_pass, new_env),
         KeyAction::Remove(a) => remove(a, env_pass),
         KeyAction::Passwd(a) => passwd(a, env_pass, new_env),
+        KeyAction::Rotate(a) => super::rotation::run(a, env_pass),
     }
 }
 
@@ -181,7 +200,7 @@ struct SlotRow {
 }
 
 /// Opens the store and unlocks it with the current key.
-fn open(
+pub(super) fn open(
     store_arg: &str,
     s3: &S3Args,
     current: &CurrentKey,
@@ -308,9 +327,9 @@ fn passwd(
 }
 
 /// Records a key change in the volume's audit trail.
-fn note(store: std::sync::Arc<dyn ObjectStore>, ring: &KeyRing, what: &str) {
+pub(super) fn note(store: std::sync::Arc<dyn ObjectStore>, ring: &KeyRing, what: &str) {
     match header::read(&*store) {
-        Ok(h) => super::mount::trail::record_admin(store, ring.current(), h.volume_id, what),
+        Ok(h) => super::mount::trail::record_admin(store, ring, h.volume_id, what),
         Err(e) => log::warn!(
             "AUDIT: could not record {what:?} in the audit trail: {}",
             e.msg
@@ -323,7 +342,7 @@ const UPDATE_TRIES: usize = 10;
 
 /// Reads the header with its ETag, applies `change`, and writes it back
 /// only if nobody replaced it meanwhile; on a lost race, again.
-fn update<T>(
+pub(super) fn update<T>(
     store: &dyn ObjectStore,
     mut change: impl FnMut(&mut VolumeHeader) -> CliResult<T>,
 ) -> CliResult<T> {

@@ -57,6 +57,7 @@ pub mod pidfile;
 pub mod process;
 pub mod progress;
 pub mod replicate;
+pub mod rotation;
 pub mod settings;
 pub mod snapshot;
 pub mod status;

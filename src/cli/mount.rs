@@ -50,10 +50,11 @@ use super::location::{LockGuard, StoreSpec};
 use super::mount_options::MountRequest;
 use super::passphrase::Passphrase;
 use super::process::{self, ShutdownSignals};
+use super::rotation::Rotation;
 use super::settings::Settings;
 use super::unlock::{self, KeyChoice};
 use super::{fstab, header, logging, mounts, notify, pidfile};
-use crate::crypto::MasterKey;
+use crate::crypto::KeyRing;
 use crate::engine::{Anchor, Engine, EngineOptions, Expected, Head};
 use crate::fs::{Fs, FsOptions};
 use crate::fuse::{FuseFs, ShutdownOutcome, kernel_invalidator, session_config};
@@ -67,7 +68,7 @@ struct Plan {
     anchors: Anchors,
     spec: StoreSpec,
     header: VolumeHeader,
-    master: MasterKey,
+    ring: KeyRing,
     mount_point: PathBuf,
     config: fuser::Config,
     fs_opts: FsOptions,
@@ -122,8 +123,6 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>)
         env_pass,
         choice,
     )?;
-    // The daemon needs the current epoch only (until rotation exists).
-    let master = ring.into_current();
     let anchors = Anchors::for_location(&spec.location());
     let anchor = match &snapshot {
         Some(_) => None,
@@ -136,7 +135,7 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>)
     let (lease, lock) = if read_only {
         (None, None)
     } else {
-        let (taken, lock) = lease::take(&store, &spec, &header, &master, req.force_takeover)?;
+        let (taken, lock) = lease::take(&store, &spec, &header, &ring, req.force_takeover)?;
         (Some(taken), lock)
     };
     // A lease taken over names its writer's newest commit: the journal
@@ -154,12 +153,13 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>)
         anchors,
         spec,
         header,
-        master,
+        ring,
         mount_point,
         config: session_config(&kernel),
         fs_opts: FsOptions {
             cache_bytes: settings.cache_size.unwrap_or_else(default_cache_size),
             follow: req.follow.then(follow_interval),
+            carry_bytes: crate::fs::CARRY_MAX,
             engine: tuned(EngineOptions {
                 read_only,
                 claim_journal: lease.as_ref().is_some_and(|l| l.acquired.took_over),
@@ -253,7 +253,7 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
         anchors,
         spec,
         header,
-        master,
+        ring,
         mount_point,
         config,
         fs_opts,
@@ -277,7 +277,7 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
         None => (store, None),
     };
     let store: Arc<dyn ObjectStore> = Arc::new(RetryingStore::new(store, store_policy()));
-    let fs = match Fs::mount(Arc::clone(&store), &header, &master, fs_opts) {
+    let fs = match Fs::mount(Arc::clone(&store), &header, &ring, fs_opts) {
         Ok(fs) => fs,
         Err(e) => {
             if let Some(h) = &holder {
@@ -287,8 +287,7 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
         }
     };
     let writer = holder.is_some();
-    let audit_key = header.keys(&master).audit;
-    drop(master);
+    let audit_key = header.keys(&ring).audit;
     if let Some(h) = &holder {
         lease::fence_on_loss(h, &fs);
     }
@@ -310,7 +309,25 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
     // Every mount answers `status` on its control socket; the writer also
     // answers commands given the store (snapshots, audit prune), which
     // find it by the location file.
+    // A rotation under way (the ring still holds older epochs) is finished
+    // by the writer; otherwise the master keys are not kept.
+    let rotation = Arc::new(Rotation::default());
+    if holder.is_some() && ring.epochs().len() > 1 && fs_is_live(&fs) {
+        let resumed = rotation.spawn(
+            Arc::clone(&fs),
+            holder.clone(),
+            Arc::clone(&store),
+            ring,
+            None,
+        );
+        if let Err(e) = resumed {
+            warn!("cannot resume the key rotation under way: {}", e.msg);
+        }
+    } else {
+        drop(ring);
+    }
     let _control = commands::serve(commands::Daemon {
+        rotation,
         fs: Arc::clone(&fs),
         holder: holder.clone(),
         location: spec.location(),

@@ -16,7 +16,6 @@ use super::location::StoreSpec;
 use super::passphrase::Passphrase;
 use super::pidfile;
 use super::writer::Writer;
-use crate::crypto::Keys;
 use crate::meta::snapshot::{self, SnapshotRecord};
 
 pub fn run(args: SnapshotArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
@@ -98,8 +97,8 @@ fn list(a: SnapshotListArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
     let store = spec.open()?;
     let header = header::read(&*store)?;
     super::process::forbid_core_dumps()?;
-    let master = super::unlock::master(&header, &spec.s3_args(), &a.key, env_pass)?;
-    let keys = Keys::derive(&master, &header.volume_id);
+    let ring = super::unlock::ring(&header, &spec.s3_args(), &a.key, env_pass)?;
+    let keys = header.keys(&ring);
     let records = snapshot::list(&*store, &keys, &header.volume_id)?;
     let mut out = Report::stdout(a.json);
     if !out.is_json() {

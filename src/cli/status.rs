@@ -44,6 +44,9 @@ pub struct StatusReport {
     /// Why the mount became read-only for good, if it did.
     pub failure: Option<String>,
     pub audit: Option<AuditReport>,
+    /// The key rotation this mount ran or runs, if any.
+    #[serde(default)]
+    pub rotation: Option<super::rotation::RotationReport>,
     /// The newest alerts, oldest first.
     pub errors: Vec<Raised>,
 }
@@ -137,6 +140,27 @@ fn text(r: &StatusReport) -> String {
     out.push(format!("  commit:    {commit}{waiting}"));
     if let Some(f) = &r.failure {
         out.push(format!("  FAILED:    {f}"));
+    }
+    if let Some(rot) = &r.rotation {
+        let line = match (&rot.finished, &rot.error) {
+            (Some(d), _) => format!(
+                "epoch {} finished: {} packs, {} metadata objects ({}) in {:.1} s",
+                rot.epoch,
+                d.packs,
+                d.metadata,
+                human_bytes(d.bytes),
+                d.seconds
+            ),
+            (None, Some(e)) => format!("epoch {} STOPPED: {e}", rot.epoch),
+            (None, None) => format!(
+                "epoch {} re-encrypting: {} of {} objects, {} so far",
+                rot.epoch,
+                rot.done,
+                rot.total,
+                human_bytes(rot.bytes)
+            ),
+        };
+        out.push(format!("  rotation:  {line}"));
     }
     match &r.audit {
         Some(a) => out.push(format!(

@@ -64,15 +64,15 @@ pub fn unlock(
     Ok(header.unlock_ring(slot_secret, choice.slot)?)
 }
 
-/// The current master key for a command that opens the volume (fsck,
-/// snapshots, audit, a short-lived writer), from its `KeySource` flags:
-/// KMS first when no passphrase source is given, as for a mount.
-pub fn master(
+/// The key ring for a command that opens the volume (fsck, snapshots,
+/// audit, a short-lived writer), from its `KeySource` flags: KMS first
+/// when no passphrase source is given, as for a mount.
+pub fn ring(
     header: &VolumeHeader,
     s3: &S3Args,
     key: &KeySource,
     env_pass: Option<Passphrase>,
-) -> CliResult<crate::crypto::MasterKey> {
+) -> CliResult<KeyRing> {
     let secret = match (&key.passphrase_file, &key.key_file) {
         (Some(p), _) => Some(Secret::PassphraseFile(p.clone())),
         (None, Some(k)) => Some(Secret::KeyFile(k.clone())),
@@ -83,7 +83,7 @@ pub fn master(
         slot: key.slot,
     };
     let (_, ring) = unlock(header, s3, secret.as_ref(), env_pass, choice)?;
-    Ok(ring.into_current())
+    Ok(ring)
 }
 
 /// Tries the KMS keyslots (or KMS slot `only`) in order; the first that

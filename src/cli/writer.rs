@@ -15,13 +15,16 @@ use super::location::{FOREGROUND_DEADLINE, LockGuard, StoreSpec};
 use super::mount::{lease, trail};
 use super::passphrase::Passphrase;
 use crate::audit::{Auditor, Record, segment::WRITER_CHAIN};
+use crate::crypto::KeyRing;
 use crate::engine::{Anchor, Engine, EngineOptions, Expected, Head};
 use crate::lease::Holder;
 use crate::store::{ObjectStore, RetryPolicy, RetryingStore};
 
 pub struct Writer {
     pub engine: Arc<Engine>,
-    holder: Arc<Holder>,
+    pub holder: Arc<Holder>,
+    /// The store through the lease's gate.
+    pub store: Arc<dyn ObjectStore>,
     pub auditor: Arc<Auditor>,
     anchors: Anchors,
     volume_id: [u8; 16],
@@ -38,17 +41,23 @@ impl Writer {
         env_pass: Option<Passphrase>,
         what: &str,
     ) -> CliResult<Writer> {
+        let header = header::read(&*spec.open()?)?;
+        super::process::forbid_core_dumps()?;
+        let ring = super::unlock::ring(&header, &spec.s3_args(), key, env_pass)?;
+        Writer::with_ring(spec, &ring, what)
+    }
+
+    /// [`Writer::open`] with the key ring unlocked already.
+    pub fn with_ring(spec: &mut StoreSpec, ring: &KeyRing, what: &str) -> CliResult<Writer> {
         let store = spec.open_for_writing()?;
         let header = header::read(&*store)?;
-        super::process::forbid_core_dumps()?;
-        let master = super::unlock::master(&header, &spec.s3_args(), key, env_pass)?;
         let anchors = Anchors::for_location(&spec.location());
         let anchor = anchors.read().map_err(|e| {
             super::error::CliError::usage(format!(
                 "cannot read this host's record of the volume ({e})"
             ))
         })?;
-        let (taken, lock) = lease::take(&store, spec, &header, &master, false)?;
+        let (taken, lock) = lease::take(&store, spec, &header, ring, false)?;
         let lease_head = Some(taken.acquired.committed)
             .filter(|(seq, _)| *seq > 0)
             .map(|(seq, hash)| Head { seq, hash });
@@ -67,12 +76,18 @@ impl Writer {
             },
             ..EngineOptions::default()
         });
-        let opened = Engine::open(Arc::clone(&retrying), &header, &master, opts)
+        let opened = Engine::open(Arc::clone(&retrying), &header, ring, opts)
             .map_err(super::error::CliError::from)
             .and_then(|engine| {
-                let key = header.keys(&master).audit;
+                let key = header.keys(ring).audit;
                 let spool = trail::spool_dir(&header.volume_id);
-                let auditor = Auditor::open(retrying, key, header.volume_id, WRITER_CHAIN, &spool)?;
+                let auditor = Auditor::open(
+                    Arc::clone(&retrying),
+                    key,
+                    header.volume_id,
+                    WRITER_CHAIN,
+                    &spool,
+                )?;
                 Ok((engine, auditor))
             });
         let (engine, auditor) = match opened {
@@ -88,6 +103,7 @@ impl Writer {
         Ok(Writer {
             engine,
             holder,
+            store: retrying,
             auditor,
             anchors,
             volume_id: header.volume_id,

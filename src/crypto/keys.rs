@@ -24,6 +24,7 @@ use rand::rngs::OsRng;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
+use super::ring::KeyRing;
 use super::suite::Cipher;
 
 /// Length of every key in sealedfs: 32 B (256 bit).
@@ -131,14 +132,37 @@ impl std::fmt::Debug for MasterKey {
     }
 }
 
-/// A 32-byte key for one purpose (data, meta, audit, lease, header), with
-/// the cipher it seals with.
+/// A 32-byte key for one purpose (data, meta, audit, lease, header) and
+/// one key epoch, with the cipher it seals with. While a rotation is under
+/// way it also carries the same purpose's keys of the older epochs still
+/// in the ring, which open (never seal) what was sealed before.
 pub struct SubKey {
     bytes: KeyBox,
     cipher: Cipher,
+    epoch: u32,
+    /// Newest first.
+    older: Vec<SubKey>,
 }
 
 impl SubKey {
+    /// The key epoch this key seals under.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// The older epochs' keys this key also opens with, newest first.
+    pub fn older(&self) -> &[SubKey] {
+        &self.older
+    }
+
+    /// This key without its older epochs: it opens only what was sealed
+    /// under its own.
+    pub fn current_only(&self) -> SubKey {
+        let mut copy = self.duplicate();
+        copy.older.clear();
+        copy
+    }
+
     /// Raw key bytes; for the AEAD and HMAC inside this crate only.
     pub(crate) fn as_bytes(&self) -> &[u8; KEY_LEN] {
         &self.bytes.0
@@ -149,15 +173,17 @@ impl SubKey {
         self.cipher
     }
 
-    /// Overwrites the key bytes with zeros in place (a locked mount); the
-    /// key seals and opens nothing useful afterwards.
+    /// Overwrites the key bytes (and the older epochs') with zeros in
+    /// place (a locked mount); the key seals and opens nothing useful
+    /// afterwards.
     pub fn wipe(&mut self) {
         self.bytes.0.zeroize();
+        self.older.iter_mut().for_each(SubKey::wipe);
     }
 
     /// Whether every key byte is zero (the lock's self-check).
     pub fn is_wiped(&self) -> bool {
-        self.bytes.0.iter().all(|&b| b == 0)
+        self.bytes.0.iter().all(|&b| b == 0) && self.older.iter().all(SubKey::is_wiped)
     }
 
     /// A second handle on the same key bytes (a holder that outlives the
@@ -166,6 +192,8 @@ impl SubKey {
         let mut copy = SubKey {
             bytes: KeyBox::zeroed(),
             cipher: self.cipher,
+            epoch: self.epoch,
+            older: self.older.iter().map(SubKey::duplicate).collect(),
         };
         copy.bytes.0.copy_from_slice(&self.bytes.0[..]);
         copy
@@ -184,6 +212,8 @@ impl SubKey {
         let mut key = SubKey {
             bytes: KeyBox::zeroed(),
             cipher,
+            epoch: 0,
+            older: Vec::new(),
         };
         key.bytes.0.copy_from_slice(&bytes);
         key
@@ -224,17 +254,47 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// HKDF-SHA256: PRK = HMAC(salt = volume id, master); each subkey =
-    /// HKDF-Expand(PRK, label, 32 B), written straight into its locked box.
-    /// Every subkey seals with the master key's cipher.
+    /// The keys of epoch 0 under `master` (a volume never rotated).
     pub fn derive(master: &MasterKey, volume_id: &[u8; 16]) -> Keys {
+        Keys::derive_epoch(master, 0, volume_id)
+    }
+
+    /// The keys of `ring`'s current epoch, each carrying the same purpose's
+    /// keys of every older epoch in the ring (see [`SubKey::older`]).
+    pub fn from_ring(ring: &KeyRing, volume_id: &[u8; 16]) -> Keys {
+        let mut keys = Keys::derive_epoch(ring.current(), ring.current_epoch(), volume_id);
+        for epoch in ring.epochs().into_iter().rev() {
+            if epoch == ring.current_epoch() {
+                continue;
+            }
+            let master = ring.get(epoch).expect("an epoch the ring lists");
+            let old = Keys::derive_epoch(master, epoch, volume_id);
+            for (mine, theirs) in keys.all_mut().into_iter().zip(old.into_all()) {
+                mine.older.push(theirs);
+            }
+        }
+        keys
+    }
+
+    /// HKDF-SHA256: PRK = HMAC(salt = volume id, master); each subkey =
+    /// HKDF-Expand(PRK, info, 32 B), written straight into its locked box,
+    /// where info is the purpose's label, followed for epochs after 0 by
+    /// `" epoch <n>"` (decimal). Every subkey seals with the master key's
+    /// cipher.
+    fn derive_epoch(master: &MasterKey, epoch: u32, volume_id: &[u8; 16]) -> Keys {
         let hk = Hkdf::<Sha256>::new(Some(volume_id), master.as_bytes());
         let expand = |label: &[u8]| {
             let mut key = SubKey {
                 bytes: KeyBox::zeroed(),
                 cipher: master.cipher,
+                epoch,
+                older: Vec::new(),
             };
-            hk.expand(label, key.bytes.0.as_mut())
+            let mut info = label.to_vec();
+            if epoch > 0 {
+                info.extend_from_slice(format!(" epoch {epoch}").as_bytes());
+            }
+            hk.expand(&info, key.bytes.0.as_mut())
                 .expect("32 B is far below HKDF-SHA256's 8160 B limit");
             key
         };
@@ -250,6 +310,27 @@ impl Keys {
     /// The cipher every subkey seals with.
     pub fn cipher(&self) -> Cipher {
         self.data.cipher
+    }
+
+    /// The epoch every subkey seals under.
+    pub fn epoch(&self) -> u32 {
+        self.data.epoch
+    }
+
+    /// Whether older epochs are still carried (a rotation under way).
+    pub fn rotating(&self) -> bool {
+        !self.data.older.is_empty()
+    }
+
+    /// A second handle on every subkey.
+    pub fn duplicate(&self) -> Keys {
+        Keys {
+            data: self.data.duplicate(),
+            meta: self.meta.duplicate(),
+            audit: self.audit.duplicate(),
+            lease: self.lease.duplicate(),
+            header: self.header.duplicate(),
+        }
     }
 
     /// Zeroes every subkey in place.
@@ -272,6 +353,10 @@ impl Keys {
         .all(|k| k.is_wiped())
     }
 
+    fn into_all(self) -> [SubKey; 5] {
+        [self.data, self.meta, self.audit, self.lease, self.header]
+    }
+
     fn all_mut(&mut self) -> [&mut SubKey; 5] {
         [
             &mut self.data,
@@ -286,6 +371,17 @@ impl Keys {
 /// SHA-256 of `data` (hash chains of journal and audit segments).
 pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
+}
+
+/// SHA-256 of an object's name, a zero byte and its plaintext: what links
+/// to a sealed object by content, so that re-sealing it (a rotation) keeps
+/// every link.
+pub fn content_digest(object: &str, plain: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(object.as_bytes());
+    h.update([0]);
+    h.update(plain);
+    h.finalize().into()
 }
 
 /// HMAC-SHA256(key, msg), computed as HKDF-Extract(salt = key, IKM = msg);
@@ -394,6 +490,34 @@ mod tests {
         let lease_at = keys.lease.as_bytes().as_ptr();
         let Keys { lease, .. } = keys;
         assert_eq!(lease.as_bytes().as_ptr(), lease_at);
+    }
+
+    /// During a rotation the current epoch seals and every epoch in the
+    /// ring opens; a key without the older epochs opens only its own.
+    #[test]
+    fn a_ring_seals_under_its_current_epoch_and_opens_the_older_ones() {
+        use crate::crypto::seal::{UnitAd, is_current, open, seal};
+        let vid = FIXED_VOLUME_ID;
+        let ad = UnitAd::whole(&vid, "meta/journal/0000000000000001");
+        let old = Keys::derive(&fixed_master(), &vid);
+        let mut ring = KeyRing::single(0, fixed_master());
+        ring.rotate_to(1, MasterKey::from_bytes([9; 32])).unwrap();
+        let both = Keys::from_ring(&ring, &vid);
+        assert_eq!((both.epoch(), both.rotating()), (1, true));
+
+        let sealed_old = seal(&old.meta, &ad, b"before");
+        let sealed_new = seal(&both.meta, &ad, b"after");
+        assert_eq!(open(&both.meta, &ad, &sealed_old).unwrap(), b"before");
+        assert_eq!(open(&both.meta, &ad, &sealed_new).unwrap(), b"after");
+        assert!(open(&old.meta, &ad, &sealed_new).is_err());
+        assert!(!is_current(&both.meta, &ad, &sealed_old));
+        assert!(is_current(&both.meta, &ad, &sealed_new));
+        // The finished rotation: the old epoch is refused.
+        assert!(open(&both.meta.current_only(), &ad, &sealed_old).is_err());
+        // Epoch 1's keys are not epoch 0's derived from the same bytes.
+        let same_bytes = Keys::from_ring(&KeyRing::single(1, fixed_master()), &vid);
+        assert_ne!(same_bytes.meta.as_bytes(), old.meta.as_bytes());
+        assert!(both.duplicate().data.older().len() == 1);
     }
 
     #[test]

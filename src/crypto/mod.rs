@@ -76,7 +76,7 @@ pub mod slot;
 pub mod suite;
 
 pub use kdf::{Kdf, KdfParams};
-pub use keys::{Keys, MasterKey, SubKey, sha256};
+pub use keys::{Keys, MasterKey, SubKey, content_digest, sha256};
 pub use keyslot::Keyslot;
 pub use ring::KeyRing;
 pub use seal::{NONCE_LEN, SEAL_OVERHEAD, TAG_LEN, UnitAd, open, open_into, seal, seal_into};

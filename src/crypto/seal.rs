@@ -66,8 +66,6 @@ pub struct UnitAd<'a> {
     pub object: &'a str,
     /// Index of this unit inside the object (0-based).
     pub unit: u64,
-    /// Key epoch the unit is sealed under (0 until key rotation exists).
-    pub epoch: u32,
     /// True for the final unit of the object; detects truncation.
     pub last: bool,
 }
@@ -80,16 +78,17 @@ impl<'a> UnitAd<'a> {
             volume_id,
             object,
             unit: 0,
-            epoch: 0,
             last: true,
         }
     }
 
-    /// The fixed byte encoding documented on the type (37 + name length B).
+    /// The fixed byte encoding documented on the type (37 + name length B),
+    /// for a unit sealed under key epoch `epoch` (the key's, never the
+    /// caller's choice: see [`seal_into`]).
     ///
     /// # Panics
     /// If the object name is 4 GiB or longer (never, for sealedfs names).
-    pub fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self, epoch: u32) -> Vec<u8> {
         let name_len = u32::try_from(self.object.len()).expect("object name shorter than 4 GiB");
         let mut ad = Vec::with_capacity(UNIT_AD_FIXED_LEN + self.object.len());
         ad.extend_from_slice(AD_MAGIC);
@@ -97,7 +96,7 @@ impl<'a> UnitAd<'a> {
         ad.extend_from_slice(&name_len.to_le_bytes());
         ad.extend_from_slice(self.object.as_bytes());
         ad.extend_from_slice(&self.unit.to_le_bytes());
-        ad.extend_from_slice(&self.epoch.to_le_bytes());
+        ad.extend_from_slice(&epoch.to_le_bytes());
         ad.push(u8::from(self.last));
         ad
     }
@@ -114,10 +113,16 @@ pub const fn plain_len(cipher_len: usize) -> Option<usize> {
     cipher_len.checked_sub(SEAL_OVERHEAD)
 }
 
-/// Seals `plain` for the place `ad` and appends nonce ‖ ciphertext ‖ tag
-/// (`plain.len() + 40` B) to `out`.
+/// Seals `plain` for the place `ad` under `key`'s epoch and appends nonce ‖
+/// ciphertext ‖ tag (`plain.len() + 40` B) to `out`.
 pub fn seal_into(key: &SubKey, ad: &UnitAd, plain: &[u8], out: &mut Vec<u8>) {
-    seal_raw(key.cipher(), key.as_bytes(), &ad.encode(), plain, out);
+    seal_raw(
+        key.cipher(),
+        key.as_bytes(),
+        &ad.encode(key.epoch()),
+        plain,
+        out,
+    );
 }
 
 /// [`seal_into`] a new buffer of exactly `plain.len() + 40` B.
@@ -135,30 +140,67 @@ pub fn open(key: &SubKey, ad: &UnitAd, sealed: &[u8]) -> Result<Vec<u8>, CryptoE
 }
 
 /// [`open`], appending the plaintext to `out`; on error `out` is unchanged.
+///
+/// Tries `key`'s epoch, then each older epoch it still carries (a rotation
+/// under way): a unit opens under the epoch it was sealed with and fails
+/// under every other, since the epoch is in the associated data and each
+/// epoch has its own key. The error is the current epoch's.
 pub fn open_into(
     key: &SubKey,
     ad: &UnitAd,
     sealed: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), CryptoError> {
-    open_raw(key.cipher(), key.as_bytes(), &ad.encode(), sealed, out).map_err(|failure| {
-        match failure {
-            OpenFailure::TooShort => CryptoError::Malformed(format!(
-                "unit {} of object {}: {} B is shorter than the {SEAL_OVERHEAD} B seal overhead",
-                ad.unit,
-                ad.object,
-                sealed.len()
-            )),
-            OpenFailure::ZeroNonce => CryptoError::Malformed(format!(
-                "unit {} of object {}: all-zero nonce (zero-filled data, not a sealed unit)",
-                ad.unit, ad.object
-            )),
-            OpenFailure::Authentication => CryptoError::Authentication {
-                object: ad.object.to_owned(),
-                unit: ad.unit,
-            },
+    let first = open_epoch(key, ad, sealed, out);
+    if first != Err(OpenFailure::Authentication) {
+        return first.map_err(|f| open_error(f, ad, sealed));
+    }
+    for older in key.older() {
+        if open_epoch(older, ad, sealed, out).is_ok() {
+            return Ok(());
         }
-    })
+    }
+    first.map_err(|f| open_error(f, ad, sealed))
+}
+
+/// Whether `sealed` opens under `key`'s own epoch (not an older one it
+/// carries): a rotation's test of what is left to re-seal.
+pub fn is_current(key: &SubKey, ad: &UnitAd, sealed: &[u8]) -> bool {
+    open_epoch(key, ad, sealed, &mut Vec::new()).is_ok()
+}
+
+fn open_epoch(
+    key: &SubKey,
+    ad: &UnitAd,
+    sealed: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), OpenFailure> {
+    open_raw(
+        key.cipher(),
+        key.as_bytes(),
+        &ad.encode(key.epoch()),
+        sealed,
+        out,
+    )
+}
+
+fn open_error(failure: OpenFailure, ad: &UnitAd, sealed: &[u8]) -> CryptoError {
+    match failure {
+        OpenFailure::TooShort => CryptoError::Malformed(format!(
+            "unit {} of object {}: {} B is shorter than the {SEAL_OVERHEAD} B seal overhead",
+            ad.unit,
+            ad.object,
+            sealed.len()
+        )),
+        OpenFailure::ZeroNonce => CryptoError::Malformed(format!(
+            "unit {} of object {}: all-zero nonce (zero-filled data, not a sealed unit)",
+            ad.unit, ad.object
+        )),
+        OpenFailure::Authentication => CryptoError::Authentication {
+            object: ad.object.to_owned(),
+            unit: ad.unit,
+        },
+    }
 }
 
 /// Why [`open_raw`] refused; callers turn it into a [`CryptoError`] with
@@ -351,7 +393,6 @@ mod tests {
                     volume_id: &VOL,
                     object: "data/3f/00112233",
                     unit,
-                    epoch: 0,
                     last: false,
                 }
             }
@@ -362,7 +403,6 @@ mod tests {
                     volume_id: &[0xaa; 16],
                     object: "ab",
                     unit: 0x0102,
-                    epoch: 3,
                     last: true,
                 };
                 let mut expected = b"SFS1".to_vec();
@@ -372,8 +412,8 @@ mod tests {
                 expected.extend([0x02, 0x01, 0, 0, 0, 0, 0, 0]);
                 expected.extend([3, 0, 0, 0]);
                 expected.push(1);
-                assert_eq!(a.encode(), expected);
-                assert_eq!(a.encode().len(), UNIT_AD_FIXED_LEN + 2);
+                assert_eq!(a.encode(3), expected);
+                assert_eq!(a.encode(3).len(), UNIT_AD_FIXED_LEN + 2);
                 assert_eq!(UNIT_AD_FIXED_LEN, 37);
             }
 
@@ -468,7 +508,6 @@ mod tests {
                         ..ad(5)
                     },
                     UnitAd { unit: 6, ..ad(5) },
-                    UnitAd { epoch: 1, ..ad(5) },
                     UnitAd {
                         last: true,
                         ..ad(5)
@@ -516,7 +555,7 @@ mod tests {
                 seal_fixed(
                     key().as_bytes(),
                     &[0; NONCE_LEN],
-                    &ad(2).encode(),
+                    &ad(2).encode(0),
                     b"zeros",
                     &mut sealed,
                 );
@@ -563,7 +602,6 @@ mod speed {
                 volume_id: &[0; 16],
                 object: "data/00/x",
                 unit: 0,
-                epoch: 0,
                 last: false,
             };
             let start = std::time::Instant::now();

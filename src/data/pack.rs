@@ -90,7 +90,6 @@ pub fn seal_pack(
             volume_id,
             object: &object,
             unit: i as u64,
-            epoch: 0,
             last: i + 1 == chunks.len(),
         };
         let cipher_off = body.len() as u64;
@@ -120,12 +119,50 @@ pub fn open_segment(
         volume_id,
         object: &object,
         unit: unit as u64,
-        epoch: 0,
         last,
     };
     let mut plain = crypto::open(key, &ad, sealed)?;
     plain.truncate(plain_len as usize);
     Ok(plain)
+}
+
+/// Opens one whole segment under any epoch `key` holds and seals it again
+/// under `key`'s own: same place, same length (a rotation re-seals packs
+/// in place, so every chunk map stays right).
+pub fn reseal_segment(
+    key: &SubKey,
+    volume_id: &[u8; 16],
+    id: PackId,
+    unit: u32,
+    last: bool,
+    sealed: &[u8],
+) -> Result<Vec<u8>, crypto::CryptoError> {
+    let object = id.key();
+    let ad = segment_ad(volume_id, &object, unit, last);
+    let plain = zeroize::Zeroizing::new(crypto::open(key, &ad, sealed)?);
+    Ok(crypto::seal(key, &ad, &plain))
+}
+
+/// Whether a segment is sealed under `key`'s own epoch.
+pub fn segment_is_current(
+    key: &SubKey,
+    volume_id: &[u8; 16],
+    id: PackId,
+    unit: u32,
+    last: bool,
+    sealed: &[u8],
+) -> bool {
+    let object = id.key();
+    crypto::seal::is_current(key, &segment_ad(volume_id, &object, unit, last), sealed)
+}
+
+fn segment_ad<'a>(volume_id: &'a [u8; 16], object: &'a str, unit: u32, last: bool) -> UnitAd<'a> {
+    UnitAd {
+        volume_id,
+        object,
+        unit: unit as u64,
+        last,
+    }
 }
 
 #[cfg(test)]

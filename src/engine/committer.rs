@@ -12,13 +12,18 @@
 //!   the journal still holds everything and a later one tries again.
 //! - A stalled batch (its PUT failed) is retried before anything else and
 //!   never carries a checkpoint: the tree has moved on since it was taken.
+//! - Packs carried in journal segments are written as objects before the
+//!   checkpoint that names them (see `meta::carried`); a failure there is
+//!   a failed checkpoint, and the segments still hold them.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::error::{EngineError, EngineResult};
 use super::{Engine, load::Loaded};
+use crate::data::PackId;
 use crate::meta::checkpoint;
+use crate::store::{StoreError, landed};
 
 /// Segments after which a checkpoint is written whatever their size, so
 /// replay stays short.
@@ -83,7 +88,7 @@ impl Engine {
                 let bound = match self.binding() {
                     Ok(b) => b,
                     Err(e) => {
-                        if let Some((_, dirty)) = prepared {
+                        if let Some((_, dirty, _)) = prepared {
                             self.tree().mark_dirty(dirty);
                         }
                         self.journal.put_back(batch, &e);
@@ -103,7 +108,7 @@ impl Engine {
         let committed = match self.journal.put(&*self.store, sealed) {
             Ok(c) => c,
             Err(e) => {
-                if let Some((_, dirty)) = prepared {
+                if let Some((_, dirty, _)) = prepared {
                     self.tree().mark_dirty(dirty);
                 }
                 return Err(e);
@@ -115,9 +120,10 @@ impl Engine {
             hash: committed.hash,
         });
         self.delete_retired(committed.retired);
-        if let Some((prepared, dirty)) = prepared {
+        if let Some((prepared, dirty, carried)) = prepared {
             let prev = self.retention().newest_shards();
             let written = self.keys.get().and_then(|keys| {
+                self.land_carried(&carried)?;
                 let id = &self.volume_id;
                 let (seq, hash) = (committed.seq, committed.hash);
                 Ok(checkpoint::write(
@@ -131,7 +137,11 @@ impl Engine {
                 )?)
             });
             match written {
-                Ok(shards) => self.after_checkpoint(committed.seq, shards),
+                Ok(shards) => {
+                    let ids: Vec<PackId> = carried.iter().map(|(id, _)| *id).collect();
+                    self.tree().landed(&ids);
+                    self.after_checkpoint(committed.seq, shards)
+                }
                 Err(e) => {
                     log::warn!("checkpoint at seq {:016x} failed: {e}", committed.seq);
                     self.tree().mark_dirty(dirty);
@@ -144,7 +154,13 @@ impl Engine {
     }
 }
 
-type Prepared = Option<(checkpoint::Prepared, std::collections::BTreeSet<u64>)>;
+/// A checkpoint encoded, the shards it takes, and the carried packs it
+/// names (written as objects before it).
+type Prepared = Option<(
+    checkpoint::Prepared,
+    std::collections::BTreeSet<u64>,
+    Vec<(PackId, Arc<Vec<u8>>)>,
+)>;
 
 impl Engine {
     /// The checkpoint to write after `batch`, encoded now while the tree is
@@ -164,8 +180,28 @@ impl Engine {
         );
         due.then(|| {
             let dirty = tree.take_dirty_shards();
-            (checkpoint::prepare(tree, &dirty), dirty)
+            let carried = tree.carried().all();
+            (checkpoint::prepare(tree, &dirty), dirty, carried)
         })
+    }
+
+    /// Writes carried packs as objects of their own, create-only: a
+    /// checkpoint that names them stops replaying the segments that carry
+    /// them. A pack already there (a checkpoint that failed after it, or a
+    /// mount that replayed it again) is ours if its bytes are.
+    fn land_carried(&self, carried: &[(PackId, Arc<Vec<u8>>)]) -> EngineResult<()> {
+        for (id, body) in carried {
+            let key = id.key();
+            match self.store.put_if_absent(&key, body) {
+                Ok(()) => {}
+                Err(StoreError::AlreadyExists { .. }) if landed(&*self.store, &key, body) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !carried.is_empty() {
+            log::debug!("{} carried packs written as objects", carried.len());
+        }
+        Ok(())
     }
 
     /// The head the binder (the audit trail) has made durable, if any.

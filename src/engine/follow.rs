@@ -125,6 +125,7 @@ fn data_or_attr_change(r: &Record) -> Option<u64> {
         Record::Dirent { .. }
         | Record::Orphan { .. }
         | Record::Pack { .. }
+        | Record::Carried { .. }
         | Record::PackGone { .. } => None,
     }
 }

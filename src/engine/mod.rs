@@ -39,6 +39,7 @@ mod garbage;
 mod journal;
 mod load;
 mod packs;
+mod reseal;
 mod retention;
 mod rollback;
 mod snapshots;
@@ -54,6 +55,7 @@ pub use garbage::Referenced;
 pub use journal::CommitId;
 pub use load::Loaded;
 pub use packs::{PackRecords, Written};
+pub use reseal::{ResealProgress, ResealReport};
 pub use rollback::{Anchor, Expected, Head, Regression, Regressions};
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,7 +63,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::crypto::{Keys, MasterKey};
+use crate::crypto::{KeyRing, Keys};
 use crate::meta::{Corrupt, InodeAttr, Kind, Namespace, Record};
 use crate::meta::{checkpoint, snapshot};
 use crate::store::ObjectStore;
@@ -210,9 +212,9 @@ impl Engine {
     pub fn format(
         store: &dyn ObjectStore,
         header: &VolumeHeader,
-        master: &MasterKey,
+        ring: &KeyRing,
     ) -> EngineResult<()> {
-        let keys = Keys::derive(master, &header.volume_id);
+        let keys = Keys::from_ring(ring, &header.volume_id);
         // SAFETY: getuid and getgid cannot fail and touch no memory.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let root = InodeAttr::new(Kind::Dir, 0o755, uid, gid);
@@ -229,10 +231,10 @@ impl Engine {
     pub fn open(
         store: Arc<dyn ObjectStore>,
         header: &VolumeHeader,
-        master: &MasterKey,
+        ring: &KeyRing,
         opts: EngineOptions,
     ) -> EngineResult<Arc<Engine>> {
-        let keys = Keys::derive(master, &header.volume_id);
+        let keys = Keys::from_ring(ring, &header.volume_id);
         if let Some(name) = &opts.snapshot {
             return Engine::open_snapshot(store, header, keys, name, opts.clone());
         }
@@ -408,9 +410,9 @@ impl Engine {
         self.keys.lock()
     }
 
-    /// Derives the keys again from the master key.
-    pub fn unlock_keys(&self, master: &MasterKey) {
-        self.keys.unlock(Keys::derive(master, &self.volume_id));
+    /// Derives the keys again from the key ring.
+    pub fn unlock_keys(&self, ring: &KeyRing) {
+        self.keys.unlock(Keys::from_ring(ring, &self.volume_id));
     }
 
     pub fn is_locked(&self) -> bool {

@@ -5,6 +5,11 @@
 //! returns once the PUT succeeded, and only then does the caller apply the
 //! [`PackRecords`] it built. A crash in between leaves an unreferenced pack
 //! for the garbage sweep, never a map pointing at nothing.
+//!
+//! A small pack an fsync waits for is instead carried in the journal
+//! segment that maps it ([`Engine::carry_pack`], see `meta::carried`): the
+//! segment is the pack's first durable copy, and the records that map it
+//! follow it in the same segment, so the rule holds there too.
 
 use super::Engine;
 use super::error::{EngineError, EngineResult};
@@ -37,6 +42,22 @@ impl Engine {
         })
     }
 
+    /// Seals `chunks` into a new pack body to be carried in the journal
+    /// (see [`PackRecords::carried`]): nothing is written here.
+    pub fn carry_pack(&self, chunks: &[&[u8]]) -> EngineResult<(Written, Vec<u8>)> {
+        if let Some(f) = self.journal.sticky_failure() {
+            return Err(f.into());
+        }
+        let id = PackId::random();
+        let (body, placed) = seal_pack(&self.keys.get()?.data, &self.volume_id, id, chunks);
+        let written = Written {
+            id,
+            size: body.len() as u64,
+            placed,
+        };
+        Ok((written, body))
+    }
+
     /// Reads segments `skip .. skip + n` of `extent` with one ranged GET and
     /// opens each; `units` is the pack's unit count (its last unit is
     /// sealed as such). A segment that fails authentication fails the
@@ -48,8 +69,19 @@ impl Engine {
         n: u32,
         units: u32,
     ) -> EngineResult<Vec<Vec<u8>>> {
-        let key = extent.pack.key();
-        let body = self.store.get_range(&key, extent.cipher_range(skip, n))?;
+        let range = extent.cipher_range(skip, n);
+        // Short lock: no caller holds the tree while it reads.
+        let carried = self.tree().carried().get(&extent.pack);
+        let body = match carried {
+            Some(b) => b
+                .get(range.start as usize..range.end as usize)
+                .ok_or_else(|| {
+                    let why = format!("carried {:?} is shorter than its map", extent.pack);
+                    EngineError::Corrupt(crate::meta::Corrupt(why))
+                })?
+                .to_vec(),
+            None => self.store.get_range(&extent.pack.key(), range)?,
+        };
         let len = extent.cipher_len as usize;
         let keys = self.keys.get()?;
         (0..n)
@@ -137,6 +169,21 @@ impl PackRecords {
                 id: pack.id,
                 size: pack.size,
                 units: pack.placed.len() as u32,
+            }],
+            run: None,
+            mapped: 0,
+        }
+    }
+
+    /// Like [`PackRecords::new`], for a pack carried in the journal: its
+    /// body travels in the first record.
+    pub fn carried(pack: &Written, body: Vec<u8>) -> PackRecords {
+        PackRecords {
+            id: pack.id,
+            records: vec![Record::Carried {
+                id: pack.id,
+                units: pack.placed.len() as u32,
+                body,
             }],
             run: None,
             mapped: 0,

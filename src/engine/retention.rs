@@ -107,6 +107,11 @@ impl Retention {
         self.pinned.values().flat_map(|p| p.packs.iter())
     }
 
+    /// The pinned checkpoints (snapshots).
+    pub fn pinned_seqs(&self) -> Vec<u64> {
+        self.pinned.keys().copied().collect()
+    }
+
     /// Every pack some pinned checkpoint maps chunks to.
     pub fn all_pinned_packs(&self) -> Vec<PackId> {
         self.pinned_packs().copied().collect()
@@ -152,7 +157,7 @@ impl Engine {
     /// ones), deletes the rest and the journal the kept ones no longer
     /// need.
     pub(super) fn after_checkpoint(&self, seq: u64, shards: Vec<ShardRef>) {
-        let (kept, keep, oldest) = {
+        {
             let mut r = self.retention();
             r.checkpoints.insert(0, (seq, shards));
             r.checkpoints.truncate(2);
@@ -160,6 +165,18 @@ impl Engine {
             r.segments_since = 0;
             r.written += 1;
             self.checkpointed.notify_all();
+        }
+        if let Err(e) = self.sweep_retained() {
+            log::warn!("could not delete old checkpoints or journal segments: {e}");
+        }
+    }
+
+    /// Deletes the checkpoints and journal segments the kept checkpoints
+    /// no longer need (a rotation calls it too, so that nothing it did not
+    /// re-seal is left behind once it says it is done).
+    pub(super) fn sweep_retained(&self) -> EngineResult<()> {
+        let (kept, keep, oldest) = {
+            let r = self.retention();
             let keep: HashSet<(u64, u64)> = r
                 .checkpoints
                 .iter()
@@ -169,12 +186,8 @@ impl Engine {
                 .collect();
             (r.kept(), keep, r.oldest_unpinned())
         };
-        if let Err(e) = checkpoint::sweep(&*self.store, &kept, &keep) {
-            log::warn!("could not delete old checkpoints: {e}");
-        }
-        if let Err(e) = self.delete_journal_through(oldest) {
-            log::warn!("could not delete old journal segments: {e}");
-        }
+        checkpoint::sweep(&*self.store, &kept, &keep)?;
+        self.delete_journal_through(oldest)
     }
 
     fn delete_journal_through(&self, seq: u64) -> EngineResult<()> {

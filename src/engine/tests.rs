@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::crypto::KdfParams;
+use crate::crypto::{KdfParams, KeyRing, MasterKey};
 use crate::meta::{InodeAttr, ROOT_INO, Timestamp};
 use crate::store::{FaultStore, MemoryStore, Op, RetryPolicy, RetryingStore, StoreError};
 
@@ -22,7 +22,7 @@ impl Vol {
         let master = MasterKey::generate();
         let header = VolumeHeader::new(&master, PASS, KdfParams::insecure_fast(), 65536).unwrap();
         mem.put_if_absent("volume", &header.encode()).unwrap();
-        Engine::format(&mem, &header, &master).unwrap();
+        Engine::format(&mem, &header, &KeyRing::single(0, master)).unwrap();
         Vol { mem, header }
     }
 
@@ -275,4 +275,120 @@ fn a_retired_pack_outlives_its_commit_by_the_grace_for_followers() {
         vol.mem.raw(&pack.key()).is_none(),
         "deleted after the grace"
     );
+}
+
+/// After a rotation's re-seal nothing the volume needs opens under the old
+/// epoch's keys (not a live segment, not a snapshot's, not a journal
+/// segment, checkpoint object or snapshot record), and everything reads
+/// back under the new ring, before and after the old epoch is dropped.
+#[test]
+fn a_rotation_leaves_nothing_the_old_key_opens() {
+    use crate::crypto::{Keys, UnitAd, open};
+    use crate::data::pack::open_segment;
+
+    let vol = Vol::new();
+    let e = vol.open(false);
+    let files: Vec<(&str, Vec<u8>)> = (0..4)
+        .map(|i| (["a", "b", "c", "d"][i], vec![i as u8 + 1; 3000 + i * 5000]))
+        .collect();
+    let mut inos = Vec::new();
+    for (name, data) in &files[..3] {
+        let (ino, id) = add_file(&e, name, data);
+        e.wait_durable(id).unwrap();
+        inos.push(ino);
+    }
+    e.create_snapshot("before").unwrap();
+    e.wait_durable(remove_file(&e, "b", inos[1])).unwrap();
+    let (ino, id) = add_file(&e, "d", &files[3].1);
+    e.wait_durable(id).unwrap();
+    inos.push(ino);
+    let segments: Vec<_> = {
+        let txn = e.lock();
+        [0, 2, 3]
+            .iter()
+            .map(|&i| {
+                let (_, x) = txn
+                    .ns()
+                    .get(inos[i])
+                    .unwrap()
+                    .chunks()
+                    .unwrap()
+                    .extent_at(0)
+                    .unwrap();
+                (i, x.segment(0), txn.ns().pack(&x.pack).unwrap().units)
+            })
+            .collect()
+    };
+
+    let vid = vol.header.volume_id;
+    let old = Keys::from_ring(&vol.header.unlock(PASS).unwrap(), &vid);
+    let mut ring = vol.header.unlock(PASS).unwrap();
+    ring.rotate_to(1, MasterKey::generate()).unwrap();
+    let mut header = vol.header.clone();
+    header.adopt_ring(&ring).unwrap();
+    vol.mem.put("volume", &header.encode()).unwrap();
+    e.rekey(&ring).unwrap();
+    let progress = ResealProgress::default();
+    let report = e.reseal(&progress, None).unwrap();
+    assert!(report.packs >= 3, "{report:?}");
+
+    let new = Keys::from_ring(&ring, &vid);
+    for (i, s, units) in &segments {
+        let body = vol.mem.get(&s.pack.key()).unwrap();
+        let sealed = &body[s.cipher_off as usize..(s.cipher_off + s.cipher_len as u64) as usize];
+        let last = s.unit + 1 == *units;
+        assert!(open_segment(&old.data, &vid, s.pack, s.unit, last, sealed, s.plain_len).is_err());
+        let plain = open_segment(
+            &new.data.current_only(),
+            &vid,
+            s.pack,
+            s.unit,
+            last,
+            sealed,
+            s.plain_len,
+        );
+        assert_eq!(plain.unwrap(), files[*i].1);
+    }
+    let mut checked = 0;
+    for o in vol.mem.list("").unwrap() {
+        if o.key.starts_with("meta/") || o.key.starts_with("snapshots/") {
+            let body = vol.mem.get(&o.key).unwrap();
+            let ad = UnitAd::whole(&vid, &o.key);
+            assert!(
+                open(&old.meta, &ad, &body).is_err(),
+                "{} opens under the old key",
+                o.key
+            );
+            assert!(
+                open(&new.meta.current_only(), &ad, &body).is_ok(),
+                "{}",
+                o.key
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "only {checked} metadata objects");
+
+    // The old epoch dropped: the mount and its snapshot still read.
+    ring.forget(0);
+    header.adopt_ring(&ring).unwrap();
+    vol.mem.put("volume", &header.encode()).unwrap();
+    e.rekey(&ring).unwrap();
+    assert_eq!(read(&e, inos[3]), files[3].1);
+    e.shutdown().unwrap();
+    drop(e);
+    let opts = EngineOptions {
+        read_only: true,
+        ..EngineOptions::default()
+    };
+    let again = Engine::open(Arc::new(vol.mem.clone()), &header, &ring, opts.clone()).unwrap();
+    for i in [0, 2, 3] {
+        assert_eq!(read(&again, inos[i]), files[i].1);
+    }
+    let snap = EngineOptions {
+        snapshot: Some("before".into()),
+        ..opts
+    };
+    let before = Engine::open(Arc::new(vol.mem.clone()), &header, &ring, snap).unwrap();
+    assert_eq!(read(&before, inos[1]), files[1].1);
 }

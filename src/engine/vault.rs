@@ -53,6 +53,18 @@ impl Vault {
         keys.is_wiped()
     }
 
+    /// Puts `keys` (a rotation's) in place of the ones in use, waiting for
+    /// the steps under way; refused while locked, since nothing could be
+    /// re-sealed then anyway.
+    pub fn replace(&self, keys: Keys) -> EngineResult<()> {
+        let mut held = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        if self.locked.load(Ordering::SeqCst) {
+            return Err(EngineError::Locked);
+        }
+        *held = keys;
+        Ok(())
+    }
+
     /// Puts `keys` in place of the wiped ones.
     pub fn unlock(&self, keys: Keys) {
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::{Fs, FsResult};
 use crate::audit::Record;
-use crate::crypto::MasterKey;
+use crate::crypto::KeyRing;
 
 /// What a lock did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,7 +130,7 @@ impl Fs {
 
     /// Unlocks with the volume's master key (from the passphrase, key file
     /// or KMS, asked for again); `who` made the request, for the trail.
-    pub fn unlock(&self, master: &MasterKey, who: Record) -> FsResult<()> {
+    pub fn unlock(&self, ring: &KeyRing, who: Record) -> FsResult<()> {
         let _one = self
             .lockdown
             .changing
@@ -139,9 +139,9 @@ impl Fs {
         if !self.is_locked() {
             return Ok(());
         }
-        self.engine.unlock_keys(master);
+        self.engine.unlock_keys(ring);
         if let Some(a) = self.auditor() {
-            a.unlock(master);
+            a.unlock(ring);
             let refused = self.lockdown.refused.swap(0, Ordering::Relaxed);
             let failed = self.lockdown.failed_unlocks.swap(0, Ordering::Relaxed);
             let unrecorded = a.take_unrecorded();

@@ -43,7 +43,7 @@ pub use follow::Invalidator;
 pub use lockdown::Locked as LockReport;
 pub use prefetch::READ_AHEAD_GETS;
 pub use types::*;
-pub use writeback::PACK_TARGET;
+pub use writeback::{CARRY_MAX, PACK_TARGET};
 
 /// The root directory's inode number.
 pub use crate::meta::ROOT_INO as ROOT;
@@ -54,7 +54,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use crate::audit::Auditor;
-use crate::crypto::MasterKey;
+use crate::crypto::KeyRing;
 use crate::data::Cache;
 use crate::engine::{CommitId, Engine, EngineOptions, Txn};
 use crate::meta::{Namespace, Record};
@@ -73,6 +73,9 @@ pub struct FsOptions {
     /// Follow a writer elsewhere, polling its journal this often
     /// (read-only mounts).
     pub follow: Option<Duration>,
+    /// Largest flush an fsync carries in the journal segment instead of a
+    /// pack of its own (0: never; see `writeback`).
+    pub carry_bytes: u64,
 }
 
 impl Default for FsOptions {
@@ -81,6 +84,7 @@ impl Default for FsOptions {
             cache_bytes: 256 << 20,
             engine: EngineOptions::default(),
             follow: None,
+            carry_bytes: writeback::CARRY_MAX,
         }
     }
 }
@@ -152,19 +156,19 @@ impl Fs {
     pub fn format(
         store: Arc<dyn ObjectStore>,
         header: &VolumeHeader,
-        master: &MasterKey,
+        ring: &KeyRing,
     ) -> FsResult<()> {
-        Ok(Engine::format(&*store, header, master)?)
+        Ok(Engine::format(&*store, header, ring)?)
     }
 
     /// Opens a volume and starts its writeback (call after any fork).
     pub fn mount(
         store: Arc<dyn ObjectStore>,
         header: &VolumeHeader,
-        master: &MasterKey,
+        ring: &KeyRing,
         opts: FsOptions,
     ) -> FsResult<Arc<Fs>> {
-        let engine = Engine::open(store, header, master, opts.engine.clone())?;
+        let engine = Engine::open(store, header, ring, opts.engine.clone())?;
         Ok(Fs::new(engine, opts))
     }
 

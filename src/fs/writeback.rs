@@ -1,11 +1,12 @@
 //! Writeback: moving dirty chunks from the cache into packs.
 //!
-//! The flusher thread takes up to [`PACK_TARGET`] bytes of dirty chunks,
+//! Each flusher thread takes up to [`PACK_TARGET`] bytes of dirty chunks,
 //! has the engine seal and upload them as one pack, and only then maps
-//! them with records (a pack is durable before anything points at it). It
-//! runs when asked (`fsync`, backpressure, unmount), when a pack's worth
-//! is dirty, or every commit interval while anything is dirty; when idle
-//! it lets the engine compact mostly-dead packs.
+//! them with records (a pack is durable before anything points at it).
+//! They run when asked (`fsync`, backpressure, unmount), when a pack's
+//! worth is dirty, or every commit interval while anything is dirty; two
+//! of them keep two packs in flight. When idle the first lets the engine
+//! compact mostly-dead packs.
 //!
 //! Rules:
 //! - A chunk taken for a flush stays dirty until the pack is durable; a
@@ -14,6 +15,9 @@
 //! - A failed upload puts its chunks back, counts a failure and wakes every
 //!   waiter: those waiting when it failed get its error (`fsync` says EIO,
 //!   a throttled writer stops waiting), and the next round retries.
+//! - An fsync's own flush of at most [`CARRY_MAX`] bytes is carried in the
+//!   journal segment that maps it (`meta::carried`): the fsync then costs
+//!   the segment's PUT alone.
 //! - Waits are on `cache_cv`, notified by every change that can end one:
 //!   a chunk settled or put back, a failure, a fence. Nothing polls.
 
@@ -30,12 +34,17 @@ use crate::engine::PackRecords;
 /// Plaintext bytes per pack: a few MiB, the unit of PUT.
 pub const PACK_TARGET: u64 = 8 << 20;
 
+/// Plaintext bytes an fsync sends inside the journal segment instead of a
+/// pack of their own (one PUT instead of two): a database's commit rewrites
+/// a few chunks. Larger flushes go to packs, as do the flusher's.
+pub const CARRY_MAX: u64 = 256 << 10;
+
 /// The flusher's work queue, and what waiters need to know of failures.
 #[derive(Default)]
 pub struct Writeback {
     state: Mutex<Requests>,
     cv: Condvar,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
     /// Failed uploads so far (changed under the cache lock, so a waiter
     /// that saw the old count is woken for the new one).
     failures: AtomicU64,
@@ -69,8 +78,8 @@ impl Writeback {
     pub fn stop(&self) {
         self.requests().stop = true;
         self.cv.notify_all();
-        let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(t) = handle {
+        let handles = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in handles {
             if t.thread().id() != std::thread::current().id() {
                 let _ = t.join();
             }
@@ -99,21 +108,31 @@ impl Writeback {
     }
 }
 
+/// Flusher threads: two, so one seals a pack while the other's is being
+/// written (a local store writes packs with `O_DIRECT`, which waits for the
+/// disk; S3 waits for the network).
+const FLUSHERS: usize = 2;
+
 pub fn start(fs: &Arc<Fs>) {
-    let weak = Arc::downgrade(fs);
-    let wb = Arc::clone(&fs.writeback);
     let interval = fs.opts.engine.commit_interval;
-    let handle = std::thread::Builder::new()
-        .name("flusher".into())
-        .spawn(move || flusher(weak, wb, interval))
-        .unwrap_or_else(|e| panic!("cannot start the flusher thread: {e}"));
+    let mut handles = Vec::with_capacity(FLUSHERS);
+    for n in 0..FLUSHERS {
+        let weak = Arc::downgrade(fs);
+        let wb = Arc::clone(&fs.writeback);
+        let handle = std::thread::Builder::new()
+            .name(format!("flusher-{n}"))
+            .spawn(move || flusher(weak, wb, interval, n == 0))
+            .unwrap_or_else(|e| panic!("cannot start a flusher thread: {e}"));
+        handles.push(handle);
+    }
     *fs.writeback
-        .thread
+        .threads
         .lock()
-        .unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        .unwrap_or_else(|p| p.into_inner()) = handles;
 }
 
-fn flusher(weak: Weak<Fs>, wb: Arc<Writeback>, interval: Duration) {
+/// One flusher; the `first` also compacts when idle (one at a time).
+fn flusher(weak: Weak<Fs>, wb: Arc<Writeback>, interval: Duration, first: bool) {
     while let Some((ino, urgent)) = wb.wait(interval) {
         let Some(fs) = weak.upgrade() else { return };
         if fs.engine.sticky_failure().is_some() {
@@ -124,7 +143,7 @@ fn flusher(weak: Weak<Fs>, wb: Arc<Writeback>, interval: Duration) {
         if !urgent && fs.cache().dirty_bytes() == 0 {
             // Idle: tidy up mostly-dead packs, one pack's worth per tick,
             // unless the store is in trouble.
-            if fs.engine.failure().is_none() {
+            if first && fs.engine.failure().is_none() {
                 if let Err(e) = fs.engine.compact_once() {
                     log::warn!("compaction failed: {e}");
                 }
@@ -144,7 +163,8 @@ fn flusher(weak: Weak<Fs>, wb: Arc<Writeback>, interval: Duration) {
 
 impl Fs {
     /// Flushes one pack's worth: `ino`'s chunks first (only them when
-    /// `only`). Returns whether anything was taken.
+    /// `only`, carried in the journal when `only` and small). Returns
+    /// whether anything was taken.
     pub(crate) fn flush_pack(&self, ino: Option<u64>, only: bool) -> FsResult<bool> {
         let items = self.cache().take_for_flush(PACK_TARGET, ino, only);
         if items.is_empty() {
@@ -155,7 +175,12 @@ impl Fs {
             return Err(f.into());
         }
         let chunks: Vec<&[u8]> = items.iter().map(|i| i.data.as_slice()).collect();
-        let written = match self.engine.write_pack(&chunks) {
+        let plain: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+        let result = match only && plain <= self.opts.carry_bytes {
+            true => self.engine.carry_pack(&chunks).map(|(w, b)| (w, Some(b))),
+            false => self.engine.write_pack(&chunks).map(|w| (w, None)),
+        };
+        let (written, body) = match result {
             Ok(w) => w,
             Err(e) => {
                 let e = FsError::from(e);
@@ -166,7 +191,10 @@ impl Fs {
             }
         };
         let mut l = self.lock();
-        let mut records = PackRecords::new(&written);
+        let mut records = match body {
+            Some(body) => PackRecords::carried(&written, body),
+            None => PackRecords::new(&written),
+        };
         let mut touched = BTreeSet::new();
         {
             let mut cache = self.cache();

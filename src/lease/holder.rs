@@ -40,7 +40,8 @@ type Hook = Box<dyn Fn(&str) + Send>;
 
 pub struct Holder {
     store: Arc<dyn ObjectStore>,
-    key: SubKey,
+    /// Replaced by a key rotation ([`Holder::rekey`]).
+    key: Mutex<SubKey>,
     volume_id: [u8; 16],
     clock: Arc<dyn Clock>,
     me: Identity,
@@ -75,6 +76,15 @@ pub enum Renewal {
 }
 
 impl Holder {
+    /// Seals the lease with `key` from the next renewal on (a rotation).
+    pub fn rekey(&self, key: SubKey) {
+        *self.key.lock().unwrap_or_else(|p| p.into_inner()) = key;
+    }
+
+    fn key(&self) -> std::sync::MutexGuard<'_, SubKey> {
+        self.key.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Holds `acquired` as `me` (after a fork, the child: the first
     /// renewal writes its pid). No store call yet.
     pub fn new(
@@ -87,7 +97,7 @@ impl Holder {
     ) -> Arc<Holder> {
         Arc::new(Holder {
             store,
-            key,
+            key: Mutex::new(key),
             volume_id,
             clock,
             me,
@@ -202,7 +212,7 @@ impl Holder {
         let r = self
             .me
             .record(self.writer, self.ttl, self.clock.wall(), committed);
-        let body = record::seal(&self.key, &self.volume_id, &r);
+        let body = record::seal(&self.key(), &self.volume_id, &r);
         match self.store.put_if_match(LEASE_KEY, &body, &etag) {
             Ok(()) => match self.read_back() {
                 Ok(Some(etag)) => {
@@ -260,7 +270,7 @@ impl Holder {
             Err(StoreError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
-        Ok(match record::open(&self.key, &self.volume_id, &body) {
+        Ok(match record::open(&self.key(), &self.volume_id, &body) {
             Ok(r) if r.writer == self.writer => Some(info.etag),
             _ => None,
         })

@@ -10,6 +10,11 @@
 //! the whole namespace. A checkpoint without an index is incomplete and
 //! ignored. Every object is sealed with its own name in the associated data.
 //!
+//! Index versions: version 1 (`01` ‖ postcard) binds each shard by the
+//! SHA-256 of its sealed object; version 2 (`02` ‖ the same postcard, what
+//! is written now) by its [`content_digest`], so a rotation can re-seal a
+//! shard under a new key epoch without touching the indexes that name it.
+//!
 //! Rules:
 //! - Shard contents are encoded under the namespace lock (cost ∝ changed
 //!   shards) and sealed and written outside it.
@@ -21,7 +26,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use super::{Corrupt, Inode, MetaError, Namespace, PackInfo, decode, encode};
-use crate::crypto::{self, Keys, UnitAd, sha256};
+use crate::crypto::{self, Keys, UnitAd, content_digest, sha256};
 use crate::data::PackId;
 use crate::store::ObjectStore;
 
@@ -43,7 +48,8 @@ pub struct ShardRef {
     pub n: u64,
     /// The checkpoint whose directory holds the shard object.
     pub seq: u64,
-    /// SHA-256 of the sealed shard object.
+    /// The shard's [`content_digest`] (index version 2), or the SHA-256
+    /// of the sealed shard object (index version 1).
     pub hash: [u8; 32],
 }
 
@@ -59,11 +65,56 @@ pub struct Index {
     pub shards: Vec<ShardRef>,
 }
 
+/// Plaintext version of an index whose shard hashes are content digests.
+const INDEX_BY_CONTENT: u8 = 2;
+
+/// An index as read, and how its shard hashes bind.
+pub struct ReadIndex {
+    pub index: Index,
+    /// Shard hashes are content digests (version 2), not sealed-object
+    /// hashes (version 1).
+    pub by_content: bool,
+}
+
+fn encode_index(index: &Index) -> Vec<u8> {
+    let mut plain = encode(index);
+    plain[0] = INDEX_BY_CONTENT;
+    plain
+}
+
+fn decode_index(key: &str, plain: &[u8]) -> Result<ReadIndex, MetaError> {
+    match plain.split_first() {
+        Some((&INDEX_BY_CONTENT, body)) => {
+            let mut v1 = Vec::with_capacity(plain.len());
+            v1.push(super::META_VERSION);
+            v1.extend_from_slice(body);
+            Ok(ReadIndex {
+                index: decode(key, &v1)?,
+                by_content: true,
+            })
+        }
+        _ => Ok(ReadIndex {
+            index: decode(key, plain)?,
+            by_content: false,
+        }),
+    }
+}
+
+/// Seals `index` (version 2) for its object.
+pub fn seal_index(keys: &Keys, volume_id: &[u8; 16], index: &Index) -> Vec<u8> {
+    let key = index_key(index.seq);
+    crypto::seal(
+        &keys.meta,
+        &UnitAd::whole(volume_id, &key),
+        &encode_index(index),
+    )
+}
+
 pub fn index_key(seq: u64) -> String {
     format!("{CHECKPOINT_PREFIX}{seq:016x}/index")
 }
 
-fn shard_key(seq: u64, n: u64) -> String {
+pub fn shard_key(seq: u64, n: u64) -> String {
     format!("{CHECKPOINT_PREFIX}{seq:016x}/{n:06}")
 }
 
@@ -123,7 +174,7 @@ pub fn write(
             ShardRef {
                 n,
                 seq,
-                hash: sha256(&sealed),
+                hash: content_digest(&key, &plain),
             },
         );
     }
@@ -137,11 +188,7 @@ pub fn write(
         orphans: prepared.orphans,
         shards: shards.clone(),
     };
-    let key = index_key(seq);
-    store.put_if_absent(
-        &key,
-        &crypto::seal(&keys.meta, &UnitAd::whole(volume_id, &key), &encode(&index)),
-    )?;
+    store.put_if_absent(&index_key(seq), &seal_index(keys, volume_id, &index))?;
     Ok(shards)
 }
 
@@ -166,14 +213,44 @@ pub fn read_index(
     volume_id: &[u8; 16],
     seq: u64,
 ) -> Result<Index, MetaError> {
+    Ok(read_index_versioned(store, keys, volume_id, seq)?.index)
+}
+
+/// [`read_index`], saying how its shard hashes bind.
+pub fn read_index_versioned(
+    store: &dyn ObjectStore,
+    keys: &Keys,
+    volume_id: &[u8; 16],
+    seq: u64,
+) -> Result<ReadIndex, MetaError> {
     let key = index_key(seq);
     let sealed = store.get_max(&key, MAX_OBJECT_BYTES)?;
     let plain = crypto::open(&keys.meta, &UnitAd::whole(volume_id, &key), &sealed)?;
-    let index: Index = decode(&key, &plain)?;
-    if index.seq != seq {
-        return Err(Corrupt(format!("{key} claims seq {}", index.seq)).into());
+    let read = decode_index(&key, &plain)?;
+    if read.index.seq != seq {
+        return Err(Corrupt(format!("{key} claims seq {}", read.index.seq)).into());
     }
-    Ok(index)
+    Ok(read)
+}
+
+/// Reads and opens shard `r`, checked against its index entry.
+pub fn read_shard(
+    store: &dyn ObjectStore,
+    keys: &Keys,
+    volume_id: &[u8; 16],
+    r: &ShardRef,
+    by_content: bool,
+) -> Result<Vec<u8>, MetaError> {
+    let key = shard_key(r.seq, r.n);
+    let sealed = store.get_max(&key, MAX_OBJECT_BYTES)?;
+    if !by_content && sha256(&sealed) != r.hash {
+        return Err(Corrupt(format!("{key} does not match the index that names it")).into());
+    }
+    let plain = crypto::open(&keys.meta, &UnitAd::whole(volume_id, &key), &sealed)?;
+    if by_content && content_digest(&key, &plain) != r.hash {
+        return Err(Corrupt(format!("{key} does not match the index that names it")).into());
+    }
+    Ok(plain)
 }
 
 /// A loaded checkpoint.
@@ -191,25 +268,23 @@ pub fn read(
     volume_id: &[u8; 16],
     seq: u64,
 ) -> Result<Loaded, MetaError> {
-    let index = read_index(store, keys, volume_id, seq)?;
+    let ReadIndex { index, by_content } = read_index_versioned(store, keys, volume_id, seq)?;
     let mut inodes = HashMap::new();
+    // Refs by content whatever the index's version: the next checkpoint
+    // carries them into an index of version 2.
+    let mut shards = Vec::with_capacity(index.shards.len());
     for r in &index.shards {
         let key = shard_key(r.seq, r.n);
-        let sealed = store.get_max(&key, MAX_OBJECT_BYTES)?;
-        if sha256(&sealed) != r.hash {
-            return Err(Corrupt(format!(
-                "{key} does not match the index of checkpoint {seq:016x}"
-            ))
-            .into());
-        }
-        let shard: Vec<(u64, Inode)> = decode(
-            &key,
-            &crypto::open(&keys.meta, &UnitAd::whole(volume_id, &key), &sealed)?,
-        )?;
+        let plain = read_shard(store, keys, volume_id, r, by_content)?;
+        let shard: Vec<(u64, Inode)> = decode(&key, &plain)?;
         if shard.iter().any(|(ino, _)| shard_of(*ino) != r.n) {
             return Err(Corrupt(format!("{key} holds an inode of another shard")).into());
         }
         inodes.extend(shard);
+        shards.push(ShardRef {
+            hash: content_digest(&key, &plain),
+            ..*r
+        });
     }
     let ns = Namespace::from_parts(
         inodes,
@@ -221,7 +296,7 @@ pub fn read(
     Ok(Loaded {
         ns,
         journal_hash: index.journal_hash,
-        shards: index.shards,
+        shards,
     })
 }
 

@@ -31,10 +31,14 @@ pub fn seq_of_key(key: &str) -> Option<u64> {
     (hex.len() == 16).then(|| u64::from_str_radix(hex, 16).ok())?
 }
 
-/// Version byte of journal segments written now. Version 1 segments (no
-/// audit binding) are still read; the other metadata plaintexts keep
-/// `META_VERSION`.
-pub const SEGMENT_VERSION: u8 = 2;
+/// Version byte of journal segments that carry packs (`Record::Carried`).
+/// A segment without one is still written as version 2, so a volume an
+/// older build can read stays so until an fsync carries data; version 1
+/// segments (no audit binding) are still read. The other metadata
+/// plaintexts keep `META_VERSION`.
+pub const SEGMENT_VERSION: u8 = 3;
+/// Version byte of segments that carry no pack.
+pub const SEGMENT_V2: u8 = 2;
 
 /// The plaintext of one segment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,20 +64,56 @@ struct SegmentV1 {
     records: Vec<Record>,
 }
 
+fn carries(seg: &Segment) -> bool {
+    seg.records
+        .iter()
+        .any(|r| matches!(r, Record::Carried { .. }))
+}
+
 fn encode_segment(seg: &Segment) -> Vec<u8> {
-    let mut out = vec![SEGMENT_VERSION];
+    let version = match carries(seg) {
+        true => SEGMENT_VERSION,
+        false => SEGMENT_V2,
+    };
+    let mut out = vec![version];
     out.extend(postcard::to_allocvec(seg).expect("in-memory metadata always encodes"));
+    if version == SEGMENT_VERSION {
+        // The data it carries is padded to 4 KiB classes already; padding
+        // the whole plaintext hides how many record bytes came with it.
+        out.resize(out.len().div_ceil(SEGMENT_PAD) * SEGMENT_PAD, 0);
+    }
     out
 }
+
+/// Version 3 plaintexts are zero-padded to a multiple of this.
+pub const SEGMENT_PAD: usize = 4096;
 
 fn decode_segment(object: &str, plain: &[u8]) -> Result<Segment, MetaError> {
     let bad = |why: String| MetaError::Corrupt(super::Corrupt(format!("{object}: {why}")));
     match plain.split_first() {
-        Some((&SEGMENT_VERSION, body)) => {
-            postcard::from_bytes(body).map_err(|e| bad(format!("undecodable: {e}")))
+        Some((&v @ (SEGMENT_V2 | SEGMENT_VERSION), body)) => {
+            let (seg, rest): (Segment, &[u8]) =
+                postcard::take_from_bytes(body).map_err(|e| bad(format!("undecodable: {e}")))?;
+            if v == SEGMENT_V2 && carries(&seg) {
+                return Err(bad("a version 2 segment carries a pack".into()));
+            }
+            let padding = v == SEGMENT_VERSION
+                && plain.len() % SEGMENT_PAD == 0
+                && rest.iter().all(|&b| b == 0);
+            if !rest.is_empty() && !padding {
+                return Err(bad(format!("{} bytes after the records", rest.len())));
+            }
+            Ok(seg)
         }
         Some((1, _)) => {
             let v1: SegmentV1 = decode(object, plain)?;
+            if v1
+                .records
+                .iter()
+                .any(|r| matches!(r, Record::Carried { .. }))
+            {
+                return Err(bad("a version 1 segment carries a pack".into()));
+            }
             Ok(Segment {
                 seq: v1.seq,
                 writer: v1.writer,
@@ -144,6 +184,47 @@ mod tests {
         assert_eq!(journal_key(1), "meta/journal/0000000000000001");
         assert_eq!(seq_of_key(&journal_key(0xabc)), Some(0xabc));
         assert_eq!(seq_of_key("meta/journal/xyz"), None);
+    }
+
+    #[test]
+    fn carrying_segments_are_padded_and_strictly_decoded() {
+        let keys = Keys::derive(&MasterKey::generate(), &[3; 16]);
+        let carried = Record::Carried {
+            id: crate::data::PackId([4; 16]),
+            units: 1,
+            body: vec![5; 4136],
+        };
+        let seg = Segment {
+            seq: 2,
+            writer: [1; 16],
+            prev_hash: [2; 32],
+            records: vec![carried, Record::Drop { ino: 9 }],
+            audit: None,
+        };
+        let plain = encode_segment(&seg);
+        assert_eq!((plain[0], plain.len()), (SEGMENT_VERSION, 2 * SEGMENT_PAD));
+        let sealed = seal_segment(&keys, &[3; 16], &seg);
+        assert_eq!(sealed.len(), 2 * SEGMENT_PAD + 40);
+        assert_eq!(open_segment(&keys, &[3; 16], 2, &sealed).unwrap(), seg);
+        let object = journal_key(2);
+        let mut bad = plain.clone();
+        *bad.last_mut().unwrap() = 1;
+        assert!(decode_segment(&object, &bad).is_err(), "nonzero padding");
+        assert!(
+            decode_segment(&object, &plain[..plain.len() - 1]).is_err(),
+            "short"
+        );
+        let mut v2 = plain.clone();
+        v2[0] = SEGMENT_V2;
+        assert!(decode_segment(&object, &v2).is_err(), "v2 carrying");
+        let plain_v2 = encode_segment(&Segment {
+            records: vec![Record::Drop { ino: 9 }],
+            ..seg
+        });
+        assert_eq!(plain_v2[0], SEGMENT_V2);
+        let mut trailing = plain_v2.clone();
+        trailing.push(0);
+        assert!(decode_segment(&object, &trailing).is_err(), "v2 trailing");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! so a reordered, replayed or spliced segment fails the mount instead of
 //! producing a wrong tree.
 
+pub mod carried;
 pub mod checkpoint;
 pub mod inode;
 pub mod journal;
@@ -16,6 +17,7 @@ pub mod namespace;
 pub mod record;
 pub mod snapshot;
 
+pub use carried::Carried;
 pub use inode::Kind;
 pub use inode::{Content, Inode, InodeAttr, Timestamp};
 pub use journal::Segment;

@@ -16,6 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use super::carried::Carried;
 use super::inode::{Content, Inode, InodeAttr, Kind};
 use super::record::Record;
 use crate::crypto::SEAL_OVERHEAD;
@@ -46,6 +47,8 @@ pub struct Namespace {
     chunk_size: u32,
     /// Checkpoint shards changed since the last checkpoint took them.
     dirty_shards: BTreeSet<u64>,
+    /// Packs whose bodies are still only in journal segments.
+    carried: Carried,
 }
 
 /// An extent must lie inside its pack and its file's addressable range:
@@ -119,6 +122,7 @@ impl Namespace {
             next_ino,
             chunk_size,
             dirty_shards: BTreeSet::new(),
+            carried: Carried::default(),
         };
         ns.rebuild_derived();
         ns
@@ -146,6 +150,16 @@ impl Namespace {
 
     pub fn pack_count(&self) -> usize {
         self.packs.len()
+    }
+
+    /// Packs still carried in journal segments (see `meta::carried`).
+    pub fn carried(&self) -> &Carried {
+        &self.carried
+    }
+
+    /// Carried packs now written as objects of their own.
+    pub fn landed(&mut self, ids: &[PackId]) {
+        self.carried.landed(ids);
     }
 
     pub fn is_orphan(&self, ino: u64) -> bool {
@@ -283,8 +297,24 @@ impl Namespace {
                     },
                 );
             }
+            Record::Carried { id, units, body } => {
+                if *units == 0 {
+                    return Err(Corrupt(format!("carried {id:?} has no unit")));
+                }
+                let size = body.len() as u64;
+                self.packs.insert(
+                    *id,
+                    PackInfo {
+                        size,
+                        units: *units,
+                        live: 0,
+                    },
+                );
+                self.carried.insert(*id, body);
+            }
             Record::PackGone { id } => {
                 self.packs.remove(id);
+                self.carried.remove(id);
             }
         }
         Ok(self.release(freed))

@@ -69,6 +69,15 @@ pub enum Record {
     PackGone {
         id: PackId,
     },
+    /// A pack carried inside this journal segment (segment version 3): its
+    /// body is exactly the sealed bytes the object `data/xx/<id>` holds once
+    /// a checkpoint moves it there, so an fsync of a little data costs one
+    /// PUT (the segment) instead of two.
+    Carried {
+        id: PackId,
+        units: u32,
+        body: Vec<u8>,
+    },
 }
 
 impl Record {
@@ -85,7 +94,7 @@ impl Record {
             | Record::Drop { ino }
             | Record::Orphan { ino } => Some(*ino),
             Record::Dirent { dir, .. } => Some(*dir),
-            Record::Pack { .. } | Record::PackGone { .. } => None,
+            Record::Pack { .. } | Record::PackGone { .. } | Record::Carried { .. } => None,
         }
     }
 
@@ -100,6 +109,7 @@ impl Record {
             Record::Inode { .. } => 80,
             Record::Chunks { .. } => 60,
             Record::Pack { .. } | Record::PackGone { .. } => 32,
+            Record::Carried { body, .. } => 32 + body.len(),
             Record::Punch { .. }
             | Record::Truncate { .. }
             | Record::Drop { .. }

@@ -39,7 +39,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
@@ -48,6 +48,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use super::{ObjectInfo, ObjectStore, StoreError, StoreResult, check_key, check_max, check_range};
+
+mod direct;
 
 /// The advisory lock file, and the `key` of the error that reports it held.
 pub(crate) const LOCK_FILE: &str = ".lock";
@@ -453,22 +455,32 @@ fn walk(
     Ok(())
 }
 
-/// Writes `body` to a fresh `.tmp-*` file in `dir` and fsyncs it.
+/// Writes `body` to a fresh `.tmp-*` file in `dir` and fsyncs it (a large
+/// body bypassing the page cache, see [`direct`]).
 fn write_temp(dir: &Path, body: &[u8]) -> io::Result<PathBuf> {
     loop {
         let tmp = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
-        let mut file = match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&tmp)
-        {
+        let open = |flags| {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(FILE_MODE)
+                .custom_flags(flags)
+                .open(&tmp)
+        };
+        let opened = match open(direct::open_flags(body.len())) {
+            // A file system without O_DIRECT: the page cache, then.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => open(0),
+            other => other,
+        };
+        let mut file = match opened {
             Ok(file) => file,
             // A 64-bit collision: draw again.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         };
-        if let Err(e) = file.write_all(body).and_then(|()| file.sync_all()) {
+        let written = direct::write_body(&mut file, body);
+        if let Err(e) = written.and_then(|()| file.sync_all()) {
             discard(&tmp);
             return Err(e);
         }

@@ -56,7 +56,7 @@ fn new_then_unlock_with_either_cipher() {
         let (ring, h) = header_for(cipher);
         assert_eq!((h.version, h.cipher, h.epoch), (FORMAT_VERSION, cipher, 0));
         let opened = h.unlock(PASS).unwrap();
-        assert_eq!(opened.as_bytes(), ring.current().as_bytes());
+        assert_eq!(opened.current().as_bytes(), ring.current().as_bytes());
         assert_eq!(opened.cipher(), cipher);
         assert_eq!(h.keys(&opened).data.cipher(), cipher);
         assert_eq!(h.unlock(b"wrong").unwrap_err(), CryptoError::WrongKey);
@@ -85,7 +85,10 @@ fn new_picks_random_id_current_time_and_the_masters_cipher() {
     assert_ne!(a.volume_id, b.volume_id);
     assert!(a.created_unix > CREATED);
     assert_eq!(a.cipher, Cipher::Aes256Gcm);
-    assert_eq!(a.unlock(PASS).unwrap().as_bytes(), master.as_bytes());
+    assert_eq!(
+        a.unlock(PASS).unwrap().current().as_bytes(),
+        master.as_bytes()
+    );
 }
 
 /// The worked sizes in docs/FORMAT.md: 10 B prefix + 16 id + 3 (65536 as
@@ -458,8 +461,14 @@ fn golden_v1_header_opens_and_upgrades() {
     .unwrap();
     assert_eq!(up.version, 2);
     let up = VolumeHeader::decode(&up.encode()).unwrap();
-    assert_eq!(up.unlock(GOLDEN_PASS).unwrap().as_bytes(), &GOLDEN_MASTER);
-    assert_eq!(up.unlock(b"new").unwrap().as_bytes(), &GOLDEN_MASTER);
+    assert_eq!(
+        up.unlock(GOLDEN_PASS).unwrap().current().as_bytes(),
+        &GOLDEN_MASTER
+    );
+    assert_eq!(
+        up.unlock(b"new").unwrap().current().as_bytes(),
+        &GOLDEN_MASTER
+    );
     assert_eq!(up.keyslots[0].kind.name(), "passphrase (v1)");
     // Downgrading the upgraded header's version fails its MAC.
     let mut down = up.clone();

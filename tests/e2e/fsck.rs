@@ -113,7 +113,7 @@ fn wrong_link_count_from_the_journal(backend: Backend) {
     let v = populated(backend);
     let store = v.store();
     let header = VolumeHeader::decode(&store.get("volume").unwrap()).unwrap();
-    let keys = Keys::derive(&header.unlock(PASS.as_bytes()).unwrap(), &header.volume_id);
+    let keys = Keys::from_ring(&header.unlock(PASS.as_bytes()).unwrap(), &header.volume_id);
     let last = store
         .list("meta/journal/")
         .unwrap()

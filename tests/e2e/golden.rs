@@ -73,6 +73,7 @@ macro_rules! golden {
 golden!(v1, "v1");
 golden!(v2, "v2");
 golden!(v2_aes, "v2-aes");
+golden!(v2_rotated, "v2-rotated");
 
 fn reads_as_its_manifest(version: &str) {
     let want = std::fs::read_to_string(format!(

@@ -31,6 +31,7 @@ mod proxy;
 mod requests;
 mod restore;
 mod rollback;
+mod rotation;
 mod roundtrip;
 mod s3;
 mod smoke;

@@ -126,3 +126,34 @@ fn small_files_read_cold_come_in_together(backend: Backend) {
     );
     assert!(get(&read, "GET") <= 10, "{read:?}");
 }
+
+per_backend!(small_fsyncs_cost_one_put_each: s3_proxy);
+/// A database's commits: a 4 KiB `pwrite` and `fsync` each, on a file kept
+/// open. Each costs one PUT, the journal segment carrying the data, not a
+/// pack and then a segment (plus, once, the audit segment holding the
+/// open, and maybe a lease renewal).
+fn small_fsyncs_cost_one_put_each(backend: Backend) {
+    let mut v = Volume::new(backend);
+    v.mount();
+    let db = v.path("db");
+    std::fs::write(&db, vec![7u8; 256 << 10]).unwrap();
+    sh(&format!("sync '{}'", db.display()));
+    wait_until_quiet(v.proxy());
+    v.proxy().reset_request_kinds();
+    let rounds = 20;
+    sh(&format!(
+        "python3 -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+for i in range({rounds}):
+    os.pwrite(fd, os.urandom(4096), i * 12288)
+    os.fsync(fd)
+os.close(fd)' '{}'",
+        db.display()
+    ));
+    let counts = v.proxy().request_kinds();
+    eprintln!("S3 requests, {rounds} × (4 KiB pwrite + fsync): {counts:?}");
+    assert!(get(&counts, "PUT") >= rounds, "{counts:?}");
+    assert!(get(&counts, "PUT") <= rounds + 3, "{counts:?}");
+    assert_eq!(get(&counts, "GET"), 0, "{counts:?}");
+    v.unmount();
+}

@@ -14,10 +14,11 @@ use super::super::args::S3Args;
 use super::super::control::{self, Peer, Reply, Request, Server};
 use super::super::error::{CliError, CliResult};
 use super::super::pidfile::{self, PidFile};
+use super::super::rotation::Rotation;
 use super::super::status::{AuditReport, CommitReport, LeaseReport, StatusReport};
 use super::super::{header, unlock};
 use crate::audit::{Record, format_time, now_ms};
-use crate::crypto::{MasterKey, SlotSecret};
+use crate::crypto::{KeyRing, SlotSecret};
 use crate::fs::Fs;
 use crate::lease::Holder;
 use crate::store::ObjectStore;
@@ -34,6 +35,8 @@ pub struct Daemon {
     /// changed since the mount) and the S3 settings KMS uses.
     pub store: Arc<dyn ObjectStore>,
     pub s3: S3Args,
+    /// The key rotation this mount runs, if any.
+    pub rotation: Arc<Rotation>,
 }
 
 /// The control socket, and for the writer the file naming this daemon as
@@ -103,11 +106,24 @@ fn answer(d: &Daemon, req: Request, peer: Peer) -> Reply {
         } => {
             let secret = secret.map(Zeroizing::new);
             let unlocked = unlock(d, secret, key_file, kms, slot)
-                .and_then(|master| fs.unlock(&master, by("unlock")).map_err(CliError::from));
+                .and_then(|ring| fs.unlock(&ring, by("unlock")).map_err(CliError::from));
             if unlocked.is_err() {
                 fs.failed_unlock();
             }
             Reply::from_result(unlocked, |()| Reply::Done)
+        }
+        Request::Rotate { ring, epoch, rate } => {
+            let ring = Zeroizing::new(ring);
+            let started = rotation_ring(d, &ring, epoch).and_then(|ring| {
+                d.rotation.spawn(
+                    Arc::clone(fs),
+                    d.holder.clone(),
+                    Arc::clone(&d.store),
+                    ring,
+                    rate,
+                )
+            });
+            Reply::from_result(started, |()| Reply::Done)
         }
         // Everything written so far belongs in the snapshot: data still
         // in the cache is flushed and its sizes journaled first.
@@ -135,7 +151,7 @@ fn answer(d: &Daemon, req: Request, peer: Peer) -> Reply {
     }
 }
 
-/// The master key from the secret sent (or KMS), against the header as
+/// The key ring from the secret sent (or KMS), against the header as
 /// it is now.
 fn unlock(
     d: &Daemon,
@@ -143,7 +159,7 @@ fn unlock(
     key_file: bool,
     kms: bool,
     slot: Option<u32>,
-) -> CliResult<MasterKey> {
+) -> CliResult<KeyRing> {
     let header = header::read(&*d.store)?;
     let (_, ring) = match (kms, &secret) {
         (true, _) => unlock::with_kms(&header, &d.s3, slot)?,
@@ -151,7 +167,20 @@ fn unlock(
         (false, Some(s)) => header.unlock_ring(SlotSecret::Passphrase(s), slot)?,
         (false, None) => return Err(CliError::usage("no passphrase or key file was sent")),
     };
-    Ok(ring.into_current())
+    Ok(ring)
+}
+
+/// The ring a rotation command sent, checked against the header as it is
+/// now: its newest epoch must be the one the header adopted.
+fn rotation_ring(d: &Daemon, encoded: &[u8], epoch: u32) -> CliResult<KeyRing> {
+    let header = header::read(&*d.store)?;
+    let ring = KeyRing::decode(encoded, epoch, header.cipher)?;
+    if header.epoch != epoch || header.verify_master(ring.current()).is_err() {
+        return Err(CliError::usage(
+            "the key ring sent is not the volume's current one; run key rotate again",
+        ));
+    }
+    Ok(ring)
 }
 
 fn status(d: &Daemon) -> StatusReport {
@@ -206,6 +235,7 @@ fn status(d: &Daemon) -> StatusReport {
                 uploads_failing: failing,
             }
         }),
+        rotation: d.rotation.report(),
         errors: crate::alert::recent(),
     }
 }

@@ -20,7 +20,7 @@ use log::warn;
 use super::super::error::{CliError, CliResult, EXIT_BUSY};
 use super::super::location::{LockGuard, StoreSpec};
 use super::super::process::ProcStat;
-use crate::crypto::{Keys, MasterKey, SubKey};
+use crate::crypto::{KeyRing, Keys, SubKey};
 use crate::fs::Fs;
 use crate::lease::{
     Acquired, Contender, DEFAULT_TTL, Holder, Identity, LeaseError, LeasedStore, SystemClock,
@@ -71,10 +71,10 @@ pub fn take(
     store: &Arc<dyn ObjectStore>,
     spec: &StoreSpec,
     header: &VolumeHeader,
-    master: &MasterKey,
+    ring: &KeyRing,
     force: bool,
 ) -> CliResult<(Taken, Option<LockGuard>)> {
-    let Keys { lease: key, .. } = Keys::derive(master, &header.volume_id);
+    let Keys { lease: key, .. } = Keys::from_ring(ring, &header.volume_id);
     let acquired = Contender {
         store: &**store,
         key: &key,

@@ -75,11 +75,11 @@ pub const ADMIN_CHAIN: &str = "a";
 /// command's failure.
 pub fn record_admin(
     store: Arc<dyn ObjectStore>,
-    master: &crate::crypto::MasterKey,
+    ring: &crate::crypto::KeyRing,
     volume_id: [u8; 16],
     what: &str,
 ) {
-    let key = crate::crypto::Keys::derive(master, &volume_id).audit;
+    let key = crate::crypto::Keys::from_ring(ring, &volume_id).audit;
     let recorded = Auditor::open(store, key, volume_id, ADMIN_CHAIN, &spool_dir(&volume_id))
         .and_then(|a| {
             a.record(Record::admin(what));

@@ -233,7 +233,7 @@ fn checkpoints_rewrite_only_changed_shards() {
     drop(fs);
 
     let master = vol.header.unlock(PASS).unwrap();
-    let keys = crate::crypto::Keys::derive(&master, &vol.header.volume_id);
+    let keys = crate::crypto::Keys::from_ring(&master, &vol.header.volume_id);
     let newest = checkpoint::list(&*vol.store).unwrap()[0];
     let index = checkpoint::read_index(&*vol.store, &keys, &vol.header.volume_id, newest).unwrap();
     let (s0, s1) = (index.shards[0], index.shards[1]);

@@ -281,7 +281,9 @@ fn journal_put_failing_after_its_pack_put_fails_fsync_and_gc_removes_the_orphan(
     let vol = Vol::new();
     let fault = FaultStore::new(vol.mem.clone());
     let plan = fault.plan();
-    let fs = vol.try_mount_on(retrying(fault), quiet()).unwrap();
+    let fs = vol
+        .try_mount_on(retrying(fault), packs_only(quiet()))
+        .unwrap();
     let a_data = pattern(100_000, 1);
     let a = put_file(&fs, "a", &a_data);
     fs.fsync(a, 0, false).unwrap();
@@ -382,7 +384,7 @@ fn transient_pack_put_faults_are_retried() {
 #[test]
 fn tampered_pack_reads_as_integrity_error_and_other_files_work() {
     let vol = Vol::new();
-    let fs = vol.mount_with(quiet());
+    let fs = vol.mount_with(packs_only(quiet()));
     let a_data = pattern(150_000, 1);
     let a = put_file(&fs, "a", &a_data);
     fs.fsync(a, 0, false).unwrap();
@@ -579,7 +581,7 @@ impl crate::store::ObjectStore for Gate {
 fn crash_never_leaves_mapped_bytes_past_eof() {
     let gate = Gate::default();
     let vol = Vol::create(gate.inner.clone(), Arc::new(gate.clone()), 65536);
-    let fs = vol.mount_with(quiet());
+    let fs = vol.mount_with(packs_only(quiet()));
     let size = 16 * 65536 + 38_926;
     let f = put_file(&fs, "f", &pattern(size, 1));
     fs.fsync(f, 0, false).unwrap();

@@ -86,7 +86,7 @@ fn a_claim_segment_is_empty_and_replays() {
     fs.shutdown().unwrap();
     let key = crate::meta::journal::journal_key(1);
     let seg = crate::meta::journal::open_segment(
-        &crate::crypto::Keys::derive(&vol.header.unlock(PASS).unwrap(), &vol.header.volume_id),
+        &crate::crypto::Keys::from_ring(&vol.header.unlock(PASS).unwrap(), &vol.header.volume_id),
         &vol.header.volume_id,
         1,
         &vol.mem.raw(&key).unwrap(),

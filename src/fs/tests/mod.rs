@@ -1,6 +1,7 @@
 //! Core tests over the memory store: no kernel, no network.
 
 mod basic;
+mod carried;
 mod faults;
 mod lease;
 mod model;
@@ -40,7 +41,12 @@ impl Vol {
         let master = crate::crypto::MasterKey::generate();
         let header = VolumeHeader::new(&master, PASS, KdfParams::insecure_fast(), chunk).unwrap();
         store.put_if_absent("volume", &header.encode()).unwrap();
-        Fs::format(store.clone(), &header, &master).unwrap();
+        Fs::format(
+            store.clone(),
+            &header,
+            &crate::crypto::KeyRing::single(0, master),
+        )
+        .unwrap();
         Vol { store, mem, header }
     }
 
@@ -95,6 +101,13 @@ pub fn quiet_with(f: impl FnOnce(&mut crate::engine::EngineOptions)) -> FsOption
         e.retire_grace = Duration::ZERO;
         f(e)
     })
+}
+
+/// `opts` with nothing carried in the journal: every fsync uploads a pack,
+/// for tests of the pack path itself.
+pub fn packs_only(mut opts: FsOptions) -> FsOptions {
+    opts.carry_bytes = 0;
+    opts
 }
 
 pub const ME: Caller = Caller::ROOT;

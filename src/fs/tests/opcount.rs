@@ -246,6 +246,40 @@ fn creating_5000_small_files_costs_a_few_dozen_puts() {
 
 const BIG: usize = 64 << 20;
 
+/// A database's commit: a 4 KiB write and fsync cost one PUT, the journal
+/// segment that carries the data (`meta::carried`), not a pack and then a
+/// segment.
+#[test]
+fn fsync_of_a_4k_write_is_one_put() {
+    let c = Counted::new(65536);
+    let fs = c.mount();
+    let (attr, o) = fs
+        .create(&ME, ROOT, os("db"), 0o644, 0o022, libc::O_RDWR)
+        .unwrap();
+    fs.write(&ME, attr.ino, o.fh, 0, &pattern(64 << 10, 1))
+        .unwrap();
+    fs.fsync(attr.ino, o.fh, false).unwrap();
+    for round in 0..5u8 {
+        let from = c.reset();
+        let off = 4096 * round as u64;
+        fs.write(&ME, attr.ino, o.fh, off, &pattern(4096, round))
+            .unwrap();
+        fs.fsync(attr.ino, o.fh, false).unwrap();
+        let n = c.counts();
+        let calls = c.explain(from);
+        eprintln!(
+            "4 KiB write + fsync: {} PUTs, {} bytes: {calls}",
+            n.puts(),
+            n.bytes_written
+        );
+        assert_eq!(n.puts(), 1, "{calls}");
+        assert_eq!(n.put_if_absent, 1, "the journal segment: {calls}");
+        assert_eq!(n.reads(), 0, "{calls}");
+    }
+    fs.release(attr.ino, o.fh).unwrap();
+    fs.shutdown().unwrap();
+}
+
 #[test]
 fn writing_64_mib_and_fsync_costs_about_8_pack_puts() {
     let c = Counted::new(65536);
