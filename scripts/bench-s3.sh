@@ -268,7 +268,7 @@ s3_report() {
     echo "Sequential file: $S3_SIZE_MB MiB. Small files: $S3_FILES × 4 KiB in one directory."
     echo "Tree: the first $S3_TREE_COUNT files of the tree above, in $S3_TREE_DIRS directories."
     [[ -n ${S3_PACK_MIB:-} ]] && echo "s3-raw: $S3_PACK_MIB MiB objects, $S3_PUT_CONC PUT(s) and $S3_GET_CONC GET(s) in flight, as sealedfs keeps."
-    echo "Seconds (lower is better); ratio = system's time / sealedfs's (> 1: sealedfs is faster; for s3-raw, sealedfs's share of the server's speed)."
+    echo "Seconds (lower is better); ratio = system's time / sealedfs's (> 1: sealedfs is faster; for s3-raw, sealedfs's share of the server's speed; its write ratio takes sealedfs's dd alone, durable at its end by conv=fsync)."
     echo "\"until durable\" includes the unmount, which for rclone waits until its uploads drained."
     echo
     printf '| operation |'
