@@ -37,6 +37,12 @@
 # sampled every 100 ms while it served; the maximum over all mounts, and
 # per mount. Per operation: the daemon's CPU time and syscall bytes
 # (/proc/PID/stat, /proc/PID/io) and the command's own CPU time.
+# Then the same run measures on S3 (scripts/bench-s3.sh has the details):
+# the S3 test server itself, sealedfs, rclone crypt and s3fs, each from an
+# empty bucket prefix: sequential write until durable, cold and warm
+# read, small files created until durable and read cold, untar until
+# durable, ls -lRA cold, daemon CPU and RSS; every file checked after a
+# remount, and a system that lost data reported.
 # docs/BENCHMARKS.md explains the method and holds measured results.
 #
 # Environment:
@@ -51,6 +57,16 @@
 #   BENCH_SEALEDFS_OPTS  extra `sealedfs mount` options, e.g. "--cache-size 64M"
 #   BENCH_NO_INSTALL=1  do not apt-get install missing peers
 #   BENCH_SKIP_BUILD=1  do not run cargo build --release
+#   BENCH_QUICK=1   a short run to iterate on: 128 MiB local and 64 MiB S3
+#                   files, the tree of /usr/include only, peers sealedfs
+#                   and gocryptfs locally, all four on S3, no SQLite (each
+#                   default still yields to its own variable)
+#   BENCH_S3=0      skip the S3 half
+#   BENCH_S3_SYSTEMS  which S3 systems (default "s3-raw s3-sealedfs s3-rclone s3-s3fs")
+#   BENCH_S3_SIZE_MB  the S3 sequential file in MiB (default 256; moto keeps
+#                   every object in memory)
+#   BENCH_S3_FILES  small files created and read on S3 (default 300, 4 KiB each)
+#   BENCH_S3_TREE_FILES  files in the S3 untar tree (default 300)
 #   BENCH_SQLITE=0  skip the SQLite commit rates (scripts/bench-sqlite.sh)
 # Output: the table on stdout, a markdown copy in target/bench/results.md,
 # daemon logs in target/bench/logs/. Needs root (drop_caches, apt-get).
@@ -67,6 +83,10 @@ fi
 [[ $# -eq 0 ]] || die "no arguments expected (see --help)"
 need_root "drop_caches, apt-get install"
 
+if [[ ${BENCH_QUICK:-0} == 1 ]]; then
+    : "${BENCH_SIZE_MB:=128}" "${BENCH_S3_SIZE_MB:=64}" "${BENCH_TREE:=/usr/include}"
+    : "${BENCH_SYSTEMS:=sealedfs gocryptfs}" "${BENCH_SQLITE:=0}"
+fi
 SIZE_MB=${BENCH_SIZE_MB:-1024}
 [[ $SIZE_MB =~ ^[1-9][0-9]*$ ]] || die "BENCH_SIZE_MB must be a positive number, not '$SIZE_MB'"
 CARGO_SRC=${CARGO_HOME:-$HOME/.cargo}/registry/src
@@ -76,18 +96,24 @@ read -r -a SYSTEMS <<<"${BENCH_SYSTEMS:-plain sealedfs sealedfs-aes gocryptfs cr
 PASS="sealedfs bench passphrase"
 OUT=$SEALEDFS_ROOT/target/bench
 LOGS=$OUT/logs
-SFS=$SEALEDFS_ROOT/target/release/sealedfs
+SFS=${CARGO_TARGET_DIR:-$SEALEDFS_ROOT/target}/release/sealedfs
 OPS=(write umount-w read untar umount-t ls-lR grep-r rm-rf)
+
+# shellcheck source=scripts/bench-s3.sh
+. "$(dirname "$0")/bench-s3.sh"
+[[ ${BENCH_S3:-1} == 0 ]] && S3_SYSTEMS=()
 
 # --- peers and build ----------------------------------------------------------
 
-declare -A PKG=([gocryptfs]=gocryptfs [cryfs]=cryfs [securefs]=securefs [rclone]=rclone)
+declare -A PKG=([gocryptfs]=gocryptfs [cryfs]=cryfs [securefs]=securefs [rclone]=rclone
+    [s3-rclone]=rclone [s3-s3fs]=s3fs)
 declare -A SKIP=() # system -> why it is not measured
 install_peers() {
     local want=() s
-    for s in "${SYSTEMS[@]}"; do
-        [[ -n ${PKG[$s]:-} ]] && ! command -v "$s" >/dev/null && want+=("$s")
+    for s in "${SYSTEMS[@]}" "${S3_SYSTEMS[@]}"; do
+        [[ -n ${PKG[$s]:-} ]] && ! command -v "${PKG[$s]}" >/dev/null && want+=("${PKG[$s]}")
     done
+    mapfile -t want < <(printf '%s\n' "${want[@]}" | sort -u | grep .)
     command -v fusermount3 >/dev/null || want+=(fuse3)
     [[ ${#want[@]} -gt 0 ]] || return 0
     if [[ ${BENCH_NO_INSTALL:-0} == 1 ]]; then
@@ -123,7 +149,8 @@ for s in "${SYSTEMS[@]}"; do
 done
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
     log "cargo build --release"
-    (cd "$SEALEDFS_ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+    (cd "$SEALEDFS_ROOT" && cargo build --release --quiet --bin sealedfs --example s3_raw) ||
+        die "cargo build --release failed"
 fi
 [[ -x $SFS ]] || die "missing $SFS"
 
@@ -165,6 +192,7 @@ cleanup() {
     for p in "${STARTED[@]}"; do
         alive "$p" && kill "$p" 2>/dev/null
     done
+    s3_stop
     safe_rm "$WORK" || log "warning: left $WORK"
     safe_rm "$SHM" || log "warning: left $SHM"
     exit "$rc"
@@ -380,13 +408,15 @@ EOF
 # tells when the uploads are done. `--vfs-write-back 0s` starts each upload
 # at close instead of 5 s later; without waiting for them, an unmount
 # leaves files in rclone's cache, not in the store.
-mount_rclone() {
-    local dirty
-    dirty=$(grep -rlE '"Dirty": *true' "$WORK/rclone-cache/vfsMeta" 2>/dev/null | wc -l)
+mount_rclone() { rclone_mount rclone "$WORK/rclone.conf" benchcrypt: "$WORK/rclone-cache"; }
+# rclone_mount SYS CONF REMOTE CACHE: starts rclone on $MNT in the background.
+rclone_mount() {
+    local sys=$1 conf=$2 remote=$3 cache=$4 dirty
+    dirty=$(grep -rlE '"Dirty": *true' "$cache/vfsMeta" 2>/dev/null | wc -l)
     if [[ $dirty -eq 0 ]]; then
-        rm -rf "$WORK/rclone-cache"/* # everything is in the store: read it from there
+        rm -rf "${cache:?}"/* # everything is in the store: read it from there
     else
-        NOTE[rclone]+="$dirty file(s) were still not uploaded after an unmount. "
+        NOTE[$sys]+="$dirty file(s) were still not uploaded after an unmount. "
     fi
     RC_PORT=''
     local p
@@ -394,25 +424,33 @@ mount_rclone() {
         [[ -z $(ss -ltnH "sport = :$p" 2>/dev/null) ]] && RC_PORT=$p && break
     done
     [[ -n $RC_PORT ]] || return 1
-    rclone --config "$WORK/rclone.conf" mount benchcrypt: "$MNT" \
-        --vfs-cache-mode writes --vfs-write-back 0s --cache-dir "$WORK/rclone-cache" \
+    # env -u: rclone refuses an AWS_CA_BUNDLE for its plain-HTTP S3 remote
+    # ("unable to load custom CA bundle"); the test server needs none.
+    env -u AWS_CA_BUNDLE rclone --config "$conf" mount "$remote" "$MNT" \
+        --vfs-cache-mode writes --vfs-write-back 0s --cache-dir "$cache" \
         --rc --rc-addr "127.0.0.1:$RC_PORT" --rc-no-auth \
-        --log-file "$LOGS/rclone.log" </dev/null &
+        --log-file "$LOGS/$sys.log" </dev/null &
     STARTED+=($!)
 }
-# rclone_uploads: queued + in-progress uploads, per the remote control.
+# rclone_uploads CONF: queued + in-progress uploads, per the remote control.
 rclone_uploads() {
-    rclone --config "$WORK/rclone.conf" rc --url "http://127.0.0.1:$RC_PORT/" vfs/stats 2>/dev/null |
+    rclone --config "$1" rc --url "http://127.0.0.1:$RC_PORT/" vfs/stats 2>/dev/null |
         awk -F'[:,]' '/"uploads(InProgress|Queued)"/ { n += $2; seen++ } END { print (seen == 2 ? n : "?") }'
 }
-unmount_rclone() {
-    local i zeros=0 n
+unmount_rclone() { rclone_unmount "$WORK/rclone.conf" "$WORK/rclone-cache"; }
+# rclone_unmount CONF CACHE: waits until the uploads drained, then
+# unmounts. Drained means no upload queued or running (vfs/stats) *and* no
+# file in the cache still marked dirty: right after a close, vfs/stats can
+# show nothing queued yet while the file is still only in the cache.
+rclone_unmount() {
+    local i zeros=0 n dirty
     for ((i = 0; i < 3000 && zeros < 2; i++)); do
-        n=$(rclone_uploads)
-        if [[ $n == 0 ]]; then ((zeros++)); else zeros=0; fi
+        n=$(rclone_uploads "$1")
+        dirty=$(grep -rlE '"Dirty": *true' "$2/vfsMeta" 2>/dev/null | wc -l)
+        if [[ $n == 0 && $dirty == 0 ]]; then ((zeros++)); else zeros=0; fi
         sleep 0.2
     done
-    [[ $zeros -ge 2 ]] || log "rclone: uploads not finished after 600 s (last count: $n)"
+    [[ $zeros -ge 2 ]] || log "rclone: uploads not finished after 600 s (last count: $n, dirty files: $dirty)"
     fusermount3 -u "$MNT"
 }
 
@@ -537,6 +575,7 @@ for s in "${SYSTEMS[@]}"; do
     [[ -n ${SKIP[$s]:-} ]] && { log "skipping $s: ${SKIP[$s]}"; continue; }
     run_system "$s"
 done
+[[ ${#S3_SYSTEMS[@]} -gt 0 ]] && s3_run
 
 # --- report -----------------------------------------------------------------------
 
@@ -585,110 +624,115 @@ for s in "${SYSTEMS[@]}"; do [[ -z ${SKIP[$s]:-} ]] && measured+=("$s"); done
     [[ -n ${BENCH_SEALEDFS_OPTS:-} ]] && echo "sealedfs mounted with: $BENCH_SEALEDFS_OPTS."
     echo "Sequential file: ${SIZE_MB} MiB of random bytes. Tree: $TREE_DESC — $TREE_FILES files, $TREE_DIRS directories, $TREE_MB MiB."
     echo
-    echo "Seconds per operation (lower is better); ratio = peer time / sealedfs time (> 1: sealedfs is faster)."
-    echo
-    printf '| operation |'
-    for s in "${measured[@]}"; do printf ' %s |' "$s"; done
-    echo
-    printf '|---|'
-    for s in "${measured[@]}"; do printf -- '---|'; done
-    echo
-    for op in "${OPS[@]}"; do
-        printf '| %s |' "${LABEL[$op]}"
-        for s in "${measured[@]}"; do
-            v=${T[$s,$op]:-–}
-            if [[ $s == plain && $op == umount-* ]]; then
-                printf ' – |'
-            elif [[ $s == sealedfs || $v == fail || $v == – ]]; then
-                printf ' %s |' "$v"
-            else
-                printf ' %s (%s×) |' "$v" "$(ratio "$v" "${T[sealedfs,$op]:-}")"
-            fi
-        done
+    if [[ ${#measured[@]} -gt 0 ]]; then
+        echo "## On the local disk"
         echo
-    done
-    for pair in write:umount-w untar:umount-t; do
-        a=${pair%%:*} b=${pair#*:}
-        printf '| %s + unmount (until stored) |' "$a"
-        for s in "${measured[@]}"; do
-            [[ $s == plain ]] && v=${T[$s,$a]:-} || v=$(sum "${T[$s,$a]:-}" "${T[$s,$b]:-}")
-            if [[ $s == sealedfs || $v == – ]]; then
-                printf ' %s |' "$v"
-            else
-                sv=$(sum "${T[sealedfs,$a]:-}" "${T[sealedfs,$b]:-}")
-                printf ' %s (%s×) |' "$v" "$(ratio "$v" "$sv")"
-            fi
-        done
-        echo
-    done
-    for op in write read; do
-        printf '| %s MiB/s |' "$op"
-        for s in "${measured[@]}"; do
-            awk -v t="${T[$s,$op]:-}" -v m="$SIZE_MB" 'BEGIN {
-                if (t ~ /^[0-9.]+$/ && t > 0) printf " %.0f |", m / t; else printf " – |" }'
-        done
-        echo
-    done
-    for m in HWM PEAK; do
-        if [[ $m == HWM ]]; then printf '| daemon VmHWM, MiB |'; else printf '| daemon peak RSS (sampled), MiB |'; fi
-        for s in "${measured[@]}"; do
-            declare -n mem=$m
-            v=${mem[$s]:-}
-            if [[ -z $v ]]; then
-                printf ' – |'
-            else
-                mib=$(awk -v k="$v" 'BEGIN { printf "%.0f", k / 1024 }')
-                if [[ $s == sealedfs ]]; then
-                    printf ' %s |' "$mib"
-                else
-                    printf ' %s (%s×) |' "$mib" "$(ratio "$v" "${mem[sealedfs]:-}")"
-                fi
-            fi
-            unset -n mem
-        done
-        echo
-    done
-    echo
-    echo "Versions:"
-    echo
-    for s in "${measured[@]}"; do echo "- $s: $(version_of "$s")"; done
-    for s in "${SYSTEMS[@]}"; do [[ -n ${SKIP[$s]:-} ]] && echo "- $s: not measured: ${SKIP[$s]}"; done
-    for s in "${measured[@]}"; do [[ -n ${NOTE[$s]:-} ]] && echo "- note on $s: ${NOTE[$s]}"; done
-    echo
-    for what in C IO K; do
-        case $what in
-        C) echo "Daemon CPU seconds during each operation (all threads; total=user+system):" ;;
-        IO) echo "Daemon syscall I/O during each operation, MiB read/written (rchar/wchar: store files and /dev/fuse alike):" ;;
-        K) echo "CPU seconds of the command itself (dd, tar, ls, grep, rm, sync; user + system, including the kernel's FUSE and page-cache work done in its syscalls):" ;;
-        esac
+        echo "Seconds per operation (lower is better); ratio = peer time / sealedfs time (> 1: sealedfs is faster)."
         echo
         printf '| operation |'
-        for s in "${measured[@]}"; do [[ $s != plain || $what == K ]] && printf ' %s |' "$s"; done
+        for s in "${measured[@]}"; do printf ' %s |' "$s"; done
         echo
         printf '|---|'
-        for s in "${measured[@]}"; do [[ $s != plain || $what == K ]] && printf -- '---|'; done
+        for s in "${measured[@]}"; do printf -- '---|'; done
         echo
-        declare -n tab=$what
-        for op in write read untar ls-lR grep-r rm-rf; do
+        for op in "${OPS[@]}"; do
             printf '| %s |' "${LABEL[$op]}"
-            for s in "${measured[@]}"; do [[ $s != plain || $what == K ]] && printf ' %s |' "${tab[$s,$op]:-–}"; done
+            for s in "${measured[@]}"; do
+                v=${T[$s,$op]:-–}
+                if [[ $s == plain && $op == umount-* ]]; then
+                    printf ' – |'
+                elif [[ $s == sealedfs || $v == fail || $v == – ]]; then
+                    printf ' %s |' "$v"
+                else
+                    printf ' %s (%s×) |' "$v" "$(ratio "$v" "${T[sealedfs,$op]:-}")"
+                fi
+            done
             echo
         done
-        unset -n tab
+        for pair in write:umount-w untar:umount-t; do
+            a=${pair%%:*} b=${pair#*:}
+            printf '| %s + unmount (until stored) |' "$a"
+            for s in "${measured[@]}"; do
+                [[ $s == plain ]] && v=${T[$s,$a]:-} || v=$(sum "${T[$s,$a]:-}" "${T[$s,$b]:-}")
+                if [[ $s == sealedfs || $v == – ]]; then
+                    printf ' %s |' "$v"
+                else
+                    sv=$(sum "${T[sealedfs,$a]:-}" "${T[sealedfs,$b]:-}")
+                    printf ' %s (%s×) |' "$v" "$(ratio "$v" "$sv")"
+                fi
+            done
+            echo
+        done
+        for op in write read; do
+            printf '| %s MiB/s |' "$op"
+            for s in "${measured[@]}"; do
+                awk -v t="${T[$s,$op]:-}" -v m="$SIZE_MB" 'BEGIN {
+                    if (t ~ /^[0-9.]+$/ && t > 0) printf " %.0f |", m / t; else printf " – |" }'
+            done
+            echo
+        done
+        for m in HWM PEAK; do
+            if [[ $m == HWM ]]; then printf '| daemon VmHWM, MiB |'; else printf '| daemon peak RSS (sampled), MiB |'; fi
+            for s in "${measured[@]}"; do
+                declare -n mem=$m
+                v=${mem[$s]:-}
+                if [[ -z $v ]]; then
+                    printf ' – |'
+                else
+                    mib=$(awk -v k="$v" 'BEGIN { printf "%.0f", k / 1024 }')
+                    if [[ $s == sealedfs ]]; then
+                        printf ' %s |' "$mib"
+                    else
+                        printf ' %s (%s×) |' "$mib" "$(ratio "$v" "${mem[sealedfs]:-}")"
+                    fi
+                fi
+                unset -n mem
+            done
+            echo
+        done
         echo
-    done
-    echo
-    echo "Daemon peak RSS (MiB) per mount, by what the mount was used for:"
-    echo
-    for s in "${measured[@]}"; do [[ -n ${PEAKS[$s]:-} ]] && echo "- $s: ${PEAKS[$s]%, }"; done
-    echo
-    echo "Consistency checks (must be equal across systems):"
-    echo
-    for c in big-ok ls-files ls-lines grep-hits; do
-        printf -- '- %s:' "$c"
-        for s in "${measured[@]}"; do printf ' %s=%s' "$s" "${CHECK[$s,$c]:-?}"; done
+        echo "Versions:"
         echo
-    done
+        for s in "${measured[@]}"; do echo "- $s: $(version_of "$s")"; done
+        for s in "${SYSTEMS[@]}"; do [[ -n ${SKIP[$s]:-} ]] && echo "- $s: not measured: ${SKIP[$s]}"; done
+        for s in "${measured[@]}"; do [[ -n ${NOTE[$s]:-} ]] && echo "- note on $s: ${NOTE[$s]}"; done
+        echo
+        for what in C IO K; do
+            case $what in
+            C) echo "Daemon CPU seconds during each operation (all threads; total=user+system):" ;;
+            IO) echo "Daemon syscall I/O during each operation, MiB read/written (rchar/wchar: store files and /dev/fuse alike):" ;;
+            K) echo "CPU seconds of the command itself (dd, tar, ls, grep, rm, sync; user + system, including the kernel's FUSE and page-cache work done in its syscalls):" ;;
+            esac
+            echo
+            printf '| operation |'
+            for s in "${measured[@]}"; do [[ $s != plain || $what == K ]] && printf ' %s |' "$s"; done
+            echo
+            printf '|---|'
+            for s in "${measured[@]}"; do [[ $s != plain || $what == K ]] && printf -- '---|'; done
+            echo
+            declare -n tab=$what
+            for op in write read untar ls-lR grep-r rm-rf; do
+                printf '| %s |' "${LABEL[$op]}"
+                for s in "${measured[@]}"; do [[ $s != plain || $what == K ]] && printf ' %s |' "${tab[$s,$op]:-–}"; done
+                echo
+            done
+            unset -n tab
+            echo
+        done
+        echo
+        echo "Daemon peak RSS (MiB) per mount, by what the mount was used for:"
+        echo
+        for s in "${measured[@]}"; do [[ -n ${PEAKS[$s]:-} ]] && echo "- $s: ${PEAKS[$s]%, }"; done
+        echo
+        echo "Consistency checks (must be equal across systems):"
+        echo
+        for c in big-ok ls-files ls-lines grep-hits; do
+            printf -- '- %s:' "$c"
+            for s in "${measured[@]}"; do printf ' %s=%s' "$s" "${CHECK[$s,$c]:-?}"; done
+            echo
+        done
+    fi
+    [[ ${#S3_SYSTEMS[@]} -gt 0 ]] && s3_report
 } >"$OUT/results.md"
 
 cat "$OUT/results.md"

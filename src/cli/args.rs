@@ -354,8 +354,27 @@ pub struct S3Args {
     pub conditional_writes: Option<bool>,
 }
 
-/// The plaintext cache of a mount unless a flag or the config file says.
-pub const DEFAULT_CACHE_SIZE: u64 = 256 << 20;
+/// The plaintext cache of a mount unless a flag or the config file says:
+/// a sixteenth of the machine's RAM, from 32 MiB to 256 MiB, so a small
+/// VM is not crowded out by a cache the size of a large host's.
+pub fn default_cache_size() -> u64 {
+    // SAFETY: sysconf has no preconditions; -1 (unknown) is handled.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    let ram = match (u64::try_from(pages), u64::try_from(page)) {
+        (Ok(n), Ok(p)) => n.saturating_mul(p),
+        _ => u64::MAX,
+    };
+    cache_size_for_ram(ram)
+}
+
+fn cache_size_for_ram(ram: u64) -> u64 {
+    (ram / 16).clamp(32 << 20, 256 << 20)
+}
 
 #[derive(Debug, Args)]
 pub struct MountArgs {
@@ -374,7 +393,8 @@ pub struct MountArgs {
     /// Mount options, comma separated (every flag has a spelling here).
     #[arg(short = 'o', value_name = "OPTS", long_help = mount_options::long_help())]
     pub options: Vec<String>,
-    /// Plaintext cache budget: clean, dirty and read-ahead data [default: 256M].
+    /// Plaintext cache budget: clean, dirty and read-ahead data [default:
+    /// 1/16 of RAM, from 32M to 256M].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub cache_size: Option<u64>,
     /// Read the passphrase from this file (one trailing newline is dropped).
@@ -493,6 +513,22 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn default_cache_is_a_sixteenth_of_ram_within_32m_and_256m() {
+        for (ram, want) in [
+            (0u64, 32u64 << 20),
+            (256 << 20, 32 << 20),
+            (1 << 30, 64 << 20),
+            (2 << 30, 128 << 20),
+            (4 << 30, 256 << 20),
+            (24 << 30, 256 << 20),
+            (u64::MAX, 256 << 20),
+        ] {
+            assert_eq!(cache_size_for_ram(ram), want, "RAM {ram}");
+        }
+        assert!((32 << 20..=256 << 20).contains(&default_cache_size()));
+    }
 
     #[test]
     fn sizes() {

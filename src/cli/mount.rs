@@ -42,7 +42,7 @@ use fuser::{Session, SessionUnmounter};
 use log::{error, info, warn};
 
 use super::anchor::{AnchorWriter, Anchors};
-use super::args::{DEFAULT_CACHE_SIZE, MountArgs};
+use super::args::{MountArgs, default_cache_size};
 use super::config::Config;
 use super::daemon::{self, Forked, Readiness};
 use super::error::{CliError, CliResult, EXIT_BUSY};
@@ -157,7 +157,7 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>)
         mount_point,
         config: session_config(&kernel),
         fs_opts: FsOptions {
-            cache_bytes: settings.cache_size.unwrap_or(DEFAULT_CACHE_SIZE),
+            cache_bytes: settings.cache_size.unwrap_or_else(default_cache_size),
             follow: req.follow.then(follow_interval),
             carry_bytes: crate::fs::CARRY_MAX,
             engine: tuned(EngineOptions {

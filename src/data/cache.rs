@@ -15,6 +15,10 @@
 //!   (`Arc::make_mut` copies only when a flush holds the old buffer).
 //! - Callers hold the filesystem's per-inode data lock when they change a
 //!   chunk; the cache's own lock is never held across store I/O.
+//! - Background read-ahead reserves the bytes its fetches hold while under
+//!   way (the sealed body and its plaintext); reserved bytes count against
+//!   the budget like cached ones, so streaming never takes the daemon's
+//!   memory past the budget by the runs in flight.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -45,6 +49,8 @@ pub struct Cache {
     dirty: BTreeMap<ChunkKey, Dirty>,
     dirty_bytes: u64,
     budget: u64,
+    /// Bytes held by read-ahead fetches under way (see the rules above).
+    reserved: u64,
     next_version: u64,
     /// Ranged GETs under way: (inode, first chunk) → end chunk. Concurrent
     /// readers of one file (the kernel sends several reads at once) wait
@@ -68,6 +74,7 @@ impl Cache {
             dirty: BTreeMap::new(),
             dirty_bytes: 0,
             budget,
+            reserved: 0,
             next_version: 1,
             fetching: BTreeMap::new(),
         }
@@ -92,6 +99,11 @@ impl Cache {
         self.clean.get(&key).cloned()
     }
 
+    /// Is `key` held, clean or dirty? Leaves the LRU order alone.
+    pub fn contains(&self, key: ChunkKey) -> bool {
+        self.dirty.contains_key(&key) || self.clean.contains(&key)
+    }
+
     pub fn is_dirty(&self, key: ChunkKey) -> bool {
         self.dirty.contains_key(&key)
     }
@@ -108,8 +120,20 @@ impl Cache {
         self.evict();
     }
 
+    /// Holds `bytes` against the budget for a fetch under way, evicting
+    /// clean chunks to make room.
+    pub fn reserve(&mut self, bytes: u64) {
+        self.reserved += bytes;
+        self.evict();
+    }
+
+    /// Gives back what [`Cache::reserve`] held.
+    pub fn release(&mut self, bytes: u64) {
+        self.reserved -= bytes.min(self.reserved);
+    }
+
     fn evict(&mut self) {
-        while self.clean_bytes + self.dirty_bytes > self.budget {
+        while self.clean_bytes + self.dirty_bytes + self.reserved > self.budget {
             match self.clean.pop_lru() {
                 Some((key, b)) => {
                     self.clean_keys.remove(&key);
@@ -470,6 +494,19 @@ mod tests {
         c.end_fetch((1, 4));
         assert!(!c.is_fetching((1, 5)));
         assert!(c.is_fetching((1, 3)));
+    }
+
+    #[test]
+    fn reserved_bytes_count_against_the_budget() {
+        let mut c = Cache::new(100);
+        c.put_clean((1, 0), Arc::new(vec![0; 40]));
+        c.put_clean((1, 1), Arc::new(vec![0; 40]));
+        c.reserve(30);
+        assert!(c.get((1, 0)).is_none(), "room made for the fetch");
+        assert_eq!(c.clean_bytes(), 40);
+        c.release(30);
+        c.put_clean((1, 2), Arc::new(vec![0; 40]));
+        assert_eq!(c.clean_bytes(), 80, "nothing reserved any more");
     }
 
     #[test]

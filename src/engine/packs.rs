@@ -13,7 +13,7 @@
 
 use super::Engine;
 use super::error::{EngineError, EngineResult};
-use crate::data::{Extent, PackId, Placed, open_segment, seal_pack};
+use crate::data::{Extent, PackId, Placed, SegRef, open_segment, seal_pack};
 use crate::meta::Record;
 
 /// A pack just made durable.
@@ -101,6 +101,52 @@ impl Engine {
                 .map_err(EngineError::Integrity)
             })
             .collect()
+    }
+}
+
+impl Engine {
+    /// Reads the pack bytes `range` with one ranged GET and opens each of
+    /// `segs` (segments of pack `pack`, which has `units` units, lying
+    /// inside `range`) on its own: one segment's failure is its own
+    /// result, so a reader can take the neighbours it fetched along with
+    /// its segment and leave the one that failed for its own read to
+    /// report.
+    pub fn read_segments(
+        &self,
+        pack: PackId,
+        units: u32,
+        range: std::ops::Range<u64>,
+        segs: &[SegRef],
+    ) -> EngineResult<Vec<EngineResult<Vec<u8>>>> {
+        let body = self.store.get_range(&pack.key(), range.clone())?;
+        let keys = self.keys.get()?;
+        Ok(segs
+            .iter()
+            .map(|s| {
+                let at = s.cipher_off.checked_sub(range.start);
+                let sealed = at
+                    .map(|a| a as usize..a as usize + s.cipher_len as usize)
+                    .and_then(|r| body.get(r))
+                    .ok_or_else(|| {
+                        EngineError::Integrity(crate::crypto::CryptoError::Malformed(format!(
+                            "segment {} of object {} lies outside the bytes fetched",
+                            s.unit,
+                            pack.key()
+                        )))
+                    })?;
+                let last = s.unit + 1 == units;
+                open_segment(
+                    &keys.data,
+                    &self.volume_id,
+                    pack,
+                    s.unit,
+                    last,
+                    sealed,
+                    s.plain_len,
+                )
+                .map_err(EngineError::Integrity)
+            })
+            .collect())
     }
 }
 

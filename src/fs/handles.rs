@@ -25,6 +25,13 @@ pub struct Handle {
     pub last_read_end: u64,
     /// Read-ahead in chunks; doubles while reads stay sequential.
     pub window: u32,
+    /// Background read-ahead (`prefetch`): the first chunk of this
+    /// sequential stream, the first chunk not yet asked for, and the size
+    /// in chunks of the next run; `run == 0` while the reader is not
+    /// sequential.
+    pub stream_start: u64,
+    pub ahead: u64,
+    pub run: u32,
 }
 
 #[derive(Default)]
@@ -51,6 +58,9 @@ impl Handles {
             dir: dir.map(Arc::new),
             last_read_end: 0,
             window: 1,
+            stream_start: 0,
+            ahead: 0,
+            run: 0,
         };
         self.map
             .lock()

@@ -29,6 +29,8 @@ mod follow;
 mod handles;
 mod live;
 mod lockdown;
+mod neighbours;
+mod prefetch;
 mod read;
 mod types;
 mod writeback;
@@ -39,8 +41,9 @@ mod tests;
 pub use error::{FsError, FsResult};
 pub use follow::Invalidator;
 pub use lockdown::Locked as LockReport;
+pub use prefetch::READ_AHEAD_GETS;
 pub use types::*;
-pub use writeback::CARRY_MAX;
+pub use writeback::{CARRY_MAX, PACK_TARGET};
 
 /// The root directory's inode number.
 pub use crate::meta::ROOT_INO as ROOT;
@@ -119,6 +122,7 @@ pub struct Fs {
     /// Names the kernel looked up, for audit paths.
     names: audit::Names,
     lockdown: lockdown::Lockdown,
+    prefetch: prefetch::Prefetcher,
 }
 
 /// `core` and the engine's tree, locked together ([`Fs::lock`]).
@@ -185,8 +189,10 @@ impl Fs {
             auditor: OnceLock::new(),
             names: audit::Names::default(),
             lockdown: lockdown::Lockdown::default(),
+            prefetch: prefetch::Prefetcher::default(),
             opts,
         });
+        prefetch::start(&fs);
         if !fs.opts.read_only() {
             writeback::start(&fs);
         }

@@ -5,7 +5,9 @@
 //!   punch of that file changes its map while a fetch is under way.
 //! - One GET covers the rest of a request, or the read-ahead window when
 //!   that is larger; the window doubles while a handle reads sequentially,
-//!   up to [`MAX_READAHEAD`] bytes.
+//!   up to [`MAX_READAHEAD`] bytes. A sequential reader also keeps runs
+//!   ahead of it in flight in the background (`prefetch`); a cold read of
+//!   a small file brings its directory's small files along (`neighbours`).
 //! - A fetch registers the chunks it covers; concurrent readers of them
 //!   wait for it instead of fetching again (the kernel sends several reads
 //!   of one file at once).
@@ -17,7 +19,8 @@ use std::sync::Arc;
 use super::{Fs, FsError, FsResult, Kind};
 use crate::alert::{self, Alert};
 use crate::data::offsets::{chunk_span, chunk_start};
-use crate::data::{Buf, Extent};
+use crate::data::{Buf, Extent, PackId};
+use crate::engine::EngineError;
 
 /// Read-ahead grows to this many bytes per store request.
 const MAX_READAHEAD: u64 = 8 << 20;
@@ -35,7 +38,11 @@ impl Fs {
         let Some(span) = self.span(ino, offset, size)? else {
             return Ok(Vec::new());
         };
-        let window = self.next_window(fh, &span) as u64;
+        let (window, plan) = self.next_window(fh, &span);
+        let window = window as u64;
+        if let Some(plan) = plan {
+            self.read_ahead(ino, fh, plan);
+        }
         let (first, count) = chunk_span(span.offset, span.end - span.offset, self.chunk_size);
         self.assemble(&span, |chunk| {
             // One GET covers the rest of this request, or the read-ahead
@@ -77,7 +84,9 @@ impl Fs {
                 }
             }
         }
-        self.next_window(fh, &span);
+        if let (_, Some(plan)) = self.next_window(fh, &span) {
+            self.read_ahead(ino, fh, plan);
+        }
         let mut bufs = bufs.into_iter();
         self.assemble(&span, |_| Ok(bufs.next().flatten()))
             .map(Some)
@@ -102,12 +111,14 @@ impl Fs {
         }))
     }
 
-    /// The handle's read-ahead window for this read, in chunks: doubles
-    /// while reads stay sequential.
-    fn next_window(&self, fh: u64, span: &Span) -> u32 {
+    /// The handle's read-ahead window for this read, in chunks (doubles
+    /// while reads stay sequential), and what its stream asks for ahead.
+    fn next_window(&self, fh: u64, span: &Span) -> (u32, Option<super::prefetch::Plan>) {
         let cs = self.chunk_size as u64;
+        let cap = self.ahead_cap();
         self.handles
             .with(fh, |h| {
+                let plan = super::prefetch::stream(h, span.offset, span.end, cs, cap);
                 h.window = if h.last_read_end == span.offset && span.offset > 0 {
                     (h.window * 2).min((MAX_READAHEAD / cs).max(1) as u32)
                 } else {
@@ -115,9 +126,9 @@ impl Fs {
                 };
                 h.last_read_end = span.end;
                 h.read += span.end - span.offset;
-                h.window
+                (h.window, plan)
             })
-            .unwrap_or(1)
+            .unwrap_or((1, None))
     }
 
     /// The bytes of `span`, chunk by chunk from `content` (`None`: a hole).
@@ -171,16 +182,31 @@ impl Fs {
                 cache = self.cache_cv.wait(cache).unwrap_or_else(|p| p.into_inner());
             }
         };
-        let _done = FetchDone { fs: self, key };
-        match self.fetch_run(ino, chunk, run) {
+        let _done = FetchDone::new(self, key);
+        if chunk == 0 && run == 1 {
+            if let Some(got) = self.fetch_with_neighbours(ino) {
+                return got;
+            }
+        }
+        match self.fetch_run(ino, chunk, run, true) {
             // Compaction may have moved the chunk and retired its old pack
             // between our map lookup and the GET: look again, once.
-            Err(FsError::Store(e)) if e.is_not_found() => self.fetch_run(ino, chunk, run),
+            Err(FsError::Store(e)) if e.is_not_found() => self.fetch_run(ino, chunk, run, true),
             other => other,
         }
     }
 
-    fn fetch_run(&self, ino: u64, chunk: u64, readahead: u64) -> FsResult<Option<Buf>> {
+    /// Fetches up to `readahead` chunks from `chunk` with one ranged GET,
+    /// caches them while the map still points at them, and returns the
+    /// first. `report`: a failure raises an alert (a reader's own fetch;
+    /// read-ahead leaves that to the reader).
+    pub(super) fn fetch_run(
+        &self,
+        ino: u64,
+        chunk: u64,
+        readahead: u64,
+        report: bool,
+    ) -> FsResult<Option<Buf>> {
         let (extent, skip, n, units) = {
             let l = self.lock();
             let size = self.inode_attr(&l, ino)?.size;
@@ -196,15 +222,26 @@ impl Fs {
                 .max(1);
             (e, (chunk - first) as u32, n as u32, units)
         };
-        let plains = self.read_segments(ino, chunk, &extent, skip, n, units)?;
-        let mut first_buf = None;
-        let mut cache = self.cache();
-        for (i, plain) in plains.into_iter().enumerate() {
-            let buf: Buf = Arc::new(plain);
-            if i == 0 {
-                first_buf = Some(buf.clone());
+        let plains = match report {
+            true => self.read_segments(ino, chunk, &extent, skip, n, units)?,
+            false => self.engine.read_run(&extent, skip, n, units)?,
+        };
+        let bufs: Vec<Buf> = plains.into_iter().map(Arc::new).collect();
+        let first_buf = bufs.first().cloned();
+        // A flush settles a chunk and remaps it under this lock: if the map
+        // still points where we read, no newer content can be cached yet.
+        let l = self.lock();
+        let map = l.ns().get(ino).and_then(|i| i.chunks());
+        if map.and_then(|m| m.extent_at(chunk)) == Some((chunk - skip as u64, extent)) {
+            let mut cache = self.cache();
+            // Locked since (`lockdown`): its cache was or will be emptied;
+            // a fetch that was under way must not fill it again.
+            if self.is_locked() {
+                return Ok(first_buf);
             }
-            cache.put_clean((ino, chunk + i as u64), buf);
+            for (i, buf) in bufs.into_iter().enumerate() {
+                cache.put_clean((ino, chunk + i as u64), buf);
+            }
         }
         Ok(first_buf)
     }
@@ -219,29 +256,41 @@ impl Fs {
         n: u32,
         units: u32,
     ) -> FsResult<Vec<Vec<u8>>> {
-        self.engine.read_run(extent, skip, n, units).map_err(|e| {
-            let kind = match e.is_integrity() {
-                true => Alert::Integrity,
-                false => Alert::Store,
-            };
-            alert::raise(
-                kind,
-                format_args!(
-                    "chunks {chunk}..{} of inode {ino} (object {}): {e}",
-                    chunk + n as u64,
-                    extent.pack.key()
-                ),
-            );
-            FsError::from(e)
-        })
+        self.engine
+            .read_run(extent, skip, n, units)
+            .map_err(|e| report(ino, chunk, n, &extent.pack, e))
     }
 }
 
-/// Ends a registered fetch however `chunk_content` leaves, and wakes the
+/// Raises the alert for a failed read of chunks `chunk .. chunk + n` of
+/// `ino` from `pack`, and turns it into the caller's error.
+pub(super) fn report(ino: u64, chunk: u64, n: u32, pack: &PackId, e: EngineError) -> FsError {
+    let kind = match e.is_integrity() {
+        true => Alert::Integrity,
+        false => Alert::Store,
+    };
+    alert::raise(
+        kind,
+        format_args!(
+            "chunks {chunk}..{} of inode {ino} (object {}): {e}",
+            chunk + n as u64,
+            pack.key()
+        ),
+    );
+    FsError::from(e)
+}
+
+/// Ends a registered fetch however its fetcher leaves, and wakes the
 /// readers waiting for it.
-struct FetchDone<'a> {
+pub(super) struct FetchDone<'a> {
     fs: &'a Fs,
     key: (u64, u64),
+}
+
+impl<'a> FetchDone<'a> {
+    pub(super) fn new(fs: &'a Fs, key: (u64, u64)) -> FetchDone<'a> {
+        FetchDone { fs, key }
+    }
 }
 
 impl Drop for FetchDone<'_> {

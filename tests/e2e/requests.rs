@@ -97,6 +97,36 @@ fn request_counts_of_common_operations(backend: Backend) {
     );
 }
 
+// Issue 10, part 3: 300 files of 4 KiB written together in one directory
+// and read cold one after another (`cat d/*`) cost a few ranged GETs,
+// not one per file; every byte is checked.
+per_backend!(small_files_read_cold_come_in_together: s3_proxy);
+fn small_files_read_cold_come_in_together(backend: Backend) {
+    let mut v = Volume::new(backend);
+    v.mount();
+    let dir = v.path("d");
+    std::fs::create_dir(&dir).unwrap();
+    let body = |i: usize| -> Vec<u8> { (0..4096).map(|j| (i * 7 + j) as u8).collect() };
+    for i in 0..300 {
+        std::fs::write(dir.join(format!("f{i:04}")), body(i)).unwrap();
+    }
+    v.unmount();
+    v.mount();
+    wait_until_quiet(v.proxy());
+    v.proxy().reset_request_kinds();
+    for i in 0..300 {
+        let got = std::fs::read(dir.join(format!("f{i:04}"))).unwrap();
+        assert!(got == body(i), "f{i:04} differs");
+    }
+    let read = v.proxy().request_kinds();
+    v.unmount();
+    eprintln!(
+        "S3 requests, 300 small files read cold: {} {read:?}",
+        total(&read)
+    );
+    assert!(get(&read, "GET") <= 10, "{read:?}");
+}
+
 per_backend!(small_fsyncs_cost_one_put_each: s3_proxy);
 /// A database's commits: a 4 KiB `pwrite` and `fsync` each, on a file kept
 /// open. Each costs one PUT, the journal segment carrying the data, not a
