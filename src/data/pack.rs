@@ -86,12 +86,7 @@ pub fn seal_pack(
         padded.clear();
         padded.extend_from_slice(plain);
         padded.resize(padded_len(plain_len) as usize, 0);
-        let ad = UnitAd {
-            volume_id,
-            object: &object,
-            unit: i as u64,
-            last: i + 1 == chunks.len(),
-        };
+        let ad = segment_ad(volume_id, &object, i as u32, i + 1 == chunks.len());
         let cipher_off = body.len() as u64;
         crypto::seal_into(key, &ad, &padded, &mut body);
         placed.push(Placed {
@@ -115,12 +110,7 @@ pub fn open_segment(
     plain_len: u32,
 ) -> Result<Vec<u8>, crypto::CryptoError> {
     let object = id.key();
-    let ad = UnitAd {
-        volume_id,
-        object: &object,
-        unit: unit as u64,
-        last,
-    };
+    let ad = segment_ad(volume_id, &object, unit, last);
     let mut plain = crypto::open(key, &ad, sealed)?;
     plain.truncate(plain_len as usize);
     Ok(plain)
@@ -156,6 +146,7 @@ pub fn segment_is_current(
     crypto::seal::is_current(key, &segment_ad(volume_id, &object, unit, last), sealed)
 }
 
+/// Segment `unit` of pack `object`; `last` for the pack's final one.
 fn segment_ad<'a>(volume_id: &'a [u8; 16], object: &'a str, unit: u32, last: bool) -> UnitAd<'a> {
     UnitAd {
         volume_id,
