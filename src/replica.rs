@@ -16,13 +16,15 @@
 //!   header is compared byte for byte. While the target's header names
 //!   another key epoch than the source's, every object is copied again:
 //!   a rotation may have re-sealed any of them.
-//! - Order: packs, then checkpoints (shards before indexes), snapshot
-//!   records, the attic, journal segments in seq order, and the header
-//!   last. A journal segment names only packs made durable before it was
-//!   committed, so the packs listed after the journal cover every segment
-//!   copied. A pack that vanishes before its copy was retired by a commit;
-//!   the pass then starts over with a fresh journal listing, which holds
-//!   that commit.
+//! - Order: packs, then checkpoints (shards before indexes), the attic,
+//!   snapshot records, journal segments in seq order, and the header
+//!   last. Everything that names packs is listed before the packs: a
+//!   journal segment names only packs made durable before it was
+//!   committed, and a checkpoint only packs that exist when it is written
+//!   (it lands the packs the journal carried first), so the packs listed
+//!   after them cover every segment and checkpoint copied. A pack that
+//!   vanishes before its copy was retired by a commit; the pass then
+//!   starts over with fresh listings, which hold that commit.
 //! - Never copied: the writer's lease (the replica is nobody's mount) and
 //!   conditional-write probes.
 //! - Deleted at the target: what the source no longer has, once the copy
@@ -116,23 +118,31 @@ pub fn replicate(
     };
     let at_start: BTreeSet<String> = keys(&src.list("data/")?);
     let mut pass = 0;
-    let (journal, packs) = loop {
+    let (metadata, journal, packs) = loop {
         pass += 1;
         if pass > MAX_PASSES {
             return Err(ReplicaError::Unsettled);
+        }
+        // Everything that names packs is listed before the packs: a
+        // snapshot record before the checkpoint it pins, checkpoints (which
+        // may land packs the journal carried) and the journal before the
+        // pack listing, so every pack they name is in it.
+        let mut metadata = Vec::new();
+        for prefix in [SNAPSHOT_PREFIX, "meta/attic/", CHECKPOINT_PREFIX] {
+            metadata.push(src.list(prefix)?);
         }
         let journal = src.list(JOURNAL_PREFIX)?;
         let packs = src.list("data/")?;
         let vanished = copy_all(src, dst, &packs, &present, opts, &mut report, progress)?;
         if vanished == 0 {
-            break (journal, packs);
+            break (metadata, journal, packs);
         }
         log::info!("{vanished} packs were retired during the copy; listing the journal again");
     };
     let mut others = Vec::new();
-    for prefix in [CHECKPOINT_PREFIX, SNAPSHOT_PREFIX, "meta/attic/"] {
-        let mut objects = src.list(prefix)?;
-        // A checkpoint's index is written last at the source: here too.
+    // Checkpoints first (each index after its shards, as at the source),
+    // then the snapshot records that pin them, then the attic.
+    for mut objects in metadata.into_iter().rev() {
         objects.sort_by_key(|o| (o.key.ends_with("/index"), o.key.clone()));
         copy_in_order(src, dst, &objects, &present, opts, &mut report)?;
         others.extend(objects);
@@ -370,6 +380,85 @@ mod tests {
     }
 
     const OPTS: Options = Options { verify: true };
+
+    /// A source where a checkpoint (landing a new pack first) is written
+    /// the moment the packs to copy are listed (the run's second listing of
+    /// `data/`; the first is what the source held at the start).
+    struct CheckpointDuringCopy {
+        inner: MemoryStore,
+        pack_listings: AtomicU64,
+    }
+
+    impl ObjectStore for CheckpointDuringCopy {
+        fn get(&self, key: &str) -> crate::store::StoreResult<Vec<u8>> {
+            self.inner.get(key)
+        }
+        fn get_range(
+            &self,
+            key: &str,
+            range: std::ops::Range<u64>,
+        ) -> crate::store::StoreResult<Vec<u8>> {
+            self.inner.get_range(key, range)
+        }
+        fn put(&self, key: &str, body: &[u8]) -> crate::store::StoreResult<()> {
+            self.inner.put(key, body)
+        }
+        fn put_if_absent(&self, key: &str, body: &[u8]) -> crate::store::StoreResult<()> {
+            self.inner.put_if_absent(key, body)
+        }
+        fn put_if_match(
+            &self,
+            key: &str,
+            body: &[u8],
+            etag: &str,
+        ) -> crate::store::StoreResult<()> {
+            self.inner.put_if_match(key, body, etag)
+        }
+        fn delete(&self, key: &str) -> crate::store::StoreResult<()> {
+            self.inner.delete(key)
+        }
+        fn list(&self, prefix: &str) -> crate::store::StoreResult<Vec<ObjectInfo>> {
+            let listed = self.inner.list(prefix);
+            if prefix == "data/" && self.pack_listings.fetch_add(1, Ordering::SeqCst) == 1 {
+                self.inner.put("data/dd/landed", &[4; 400]).unwrap();
+                let cp = "meta/checkpoint/0000000000000009";
+                self.inner
+                    .put(&format!("{cp}/000000"), b"names landed")
+                    .unwrap();
+                self.inner.put(&format!("{cp}/index"), b"index 9").unwrap();
+            }
+            listed
+        }
+        fn head(&self, key: &str) -> crate::store::StoreResult<Option<ObjectInfo>> {
+            self.inner.head(key)
+        }
+    }
+
+    /// A checkpoint written while the packs are being copied is not copied
+    /// without the packs it names: it is left for the next run.
+    #[test]
+    fn a_checkpoint_written_during_the_copy_never_lacks_its_packs() {
+        let (inner, dst) = (MemoryStore::new(), MemoryStore::new());
+        volume(&inner);
+        let src = CheckpointDuringCopy {
+            inner,
+            pack_listings: AtomicU64::new(0),
+        };
+        replicate(&src, &dst, OPTS, &|_, _| {}).unwrap();
+        let copied = dst.keys();
+        let has = |k: &str| copied.iter().any(|c| c == k);
+        assert!(
+            !has("meta/checkpoint/0000000000000009/index") || has("data/dd/landed"),
+            "{copied:?}"
+        );
+        replicate(&src, &dst, OPTS, &|_, _| {}).unwrap();
+        assert!(has("data/dd/landed") || dst.keys().iter().any(|k| k == "data/dd/landed"));
+        assert!(
+            dst.keys()
+                .iter()
+                .any(|k| k == "meta/checkpoint/0000000000000009/index")
+        );
+    }
 
     #[test]
     fn copies_everything_but_the_lease_then_only_what_is_new() {
