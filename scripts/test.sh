@@ -142,8 +142,10 @@ fips_suite() {
         cargo test --lib --test e2e -- --test-threads=2 \
         crypto:: data:: meta:: engine:: fs:: audit:: volume:: \
         roundtrip:: integrity:: smoke:: durability:: rotation:: golden:: 2>&1 |
-        tee "$SEALEDFS_TEST_LOGS/cargo-test-fips.log"
-    FSX_OPS=${FSX_FIPS_OPS:-20000} FSX_SEEDS=1 bash scripts/fsx.sh
+        tee "$SEALEDFS_TEST_LOGS/cargo-test-fips.log" || return
+    # Stages run under `if`, where `set -e` does not stop a function: every
+    # step says its own failure.
+    FSX_OPS=${FSX_FIPS_OPS:-20000} FSX_SEEDS=1 bash scripts/fsx.sh || return
 }
 
 # The summary ends with the real test totals (cargo's "test result:" lines

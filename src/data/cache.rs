@@ -38,6 +38,8 @@ struct Dirty {
     /// The version a flush is uploading right now, so a second flusher
     /// (fsync's, the background one) does not upload it again.
     in_flight: Option<u64>,
+    /// Bytes of that upload (counted in `Cache::flying`).
+    flight_len: u64,
 }
 
 pub struct Cache {
@@ -48,6 +50,8 @@ pub struct Cache {
     clean_bytes: u64,
     dirty: BTreeMap<ChunkKey, Dirty>,
     dirty_bytes: u64,
+    /// Dirty bytes taken by flushes under way.
+    flying: u64,
     budget: u64,
     /// Bytes held by read-ahead fetches under way (see the rules above).
     reserved: u64,
@@ -73,6 +77,7 @@ impl Cache {
             clean_bytes: 0,
             dirty: BTreeMap::new(),
             dirty_bytes: 0,
+            flying: 0,
             budget,
             reserved: 0,
             next_version: 1,
@@ -170,6 +175,7 @@ impl Cache {
                         version,
                         born: version,
                         in_flight: None,
+                        flight_len: 0,
                     },
                 );
             }
@@ -202,6 +208,7 @@ impl Cache {
         for k in doomed {
             let d = self.dirty.remove(&k).expect("listed above");
             self.dirty_bytes -= d.data.len() as u64;
+            self.flying -= d.flight_len;
         }
         let clean: Vec<ChunkKey> = self
             .clean_keys
@@ -312,6 +319,8 @@ impl Cache {
             .map(|k| {
                 let d = self.dirty.get_mut(&k).expect("listed above");
                 d.in_flight = Some(d.version);
+                self.flying = self.flying - d.flight_len + d.data.len() as u64;
+                d.flight_len = d.data.len() as u64;
                 FlushItem {
                     key: k,
                     data: d.data.clone(),
@@ -327,9 +336,20 @@ impl Cache {
             if let Some(d) = self.dirty.get_mut(&i.key) {
                 if d.in_flight == Some(i.version) {
                     d.in_flight = None;
+                    self.flying -= std::mem::take(&mut d.flight_len);
                 }
             }
         }
+    }
+
+    /// Dirty bytes no flush has taken yet: what the next pack can hold.
+    pub fn waiting_bytes(&self) -> u64 {
+        self.dirty_bytes.saturating_sub(self.flying)
+    }
+
+    /// Dirty bytes taken by flushes under way.
+    pub fn flying_bytes(&self) -> u64 {
+        self.flying
     }
 
     /// Is any chunk being uploaded now?
@@ -355,10 +375,12 @@ impl Cache {
         }
         if d.in_flight == Some(version) {
             d.in_flight = None;
+            self.flying -= std::mem::take(&mut d.flight_len);
         }
         if d.version == version {
             let d = self.dirty.remove(&key).expect("present");
             self.dirty_bytes -= d.data.len() as u64;
+            self.flying -= d.flight_len;
             self.put_clean(key, d.data);
         }
         true
@@ -410,6 +432,7 @@ impl Cache {
             }
         }
         self.dirty_bytes = 0;
+        self.flying = 0;
         dropped
     }
 

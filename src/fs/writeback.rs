@@ -150,9 +150,15 @@ fn flusher(weak: Weak<Fs>, wb: Arc<Writeback>, interval: Duration, first: bool) 
             }
             continue;
         }
+        if !urgent && fs.cache().flying_bytes() > 0 {
+            // The other flusher is uploading, and loops while a pack's
+            // worth waits: a tick now would cut a short pack out of data
+            // still being written. The next tick takes what is left.
+            continue;
+        }
         loop {
             match fs.flush_pack(ino, false) {
-                Ok(true) if ino.is_some() || fs.cache().dirty_bytes() >= PACK_TARGET => continue,
+                Ok(true) if ino.is_some() || fs.cache().waiting_bytes() >= PACK_TARGET => continue,
                 Ok(_) => break,
                 // Counted and logged by `flush_pack`; the next round retries.
                 Err(_) => break,
@@ -299,9 +305,14 @@ impl Fs {
     /// the cache, so a long copy runs at store speed in bounded memory.
     pub(crate) fn throttle(&self) -> FsResult<()> {
         let limit = (self.opts.cache_bytes / 2).max(2 * PACK_TARGET);
-        let dirty = self.cache().dirty_bytes();
-        if dirty >= PACK_TARGET {
-            // A pack's worth is ready: upload it now, not at the next tick.
+        let (dirty, waiting) = {
+            let c = self.cache();
+            (c.dirty_bytes(), c.waiting_bytes())
+        };
+        if waiting >= PACK_TARGET {
+            // A pack's worth no flush has taken is ready: upload it now,
+            // not at the next tick (and not a short one beside a flush
+            // under way).
             self.writeback.request(None);
         }
         if dirty <= limit {
