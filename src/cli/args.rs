@@ -123,7 +123,7 @@ pub struct AuditArgs {
 pub enum AuditAction {
     /// Check every chain of the trail, link by link, against the journal:
     /// exit 0 if intact, 5 naming the first bad segment.
-    Verify(AuditStoreArgs),
+    Verify(VolumeArgs),
     /// Remove the records older than a date (whole segments; the newest of
     /// each chain stays). Recorded in the trail itself.
     Prune(AuditPruneArgs),
@@ -179,8 +179,9 @@ pub enum AuditFormat {
     Csv,
 }
 
+/// A command that reads a volume (`audit verify`, `snapshot list`).
 #[derive(Debug, Args)]
-pub struct AuditStoreArgs {
+pub struct VolumeArgs {
     /// The volume: a local directory or s3://BUCKET[/PREFIX].
     pub store: String,
     #[command(flatten)]
@@ -248,7 +249,7 @@ pub enum SnapshotAction {
     /// on this host if it is mounted). Costs a checkpoint and one object.
     Create(SnapshotNameArgs),
     /// List the volume's snapshots, oldest first.
-    List(SnapshotListArgs),
+    List(VolumeArgs),
     /// Delete a snapshot and the data only it still held.
     Delete(SnapshotNameArgs),
 }
@@ -259,18 +260,6 @@ pub struct SnapshotNameArgs {
     pub store: String,
     /// The snapshot's name: letters, digits and -_.:@+.
     pub name: String,
-    #[command(flatten)]
-    pub key: KeySource,
-    #[command(flatten)]
-    pub s3: S3Args,
-}
-
-#[derive(Debug, Args)]
-pub struct SnapshotListArgs {
-    /// The volume: a local directory or s3://BUCKET[/PREFIX].
-    pub store: String,
-    #[command(flatten)]
-    pub json: super::json::JsonFlag,
     #[command(flatten)]
     pub key: KeySource,
     #[command(flatten)]

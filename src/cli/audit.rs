@@ -12,8 +12,8 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::args::{
-    AuditAction, AuditArgs, AuditFormat, AuditPruneArgs, AuditQueryArgs, AuditStoreArgs, KeySource,
-    S3Args,
+    AuditAction, AuditArgs, AuditFormat, AuditPruneArgs, AuditQueryArgs, KeySource, S3Args,
+    VolumeArgs,
 };
 use super::control::{self, Reply, Request};
 use super::error::{CliError, CliResult, EXIT_INTEGRITY};
@@ -333,7 +333,7 @@ struct ChainJson {
     records: u64,
 }
 
-fn verify(a: AuditStoreArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
+fn verify(a: VolumeArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
     let v = open(&a.store, &a.s3, &a.key, env_pass)?;
     let bound = newest_audit_binding(&*v.store, &v.keys, &v.volume_id).map_err(|e| {
         CliError::new(

@@ -210,11 +210,10 @@ pub(super) fn open(
     let store = spec.open()?;
     let h = header::read(&*store)?;
     process::forbid_core_dumps()?;
-    let secret = match (&current.passphrase_file, &current.current_key_file) {
-        (Some(p), _) => Some(Secret::PassphraseFile(p.clone())),
-        (None, Some(k)) => Some(Secret::KeyFile(k.clone())),
-        (None, None) => None,
-    };
+    let secret = Secret::from_flags(
+        current.passphrase_file.as_ref(),
+        current.current_key_file.as_ref(),
+    );
     let choice = KeyChoice {
         kms: current.kms,
         slot: None,

@@ -35,11 +35,7 @@ pub fn lock(args: LockArgs) -> CliResult<()> {
 pub fn unlock(args: UnlockArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
     let pid = daemon_of(&args.mountpoint)?;
     let key = &args.key;
-    let secret = match (&key.passphrase_file, &key.key_file) {
-        (Some(p), _) => Some(Secret::PassphraseFile(p.clone())),
-        (None, Some(k)) => Some(Secret::KeyFile(k.clone())),
-        (None, None) => None,
-    };
+    let secret = Secret::from_flags(key.passphrase_file.as_ref(), key.key_file.as_ref());
     let pass = match key.kms {
         true => None,
         false => Some(passphrase::obtain_from(

@@ -139,6 +139,21 @@ pub enum Secret {
     KeyFile(PathBuf),
 }
 
+impl Secret {
+    /// The secret a command's `--passphrase-file` / key-file flags name (a
+    /// passphrase file first), or `None` for the environment or a prompt.
+    pub fn from_flags(
+        passphrase_file: Option<&PathBuf>,
+        key_file: Option<&PathBuf>,
+    ) -> Option<Secret> {
+        match (passphrase_file, key_file) {
+            (Some(p), _) => Some(Secret::PassphraseFile(p.clone())),
+            (None, Some(k)) => Some(Secret::KeyFile(k.clone())),
+            (None, None) => None,
+        }
+    }
+}
+
 /// Larger files are not key files (a typo naming a disk image or a device).
 const MAX_SECRET_FILE: u64 = 64 << 10;
 

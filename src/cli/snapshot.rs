@@ -7,7 +7,7 @@
 //! moment ([`Writer`]); when a mount on another host holds the lease, it
 //! refuses (exit 4) naming that host. Listing only reads.
 
-use super::args::{SnapshotAction, SnapshotArgs, SnapshotListArgs, SnapshotNameArgs};
+use super::args::{SnapshotAction, SnapshotArgs, SnapshotNameArgs, VolumeArgs};
 use super::control::{self, Reply, Request};
 use super::error::{CliError, CliResult};
 use super::header;
@@ -92,7 +92,7 @@ fn empty_record() -> SnapshotRecord {
     }
 }
 
-fn list(a: SnapshotListArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
+fn list(a: VolumeArgs, env_pass: Option<Passphrase>) -> CliResult<()> {
     let spec = StoreSpec::parse(&a.store)?.with_s3(&a.s3);
     let store = spec.open()?;
     let header = header::read(&*store)?;

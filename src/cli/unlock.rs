@@ -73,11 +73,7 @@ pub fn ring(
     key: &KeySource,
     env_pass: Option<Passphrase>,
 ) -> CliResult<KeyRing> {
-    let secret = match (&key.passphrase_file, &key.key_file) {
-        (Some(p), _) => Some(Secret::PassphraseFile(p.clone())),
-        (None, Some(k)) => Some(Secret::KeyFile(k.clone())),
-        (None, None) => None,
-    };
+    let secret = Secret::from_flags(key.passphrase_file.as_ref(), key.key_file.as_ref());
     let choice = KeyChoice {
         kms: key.kms,
         slot: key.slot,
