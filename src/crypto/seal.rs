@@ -151,16 +151,38 @@ pub fn open_into(
     sealed: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), CryptoError> {
+    open_noting_epoch(key, ad, sealed, out).map(drop)
+}
+
+/// [`open`], also saying whether the unit was sealed under `key`'s own
+/// epoch (`true`) or an older one it carries: a rotation learns what is
+/// left to re-seal from the one open it needs anyway.
+pub fn open_current(
+    key: &SubKey,
+    ad: &UnitAd,
+    sealed: &[u8],
+) -> Result<(Vec<u8>, bool), CryptoError> {
+    let mut out = Vec::with_capacity(plain_len(sealed.len()).unwrap_or(0));
+    let current = open_noting_epoch(key, ad, sealed, &mut out)?;
+    Ok((out, current))
+}
+
+fn open_noting_epoch(
+    key: &SubKey,
+    ad: &UnitAd,
+    sealed: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<bool, CryptoError> {
     let first = open_epoch(key, ad, sealed, out);
     if first != Err(OpenFailure::Authentication) {
-        return first.map_err(|f| open_error(f, ad, sealed));
+        return first.map(|()| true).map_err(|f| open_error(f, ad, sealed));
     }
     for older in key.older() {
         if open_epoch(older, ad, sealed, out).is_ok() {
-            return Ok(());
+            return Ok(false);
         }
     }
-    first.map_err(|f| open_error(f, ad, sealed))
+    Err(open_error(OpenFailure::Authentication, ad, sealed))
 }
 
 /// Whether `sealed` opens under `key`'s own epoch (not an older one it

@@ -206,7 +206,7 @@ impl Walk<'_> {
         self.progress.plan(kept.len());
         let mut shards: BTreeMap<(u64, u64), ShardRef> = BTreeMap::new();
         for seq in kept {
-            match self.index(&meta, seq) {
+            match self.index(seq) {
                 Ok(refs) => shards.extend(refs.into_iter().map(|r| ((r.seq, r.n), r))),
                 Err(EngineError::Store(e)) if e.is_not_found() => {}
                 Err(e) => return Err(e),
@@ -216,7 +216,7 @@ impl Walk<'_> {
         self.progress.plan(shards.len());
         for r in shards.values() {
             let key = checkpoint::shard_key(r.seq, r.n);
-            self.whole(&meta, &key, &key)?;
+            self.whole(&meta, &key, &key, None)?;
             self.progress.step();
         }
         Ok(())
@@ -224,18 +224,22 @@ impl Walk<'_> {
 
     /// Rewrites index `seq` under the current epoch as version 2 unless it
     /// is that already; returns its shard refs.
-    fn index(&mut self, meta: &SubKey, seq: u64) -> EngineResult<Vec<ShardRef>> {
+    fn index(&mut self, seq: u64) -> EngineResult<Vec<ShardRef>> {
         self.check()?;
         let (store, vid) = (&*self.engine.store, &self.engine.volume_id);
         let key = checkpoint::index_key(seq);
         let Some(info) = store.head(&key)? else {
             return Ok(Vec::new());
         };
-        let sealed = store.get(&key)?;
+        let sealed = match store.get(&key) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
         // A copy for this step: no guard is held across the store calls.
         let keys = self.engine.keys.get()?.duplicate();
-        let read = checkpoint::read_index_versioned(store, &keys, vid, seq)?;
-        if read.by_content && is_current(meta, &UnitAd::whole(vid, &key), &sealed) {
+        let read = checkpoint::open_index(&keys, vid, seq, &sealed)?;
+        if read.by_content && read.current {
             return Ok(read.index.shards);
         }
         let mut shards = Vec::with_capacity(read.index.shards.len());
@@ -348,7 +352,7 @@ impl Walk<'_> {
                 _ => Some(o.key.clone()),
             };
             if let Some(ad_object) = sealed_for {
-                self.whole(&key, &o.key, &ad_object)?;
+                self.whole(&key, &o.key, &ad_object, Some(o.etag))?;
             }
             self.progress.step();
         }
@@ -356,12 +360,23 @@ impl Walk<'_> {
     }
 
     /// Re-seals object `key`, sealed as one unit for `ad_object`, unless it
-    /// is current already or gone.
-    fn whole(&mut self, sub: &SubKey, key: &str, ad_object: &str) -> EngineResult<()> {
+    /// is current already or gone. `etag`: the version a listing saw (the
+    /// rewrite is conditional on it), else asked for here.
+    fn whole(
+        &mut self,
+        sub: &SubKey,
+        key: &str,
+        ad_object: &str,
+        etag: Option<String>,
+    ) -> EngineResult<()> {
         self.check()?;
         let store = &*self.engine.store;
-        let Some(info) = store.head(key)? else {
-            return Ok(());
+        let etag = match etag {
+            Some(e) => e,
+            None => match store.head(key)? {
+                Some(info) => info.etag,
+                None => return Ok(()),
+            },
         };
         let sealed = match store.get(key) {
             Ok(b) => b,
@@ -369,12 +384,13 @@ impl Walk<'_> {
             Err(e) => return Err(e.into()),
         };
         let ad = UnitAd::whole(&self.engine.volume_id, ad_object);
-        if is_current(sub, &ad, &sealed) {
+        let (plain, current) = crypto::seal::open_current(sub, &ad, &sealed)?;
+        let plain = zeroize::Zeroizing::new(plain);
+        if current {
             return Ok(());
         }
-        let plain = zeroize::Zeroizing::new(crypto::open(sub, &ad, &sealed)?);
         let body = crypto::seal(sub, &ad, &plain);
-        self.put(key, &body, &info.etag)?;
+        self.put(key, &body, &etag)?;
         self.report.metadata += 1;
         self.progress
             .bytes

@@ -72,6 +72,8 @@ const INDEX_BY_CONTENT: u8 = 2;
 /// An index as read, and how its shard hashes bind.
 pub struct ReadIndex {
     pub index: Index,
+    /// Sealed under the key's own epoch, not an older one (a rotation).
+    pub current: bool,
     /// Shard hashes are content digests (version 2), not sealed-object
     /// hashes (version 1).
     pub by_content: bool,
@@ -91,11 +93,13 @@ fn decode_index(key: &str, plain: &[u8]) -> Result<ReadIndex, MetaError> {
             v1.extend_from_slice(body);
             Ok(ReadIndex {
                 index: decode(key, &v1)?,
+                current: true,
                 by_content: true,
             })
         }
         _ => Ok(ReadIndex {
             index: decode(key, plain)?,
+            current: true,
             by_content: false,
         }),
     }
@@ -224,14 +228,25 @@ pub fn read_index_versioned(
     volume_id: &[u8; 16],
     seq: u64,
 ) -> Result<ReadIndex, MetaError> {
+    let sealed = store.get_max(&index_key(seq), MAX_OBJECT_BYTES)?;
+    open_index(keys, volume_id, seq, &sealed)
+}
+
+/// Opens index `seq` from its sealed bytes.
+pub fn open_index(
+    keys: &Keys,
+    volume_id: &[u8; 16],
+    seq: u64,
+    sealed: &[u8],
+) -> Result<ReadIndex, MetaError> {
     let key = index_key(seq);
-    let sealed = store.get_max(&key, MAX_OBJECT_BYTES)?;
-    let plain = crypto::open(&keys.meta, &UnitAd::whole(volume_id, &key), &sealed)?;
+    let (plain, current) =
+        crypto::seal::open_current(&keys.meta, &UnitAd::whole(volume_id, &key), sealed)?;
     let read = decode_index(&key, &plain)?;
     if read.index.seq != seq {
         return Err(Corrupt(format!("{key} claims seq {}", read.index.seq)).into());
     }
-    Ok(read)
+    Ok(ReadIndex { current, ..read })
 }
 
 /// Reads and opens shard `r`, checked against its index entry.
@@ -284,7 +299,9 @@ pub fn read(
     volume_id: &[u8; 16],
     seq: u64,
 ) -> Result<Loaded, MetaError> {
-    let ReadIndex { index, by_content } = read_index_versioned(store, keys, volume_id, seq)?;
+    let ReadIndex {
+        index, by_content, ..
+    } = read_index_versioned(store, keys, volume_id, seq)?;
     // GETs run on a few threads, so a mount on S3 waits for the network's
     // latency once per thread, not once per shard; opening and decoding
     // stay on this thread (decoding on several measured slower and
