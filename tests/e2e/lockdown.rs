@@ -106,10 +106,18 @@ fn an_idle_mount_locks_itself() {
 fn only_root_and_the_owner_reach_the_control_socket() {
     let mut v = Volume::local();
     fs::set_permissions(v.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    // A copy the other user can run: the build tree may sit in a private
+    // directory (`mktemp -d` makes it 0700).
+    let sealedfs = v.dir.path().join("sealedfs");
+    fs::copy(bin(), &sealedfs).unwrap();
+    fs::set_permissions(&sealedfs, fs::Permissions::from_mode(0o755)).unwrap();
     v.mount_with(&["-o", "allow_other"]);
     let m = v.mnt.display().to_string();
     for cmd in ["status", "lock", "unlock"] {
-        let (ok, out) = user_sh(&format!("SEALEDFS_PASSPHRASE=x {} {cmd} '{m}'", bin()));
+        let (ok, out) = user_sh(&format!(
+            "SEALEDFS_PASSPHRASE=x {} {cmd} '{m}'",
+            sealedfs.display()
+        ));
         assert!(!ok, "{cmd} as another user: {out}");
         assert!(
             out.contains("only root and the user who mounted it"),
