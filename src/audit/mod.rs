@@ -116,6 +116,8 @@ impl Auditor {
         }
         if !leftovers.is_empty() {
             spool.close_generation().map_err(io)?;
+            // Durable before the dead instance's files go.
+            spool.make_durable().map_err(io)?;
             for f in leftovers.iter().flat_map(|l| &l.files) {
                 let _ = std::fs::remove_file(f);
             }
@@ -190,7 +192,7 @@ impl Auditor {
             if let Err(e) = s.spool.close_generation() {
                 crate::alert::raise(
                     crate::alert::Alert::Audit,
-                    format_args!("cannot make the spool durable ({e})"),
+                    format_args!("cannot close a spool generation ({e})"),
                 );
             }
             let first = s.first_pending;
@@ -246,6 +248,12 @@ impl Auditor {
                 Ok(head)
             }
             Err(e) => {
+                if let Err(e) = s.spool.make_durable() {
+                    crate::alert::raise(
+                        crate::alert::Alert::Audit,
+                        format_args!("cannot make the spool durable ({e})"),
+                    );
+                }
                 if !std::mem::replace(&mut s.failing, true) {
                     let msg = format_args!("an upload failed, records wait in the spool: {e}");
                     crate::alert::raise(crate::alert::Alert::Audit, msg);

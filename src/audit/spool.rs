@@ -14,9 +14,12 @@
 //! - A frame is `index (u64, big-endian) ‖ len (u32, big-endian) ‖ sealed
 //!   record`, sealed under the audit key with `spool/<chain>` and the
 //!   index in the associated data: a spool file shows only sizes.
-//! - Appends are plain `write`s: they survive the process being killed;
-//!   closing a generation `fsync`s it (a flush), so records a commit
-//!   depends on survive a power loss too.
+//! - Appends are plain `write`s: they survive the process being killed.
+//!   A flush closes a generation and uploads it; only when that upload
+//!   fails does it `fsync` the closed generations ([`Spool::make_durable`]),
+//!   so records a commit depends on survive a power loss either in the
+//!   store or here, and a commit whose upload works pays no local fsync
+//!   (on the local store two of a commit's six fsyncs were the spool's).
 //! - The owner holds an exclusive `flock` on its `.open` file while it
 //!   runs; recovery takes only instances whose `.open` lock it gets, so a
 //!   live mount's spool (a follower's, or a stopped writer's) is left
@@ -110,16 +113,26 @@ impl Spool {
             .write_all(&frame(key, volume_id, &self.chain, index, r)?)
     }
 
-    /// Makes what was appended durable and closes it as a generation;
-    /// later records go to a fresh `.open`.
+    /// Closes what was appended as a generation; later records go to a
+    /// fresh `.open`. Not durable yet: the upload or [`Spool::make_durable`]
+    /// makes it so. Losing the rename in a crash is harmless, since
+    /// recovery reads `.open` and every generation alike.
     pub fn close_generation(&mut self) -> io::Result<()> {
-        self.open.sync_all()?;
         let open = self.dir.join(format!("{}.open", self.stem));
         let g = self.next_generation;
         fs::rename(&open, self.dir.join(format!("{}.{g:08x}", self.stem)))?;
         self.next_generation += 1;
         self.closed.push(g);
         self.open = open_locked(&open)?.ok_or_else(|| io::Error::other("spool lock lost"))?;
+        Ok(())
+    }
+
+    /// Puts the closed generations on disk for good: their upload failed,
+    /// and a commit may go on without it.
+    pub fn make_durable(&self) -> io::Result<()> {
+        for g in &self.closed {
+            File::open(self.dir.join(format!("{}.{g:08x}", self.stem)))?.sync_all()?;
+        }
         File::open(&self.dir)?.sync_all()
     }
 
