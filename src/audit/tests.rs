@@ -103,3 +103,36 @@ fn a_dead_mounts_spool_is_adopted_exactly_once() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn records_whose_upload_failed_stay_in_the_spool_for_the_next_mount() {
+    let master = MasterKey::generate();
+    let memory: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let plan = crate::store::FaultPlan::new();
+    let faulty: Arc<dyn ObjectStore> = Arc::new(crate::store::FaultStore::with_plan(
+        Arc::clone(&memory),
+        plan.clone(),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let dead = Auditor::open(faulty, key(&master), VID, "w", dir.path()).unwrap();
+    dead.record(rec(1));
+    dead.flush().unwrap();
+    // The second upload fails: its generation stays on disk, closed (and
+    // fsynced: the only spool fsync a flush makes).
+    dead.record(rec(2));
+    plan.fail_matching(&[crate::store::Op::PutIfAbsent], "audit/", 1);
+    assert!(dead.flush().is_err());
+    let stem = format!("w~{}", hex::encode(dead.instance));
+    assert!(dir.path().join(format!("{stem}.00000002")).exists());
+    // Killed now: its files outlive it, its lock does not.
+    let copy = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(dir.path()).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), copy.path().join(e.file_name())).unwrap();
+    }
+    drop(dead);
+    let next = Auditor::open(Arc::clone(&memory), key(&master), VID, "w", copy.path()).unwrap();
+    next.flush().unwrap();
+    assert_eq!(pids(&*memory, &master), [1, 2]);
+    assert!(intact(&*memory, &master));
+}
