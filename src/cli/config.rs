@@ -145,7 +145,9 @@ fn apply(settings: &mut Settings, key: &str, value: &toml::Value) -> Result<(), 
         (None, Value::Boolean(false)) => return Ok(()),
         (None, _) => return Err(format!("{key} must be true or false")),
         (Some(_), Value::String(s)) => format!("{key}={s}"),
-        (Some(_), Value::Integer(n)) if key == "cache_size" => format!("{key}={n}"),
+        (Some(_), Value::Integer(n)) if key == "cache_size" || key == "cache_dir_size" => {
+            format!("{key}={n}")
+        }
         (Some(meta), _) => return Err(format!("{key} must be a string ({meta})")),
     };
     let mut req = MountRequest {
