@@ -7,6 +7,9 @@
 #                flight as sealedfs keeps (examples/s3_raw.rs, the same
 #                client library sealedfs uses)
 #   s3-sealedfs  sealedfs with the volume in a fresh bucket prefix
+#   s3-sealedfs-dc  the same with the disk cache (--cache-dir on the bench
+#                disk, default bound): its cold read after the remount is
+#                served by the pack ciphertext written through at upload
 #   s3-rclone    an rclone crypt remote over an S3 remote, `rclone mount
 #                --vfs-cache-mode writes`; every figure includes waiting
 #                until its uploads drained
@@ -36,7 +39,7 @@
 S3_SIZE_MB=${BENCH_S3_SIZE_MB:-256}
 S3_FILES=${BENCH_S3_FILES:-300}
 S3_TREE_FILES=${BENCH_S3_TREE_FILES:-300}
-read -r -a S3_SYSTEMS <<<"${BENCH_S3_SYSTEMS:-s3-raw s3-sealedfs s3-rclone s3-s3fs}"
+read -r -a S3_SYSTEMS <<<"${BENCH_S3_SYSTEMS:-s3-raw s3-sealedfs s3-sealedfs-dc s3-rclone s3-s3fs}"
 S3_RAW=${CARGO_TARGET_DIR:-$SEALEDFS_ROOT/target}/release/examples/s3_raw
 declare -A S3_CHECK=() # system -> what the check after remount found
 
@@ -79,6 +82,15 @@ setup_s3-sealedfs() {
 }
 mount_s3-sealedfs() { mount_sealedfs; }
 unmount_s3-sealedfs() { unmount_sealedfs; }
+setup_s3-sealedfs-dc() {
+    STORE=s3://$S3_BUCKET/$(s3_prefix sealedfs-dc)
+    rm -rf "${WORK:?}/s3-disk-cache"
+    setup_sealedfs
+}
+mount_s3-sealedfs-dc() {
+    BENCH_SEALEDFS_OPTS="${BENCH_SEALEDFS_OPTS:-} --cache-dir $WORK/s3-disk-cache" mount_sealedfs
+}
+unmount_s3-sealedfs-dc() { unmount_sealedfs; }
 
 setup_s3-rclone() {
     local prefix
@@ -188,6 +200,7 @@ run_s3_system() {
     # The check reads what the store holds, as a new host would: rclone
     # starts from an empty cache, so a file it never uploaded is missing.
     [[ $sys == s3-rclone ]] && rm -rf "${WORK:?}/s3-rclone-cache"/*
+    [[ $sys == s3-sealedfs-dc ]] && rm -rf "${WORK:?}/s3-disk-cache"
     PHASE="check"
     mount_sys "$sys" || { SKIP[$sys]="remount failed"; return; }
     s3_check "$sys"
@@ -214,7 +227,7 @@ s3_run() {
     for s in "${S3_SYSTEMS[@]}"; do
         case $s in
         s3-raw) [[ -x $S3_RAW ]] || SKIP[$s]="missing $S3_RAW" ;;
-        s3-sealedfs) ;;
+        s3-sealedfs | s3-sealedfs-dc) ;;
         s3-rclone | s3-s3fs) command -v "${s#s3-}" >/dev/null || SKIP[$s]="not installed" ;;
         *) die "unknown system '$s' in BENCH_S3_SYSTEMS" ;;
         esac
