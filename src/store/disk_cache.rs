@@ -24,7 +24,8 @@
 //! `tmp/` and renamed into place, or appended to when it extends a prefix
 //! (only under the index lock, after checking its length): a crash leaves
 //! at worst a torn tail, which authentication catches. At open the
-//! directory is scanned and the index rebuilt, oldest modification first.
+//! directory is scanned and the index rebuilt, least recently used first
+//! (a hit sets its file's modification time).
 //!
 //! Reads: blocks covering the range that hold what the range needs are
 //! read from disk; the missing ones, from the first to the last, come in
@@ -48,7 +49,9 @@ use log::{info, warn};
 use super::{ObjectInfo, ObjectStore, StoreResult};
 use index::{BlockId, Index};
 
-/// Bytes of an object per cache file.
+/// Bytes of an object per cache file: mountpoint-s3's block size, and an
+/// eighth of a full pack, so a ranged read of a few segments over-fetches
+/// at most one block's worth and a sequential read is a few files per GET.
 pub const BLOCK: u64 = 1 << 20;
 
 /// What `status` shows.
@@ -245,6 +248,8 @@ impl DiskCache {
             f.seek(SeekFrom::Start(from))?;
             let mut buf = vec![0; (to - from) as usize];
             f.read_exact(&mut buf)?;
+            // The next mount's index orders blocks by this time.
+            let _ = f.set_modified(std::time::SystemTime::now());
             Ok(buf)
         };
         match read() {
