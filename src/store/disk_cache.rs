@@ -241,27 +241,36 @@ impl DiskCache {
         !ids.is_empty()
     }
 
-    /// Bytes `from .. to` of block `id`, if its file holds them.
-    fn read_block(&self, id: &BlockId, from: u64, to: u64) -> Option<Vec<u8>> {
-        let read = || -> io::Result<Vec<u8>> {
+    /// Appends bytes `from .. to` of block `id` to `out`; false (and
+    /// `out` as it was, the block dropped) if its file does not hold them.
+    fn read_block(&self, id: &BlockId, from: u64, to: u64, out: &mut Vec<u8>) -> bool {
+        let at = out.len();
+        let mut read = || -> io::Result<()> {
             let mut f = File::open(self.path(id))?;
             f.seek(SeekFrom::Start(from))?;
-            let mut buf = vec![0; (to - from) as usize];
-            f.read_exact(&mut buf)?;
+            // Straight into `out`'s spare capacity: no zeroing, no copy.
+            let n = (&mut f).take(to - from).read_to_end(out)?;
+            if n as u64 != to - from {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{n} bytes where {} belong", to - from),
+                ));
+            }
             // The next mount's index orders blocks by this time.
             let _ = f.set_modified(std::time::SystemTime::now());
-            Ok(buf)
+            Ok(())
         };
         match read() {
-            Ok(b) => Some(b),
+            Ok(()) => true,
             Err(e) => {
+                out.truncate(at);
                 warn!(
                     "disk cache: block {} of {} unreadable ({e}); dropped, fetching from the store",
                     id.1, id.0
                 );
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 self.drop_object(&id.0);
-                None
+                false
             }
         }
     }
@@ -413,10 +422,9 @@ impl<S: ObjectStore> DiskCachedStore<S> {
             if pos < fetch_start {
                 to = to.min(fetch_start);
             }
-            match c.read_block(&id(n), pos - n * b, to - n * b) {
-                Some(bytes) => out.extend_from_slice(&bytes),
+            if !c.read_block(&id(n), pos - n * b, to - n * b, &mut out) {
                 // Unreadable, and dropped: the store answers for it all.
-                None => return self.inner.get_range(key, range),
+                return self.inner.get_range(key, range);
             }
             pos = to;
         }
