@@ -86,7 +86,7 @@ impl Engine {
                 let key = extent.pack.key();
                 let body = self.store.get_range(&key, range.clone())?;
                 return match self.open_run(extent, skip, n, units, &body) {
-                    Err(e) if e.is_integrity() && self.store.forget(&key) => {
+                    Err(e) if e.is_integrity() && self.store.forget(&key, range.clone()) => {
                         let body = self.store.get_range(&key, range)?;
                         self.open_run(extent, skip, n, units, &body)
                     }
@@ -147,7 +147,7 @@ impl Engine {
         let opened = self.open_segments(pack, units, &range, segs, &body)?;
         // A copy kept by a store decorator that fails is dropped and the
         // range read once more from the store (see `read_run`).
-        if opened.iter().any(|r| r.is_err()) && self.store.forget(&key) {
+        if opened.iter().any(|r| r.is_err()) && self.store.forget(&key, range.clone()) {
             let body = self.store.get_range(&key, range.clone())?;
             return self.open_segments(pack, units, &range, segs, &body);
         }

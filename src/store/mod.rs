@@ -299,13 +299,13 @@ pub trait ObjectStore: Send + Sync {
     fn space(&self) -> Option<(u64, u64)> {
         None
     }
-    /// The caller found bytes of `key` it read failing authentication:
-    /// a decorator that answered from a copy of its own (the disk cache)
-    /// drops it and returns true, and the caller reads once more, from
-    /// the store. False: nothing here was a copy; a re-read would see the
-    /// same bytes.
-    fn forget(&self, key: &str) -> bool {
-        let _ = key;
+    /// The caller found bytes `range` of `key` it read failing
+    /// authentication: a decorator that answered from a copy of its own
+    /// (the disk cache) drops that part of it and returns true, and the
+    /// caller reads once more, from the store. False: nothing here was a
+    /// copy; a re-read would see the same bytes.
+    fn forget(&self, key: &str, range: Range<u64>) -> bool {
+        let _ = (key, range);
         false
     }
 }
@@ -347,7 +347,7 @@ impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
     fn conditional_writes(&self) -> bool {
         (**self).conditional_writes()
     }
-    fn forget(&self, key: &str) -> bool {
-        (**self).forget(key)
+    fn forget(&self, key: &str, range: Range<u64>) -> bool {
+        (**self).forget(key, range)
     }
 }

@@ -26,9 +26,14 @@ fn bytes_of(files: &[PathBuf]) -> u64 {
         .sum()
 }
 
-/// GETs the proxy saw, listings apart.
+/// GETs of data packs the proxy saw (the lease, journal and audit trail
+/// go to the store, as they must).
 fn gets(v: &Volume) -> usize {
-    v.proxy().request_kinds().get("GET").copied().unwrap_or(0)
+    v.proxy()
+        .request_lines()
+        .iter()
+        .filter(|l| l.starts_with("GET ") && l.contains("/data/"))
+        .count()
 }
 
 /// Mounts with the disk cache at `cache` and a RAM cache of 32 MiB, then
@@ -86,7 +91,7 @@ fn a_remount_reads_from_the_disk_cache(backend: Backend) {
     mount_cached(&mut v, &cache, &[]);
     let got = std::fs::read(v.path("big")).unwrap();
     assert!(got == data, "the file read back differs");
-    assert_eq!(gets(&v), 0, "{:?}", v.proxy().request_kinds());
+    assert_eq!(gets(&v), 0, "{:?}", v.proxy().request_lines());
     let status = v.run(&["status", v.mnt.to_str().unwrap()], &[]);
     assert!(
         String::from_utf8_lossy(&status.stdout).contains("disk cache:"),
@@ -106,7 +111,7 @@ fn a_remount_reads_from_the_disk_cache(backend: Backend) {
     v.proxy().reset_request_kinds();
     let got = std::fs::read(v.path("big")).unwrap();
     assert!(got == data, "second read differs");
-    assert_eq!(gets(&v), 0, "{:?}", v.proxy().request_kinds());
+    assert_eq!(gets(&v), 0, "{:?}", v.proxy().request_lines());
     v.unmount();
 }
 
@@ -144,14 +149,17 @@ fn a_damaged_block_is_fetched_again(backend: Backend) {
         log.contains("failed authentication; dropped, fetching from the store"),
         "{log}"
     );
-    // Only the damaged objects were fetched again (in a few runs each).
+    // Only the damaged ranges were fetched again.
     let n = gets(&v);
-    assert!((1..=24).contains(&n), "{n} GETs");
-    // And they are cached again, whole.
-    drop_page_cache(&v.path("f"));
-    v.proxy().reset_request_kinds();
-    assert!(std::fs::read(v.path("f")).unwrap() == data);
-    assert_eq!(gets(&v), 0);
+    assert!((1..=8).contains(&n), "{n} GETs");
+    // And cached again: once the next read fills what a concurrent read
+    // ahead skipped while a damaged block was dropped, reads are local.
+    for _ in 0..2 {
+        drop_page_cache(&v.path("f"));
+        v.proxy().reset_request_kinds();
+        assert!(std::fs::read(v.path("f")).unwrap() == data);
+    }
+    assert_eq!(gets(&v), 0, "{:?}", v.proxy().request_lines());
     v.unmount();
 }
 

@@ -108,7 +108,7 @@ fn free_bytes(dir: &Path) -> Option<u64> {
 /// this mount runs without one.
 pub fn open(choice: &Choice, volume_id: &[u8; 16]) -> Option<Arc<DiskCache>> {
     match DiskCache::open(&choice.dir, &hex::encode(volume_id), choice.limit) {
-        Ok(c) => Some(Arc::new(c)),
+        Ok(c) => Some(c),
         Err(e) => {
             warn!("{e}: this mount runs without a disk cache");
             None

@@ -12,7 +12,9 @@
 //!   evicted for itself (one block over at most, when `limit` is smaller
 //!   than a block).
 //! - Recency is a counter, not a clock: every `get` and `insert` makes
-//!   the entry the newest.
+//!   the entry the newest. Blocks found on disk at open come in through
+//!   [`Index::insert_older`], below every block this process used, so the
+//!   scan can run while the mount serves.
 
 use std::collections::BTreeMap;
 
@@ -33,12 +35,18 @@ pub struct Index {
     total: u64,
     limit: u64,
     tick: u64,
+    /// Ticks of blocks found on disk: from 0 up, always below `tick`'s.
+    older_tick: u64,
 }
+
+/// Where this process's own ticks start, above any the scan hands out.
+const LIVE_TICKS: u64 = 1 << 62;
 
 impl Index {
     pub fn new(limit: u64) -> Index {
         Index {
             limit,
+            tick: LIVE_TICKS,
             ..Index::default()
         }
     }
@@ -80,12 +88,17 @@ impl Index {
         self.entries.insert(id.clone(), Entry { len, tick });
         self.lru.insert(tick, id.clone());
         self.total += len;
+        self.evict_for(&id)
+    }
+
+    /// Evicts the oldest blocks but `keep` until the total fits the limit.
+    fn evict_for(&mut self, keep: &BlockId) -> Vec<BlockId> {
         let mut evicted = Vec::new();
         while self.total > self.limit {
             let Some((&oldest, victim)) = self.lru.iter().next() else {
                 break;
             };
-            if *victim == id {
+            if victim == keep {
                 break;
             }
             let victim = victim.clone();
@@ -96,6 +109,21 @@ impl Index {
             evicted.push(victim);
         }
         evicted
+    }
+
+    /// Records a block found on disk, as older than every block this
+    /// process used and newer than those found before it; a block the
+    /// process holds already is left as it is. Evicts as [`Index::insert`].
+    pub fn insert_older(&mut self, id: BlockId, len: u64) -> Vec<BlockId> {
+        if self.entries.contains_key(&id) {
+            return Vec::new();
+        }
+        self.older_tick += 1;
+        let tick = self.older_tick;
+        self.entries.insert(id.clone(), Entry { len, tick });
+        self.lru.insert(tick, id.clone());
+        self.total += len;
+        self.evict_for(&id)
     }
 
     /// Forgets `id`; true if it was held.
@@ -110,13 +138,17 @@ impl Index {
         }
     }
 
-    /// Forgets every block of object `key`, and returns them.
-    pub fn remove_object(&mut self, key: &str) -> Vec<BlockId> {
-        let ids: Vec<BlockId> = self
-            .entries
+    /// The blocks of object `key` held, in order.
+    pub fn blocks_of(&self, key: &str) -> Vec<BlockId> {
+        self.entries
             .range((key.to_owned(), 0)..=(key.to_owned(), u64::MAX))
             .map(|(id, _)| id.clone())
-            .collect();
+            .collect()
+    }
+
+    /// Forgets every block of object `key`, and returns them.
+    pub fn remove_object(&mut self, key: &str) -> Vec<BlockId> {
+        let ids = self.blocks_of(key);
         for id in &ids {
             self.remove(id);
         }
@@ -178,6 +210,22 @@ mod tests {
         ix.insert(id("a", 0), 250);
         assert_eq!((ix.total(), ix.blocks()), (250, 1));
         assert_eq!(ix.get(&id("a", 0)), Some(250));
+    }
+
+    #[test]
+    fn blocks_found_on_disk_rank_below_the_ones_in_use() {
+        let mut ix = Index::new(300);
+        ix.insert(id("live", 0), 100);
+        assert!(ix.insert_older(id("disk", 0), 100).is_empty());
+        assert!(ix.insert_older(id("disk", 1), 100).is_empty());
+        // Held already (written since the mount): left as it is.
+        assert!(ix.insert_older(id("live", 0), 7).is_empty());
+        assert_eq!(ix.peek(&id("live", 0)), Some(100));
+        // Over the limit: the first found goes first, then the next.
+        assert_eq!(ix.insert_older(id("disk", 2), 100), vec![id("disk", 0)]);
+        assert_eq!(ix.insert(id("live", 1), 100), vec![id("disk", 1)]);
+        assert_eq!(ix.get(&id("disk", 2)), Some(100));
+        assert_eq!(ix.insert(id("live", 2), 100), vec![id("live", 0)]);
     }
 
     #[test]

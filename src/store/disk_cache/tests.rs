@@ -17,7 +17,8 @@ fn stack(
     block: u64,
 ) -> (Stack, CountingStore<MemoryStore>, Arc<DiskCache>) {
     let counted = CountingStore::new(mem.clone());
-    let cache = Arc::new(DiskCache::open_with_block(dir, VOL, limit, block).unwrap());
+    let cache = DiskCache::open_with_block(dir, VOL, limit, block).unwrap();
+    cache.wait_scanned();
     (
         DiskCachedStore::new(counted.clone(), Arc::clone(&cache)),
         counted,
@@ -94,6 +95,32 @@ fn a_read_past_a_prefix_fetches_only_the_rest() {
 }
 
 #[test]
+fn overlapping_fetches_stored_out_of_order_keep_every_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = MemoryStore::new();
+    let obj = body(100, 4);
+    mem.put(KEY, &obj).unwrap();
+    let (_, counted, cache) = stack(dir.path(), &mem, 1 << 20, 100);
+    let s = DiskCachedStore::new(counted.clone(), Arc::clone(&cache));
+    let id = (KEY.to_owned(), 0);
+    // Two reads looked the block up empty-handed; one had fetched 0..30,
+    // the other 20..70 after a third stored 0..20.
+    cache.store_block(id.clone(), 0, &obj[0..20]);
+    cache.store_block(id.clone(), 20, &obj[20..70]);
+    cache.store_block(id.clone(), 0, &obj[0..30]);
+    assert_eq!(cache.index().peek(&id), Some(70));
+    // One that looked up a prefix of 10 stores what lies past 70.
+    cache.store_block(id.clone(), 10, &obj[10..90]);
+    assert_eq!(cache.index().peek(&id), Some(90));
+    // One that would leave a gap is not stored.
+    cache.store_block(id.clone(), 95, &obj[95..100]);
+    assert_eq!(cache.index().peek(&id), Some(90));
+    counted.reset();
+    assert_eq!(s.get_range(KEY, 0..90).unwrap(), obj[0..90]);
+    assert_eq!(counted.counts().reads(), 0);
+}
+
+#[test]
 fn writes_are_cached_and_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let mem = MemoryStore::new();
@@ -151,11 +178,11 @@ fn a_forgotten_object_is_fetched_again() {
     let bad = s.get_range(KEY, 64..128).unwrap();
     assert_ne!(bad, obj[64..128]);
     // ...the layer that authenticates can.
-    assert!(s.forget(KEY));
+    assert!(s.forget(KEY, 70..90));
     counted.reset();
     assert_eq!(s.get_range(KEY, 64..128).unwrap(), obj[64..128]);
     assert_eq!(counted.counts().get_range, 1);
-    assert!(!s.forget(OTHER), "nothing of it was cached");
+    assert!(!s.forget(OTHER, 0..10), "nothing of it was cached");
     assert_eq!(cache.stats().dropped, 1);
 }
 
