@@ -462,6 +462,13 @@ impl<S: ObjectStore> DiskCachedStore<S> {
         let fetch_end = fetched
             .as_ref()
             .map_or(fetch_start, |f| fetch_start + f.len() as u64);
+        if fetch_start == range.start && fetch_end == range.end {
+            if let Some(f) = fetched {
+                // All of it came from the store (a cold read): no copy.
+                self.keep(key, fetch_start, &f);
+                return Ok(f);
+            }
+        }
         let mut out = Vec::with_capacity((range.end - range.start) as usize);
         let mut pos = range.start;
         while pos < range.end {
@@ -487,19 +494,25 @@ impl<S: ObjectStore> DiskCachedStore<S> {
             }
             pos = to;
         }
-        let Some(fetched) = fetched else {
-            return Ok(out);
-        };
-        // Keep what was fetched, block by block.
-        let mut at = fetch_start;
-        while at < fetch_end {
-            let n = at / b;
-            let to = fetch_end.min((n + 1) * b);
-            let part = &fetched[(at - fetch_start) as usize..(to - fetch_start) as usize];
-            c.store_block(id(n), at - n * b, part);
-            at = to;
+        if let Some(f) = &fetched {
+            self.keep(key, fetch_start, f);
         }
         Ok(out)
+    }
+
+    /// Stores `fetched`, bytes `start ..` of `key`, block by block.
+    fn keep(&self, key: &str, start: u64, fetched: &[u8]) {
+        let b = self.cache.block;
+        let end = start + fetched.len() as u64;
+        let mut at = start;
+        while at < end {
+            let n = at / b;
+            let to = end.min((n + 1) * b);
+            let part = &fetched[(at - start) as usize..(to - start) as usize];
+            self.cache
+                .store_block((key.to_owned(), n), at - n * b, part);
+            at = to;
+        }
     }
 }
 
