@@ -437,13 +437,7 @@ fn a_cached_copy_that_fails_authentication_is_read_again_from_the_store() {
     assert_eq!(counted.counts().get_range, 1);
     assert_eq!(cache.stats().dropped, 1);
 
-    // Damaged in the store itself: one more read, then the failure.
-    let key = vol.mem.list("data/").unwrap().remove(0).key;
-    let mut body = vol.mem.get(&key).unwrap();
-    body[100] ^= 1;
-    vol.mem.put(&key, &body).unwrap();
-    e.store().forget(&key, 0..u64::MAX);
-    counted.reset();
+    // The same through the neighbours' read, segment by segment.
     let (extent, units) = {
         let txn = e.lock();
         let (_, extent) = txn
@@ -456,6 +450,25 @@ fn a_cached_copy_that_fails_authentication_is_read_again_from_the_store() {
             .unwrap();
         (extent, txn.ns().pack(&extent.pack).unwrap().units)
     };
+    let mut bytes = std::fs::read(&blocks[0]).unwrap();
+    bytes[200] ^= 1;
+    std::fs::write(&blocks[0], &bytes).unwrap();
+    counted.reset();
+    let seg = extent.segment(0);
+    let got = e
+        .read_segments(extent.pack, units, extent.cipher_range(0, 1), &[seg])
+        .unwrap();
+    assert_eq!(got.into_iter().next().unwrap().unwrap(), data);
+    assert_eq!(counted.counts().get_range, 1);
+    assert_eq!(cache.stats().dropped, 2);
+
+    // Damaged in the store itself: one more read, then the failure.
+    let key = vol.mem.list("data/").unwrap().remove(0).key;
+    let mut body = vol.mem.get(&key).unwrap();
+    body[100] ^= 1;
+    vol.mem.put(&key, &body).unwrap();
+    e.store().forget(&key, 0..u64::MAX);
+    counted.reset();
     assert!(e.read_run(&extent, 0, 1, units).unwrap_err().is_integrity());
     assert_eq!(
         counted.counts().get_range,
