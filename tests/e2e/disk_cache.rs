@@ -167,7 +167,8 @@ per_backend!(the_disk_cache_stays_within_its_bound: s3_proxy);
 fn the_disk_cache_stays_within_its_bound(backend: Backend) {
     let mut v = Volume::new(backend);
     let cache = v.dir.path().join("disk-cache");
-    mount_cached(&mut v, &cache, &["--cache-dir-size", "8M"]);
+    // The -o spelling, as an fstab line gives it.
+    mount_cached(&mut v, &cache, &["-o", "cache_dir_size=8M"]);
     let data = pattern(13, 40 << 20);
     write_file(&v.path("f"), &data);
     let bound = (8 << 20) + (1 << 20);
