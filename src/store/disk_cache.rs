@@ -55,6 +55,8 @@ use index::{BlockId, Index};
 /// Bytes of an object per cache file: mountpoint-s3's block size, and an
 /// eighth of a full pack, so a ranged read of a few segments over-fetches
 /// at most one block's worth and a sequential read is a few files per GET.
+/// Files of a whole pack read 256 MiB in 0.12–0.18 s against 0.19–0.23 s
+/// here (page cache dropped), both far faster than the daemon decrypts.
 pub const BLOCK: u64 = 1 << 20;
 
 /// What `status` shows.
