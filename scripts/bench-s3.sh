@@ -7,6 +7,11 @@
 #                flight as sealedfs keeps (examples/s3_raw.rs, the same
 #                client library sealedfs uses)
 #   s3-sealedfs  sealedfs with the volume in a fresh bucket prefix
+#   s3-sealedfs-dc  the same with the disk cache (--cache-dir on the bench
+#                disk, default bound): its cold read after the remount is
+#                served by the pack ciphertext written through at upload;
+#                after the check (which starts from an empty disk cache and
+#                fills it by reading) one more cold read, from disk
 #   s3-rclone    an rclone crypt remote over an S3 remote, `rclone mount
 #                --vfs-cache-mode writes`; every figure includes waiting
 #                until its uploads drained
@@ -36,7 +41,7 @@
 S3_SIZE_MB=${BENCH_S3_SIZE_MB:-256}
 S3_FILES=${BENCH_S3_FILES:-300}
 S3_TREE_FILES=${BENCH_S3_TREE_FILES:-300}
-read -r -a S3_SYSTEMS <<<"${BENCH_S3_SYSTEMS:-s3-raw s3-sealedfs s3-rclone s3-s3fs}"
+read -r -a S3_SYSTEMS <<<"${BENCH_S3_SYSTEMS:-s3-raw s3-sealedfs s3-sealedfs-dc s3-rclone s3-s3fs}"
 S3_RAW=${CARGO_TARGET_DIR:-$SEALEDFS_ROOT/target}/release/examples/s3_raw
 declare -A S3_CHECK=() # system -> what the check after remount found
 
@@ -79,6 +84,15 @@ setup_s3-sealedfs() {
 }
 mount_s3-sealedfs() { mount_sealedfs; }
 unmount_s3-sealedfs() { unmount_sealedfs; }
+setup_s3-sealedfs-dc() {
+    STORE=s3://$S3_BUCKET/$(s3_prefix sealedfs-dc)
+    rm -rf "${WORK:?}/s3-disk-cache"
+    setup_sealedfs
+}
+mount_s3-sealedfs-dc() {
+    BENCH_SEALEDFS_OPTS="${BENCH_SEALEDFS_OPTS:-} --cache-dir $WORK/s3-disk-cache" mount_sealedfs
+}
+unmount_s3-sealedfs-dc() { unmount_sealedfs; }
 
 setup_s3-rclone() {
     local prefix
@@ -188,10 +202,20 @@ run_s3_system() {
     # The check reads what the store holds, as a new host would: rclone
     # starts from an empty cache, so a file it never uploaded is missing.
     [[ $sys == s3-rclone ]] && rm -rf "${WORK:?}/s3-rclone-cache"/*
+    [[ $sys == s3-sealedfs-dc ]] && rm -rf "${WORK:?}/s3-disk-cache"
     PHASE="check"
     mount_sys "$sys" || { SKIP[$sys]="remount failed"; return; }
     s3_check "$sys"
     unmount_sys "$sys" || log "$sys: final unmount failed"
+    # The check filled the emptied disk cache by reading: a cold read from
+    # it, as after a remount on a host that did not write the file.
+    if [[ $sys == s3-sealedfs-dc ]]; then
+        drop_caches
+        PHASE="read from disk cache"
+        mount_sys "$sys" || { SKIP[$sys]="remount failed"; return; }
+        timed "$sys" read-filled s3_op_read
+        unmount_sys "$sys" || log "$sys: final unmount failed"
+    fi
 }
 
 # run_s3_raw: the server's own PUT and GET throughput for the same bytes.
@@ -214,7 +238,7 @@ s3_run() {
     for s in "${S3_SYSTEMS[@]}"; do
         case $s in
         s3-raw) [[ -x $S3_RAW ]] || SKIP[$s]="missing $S3_RAW" ;;
-        s3-sealedfs) ;;
+        s3-sealedfs | s3-sealedfs-dc) ;;
         s3-rclone | s3-s3fs) command -v "${s#s3-}" >/dev/null || SKIP[$s]="not installed" ;;
         *) die "unknown system '$s' in BENCH_S3_SYSTEMS" ;;
         esac
@@ -241,6 +265,8 @@ s3_stop() { [[ -d $WORK/s3 ]] && s3_server_stop "$WORK/s3"; }
 s3_cell() {
     local sys=$1 a=$2 b=${3:-} v sv
     v=${T[$sys,$a]:-–} sv=${T[s3-sealedfs,$a]:-–}
+    # Only the disk cache has this read: against sealedfs's from S3.
+    [[ $a == read-filled ]] && sv=${T[s3-sealedfs,read-cold]:-–}
     if [[ -n $b && $sys != s3-raw ]]; then
         v=$(sum "$v" "${T[$sys,$b]:-–}") sv=$(sum "$sv" "${T[s3-sealedfs,$b]:-–}")
     fi
@@ -279,6 +305,7 @@ s3_report() {
     local rows=(
         "write $S3_SIZE_MB MiB until durable|write|umount-w"
         "read $S3_SIZE_MB MiB cold|read-cold|"
+        "read $S3_SIZE_MB MiB cold, disk cache filled by a read|read-filled|"
         "read $S3_SIZE_MB MiB warm|read-warm|"
         "create $S3_FILES files until durable|create|umount-c"
         "read $S3_FILES files cold|read-small|"
@@ -314,7 +341,7 @@ s3_report() {
     printf '\n|---|'
     for s in "${measured[@]}"; do [[ $s != s3-raw ]] && printf -- '---|'; done
     echo
-    for op in write umount-w read-cold read-warm create umount-c read-small untar umount-t ls-lR; do
+    for op in write umount-w read-cold read-filled read-warm create umount-c read-small untar umount-t ls-lR; do
         printf '| %s |' "$op"
         for s in "${measured[@]}"; do
             [[ $s == s3-raw ]] && continue

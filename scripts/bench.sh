@@ -62,7 +62,8 @@
 #                   and gocryptfs locally, all four on S3, no SQLite (each
 #                   default still yields to its own variable)
 #   BENCH_S3=0      skip the S3 half
-#   BENCH_S3_SYSTEMS  which S3 systems (default "s3-raw s3-sealedfs s3-rclone s3-s3fs")
+#   BENCH_S3_SYSTEMS  which S3 systems (default "s3-raw s3-sealedfs
+#                   s3-sealedfs-dc s3-rclone s3-s3fs")
 #   BENCH_S3_SIZE_MB  the S3 sequential file in MiB (default 256; moto keeps
 #                   every object in memory)
 #   BENCH_S3_FILES  small files created and read on S3 (default 300, 4 KiB each)

@@ -386,6 +386,15 @@ pub struct MountArgs {
     /// 1/16 of RAM, from 32M to 256M].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub cache_size: Option<u64>,
+    /// Keep the ciphertext of data read from S3 (and written to it) in
+    /// this directory, so a remount or a working set larger than
+    /// --cache-size does not go back to the store (S3 volumes only).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Bound of --cache-dir [default: 5G, or half the free space of its
+    /// filesystem if that is less].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub cache_dir_size: Option<u64>,
     /// Read the passphrase from this file (one trailing newline is dropped).
     #[arg(long, value_name = "FILE", conflicts_with = "key_file")]
     pub passphrase_file: Option<PathBuf>,

@@ -145,7 +145,9 @@ fn apply(settings: &mut Settings, key: &str, value: &toml::Value) -> Result<(), 
         (None, Value::Boolean(false)) => return Ok(()),
         (None, _) => return Err(format!("{key} must be true or false")),
         (Some(_), Value::String(s)) => format!("{key}={s}"),
-        (Some(_), Value::Integer(n)) if key == "cache_size" => format!("{key}={n}"),
+        (Some(_), Value::Integer(n)) if key == "cache_size" || key == "cache_dir_size" => {
+            format!("{key}={n}")
+        }
         (Some(meta), _) => return Err(format!("{key} must be a string ({meta})")),
     };
     let mut req = MountRequest {
@@ -191,6 +193,8 @@ path_style = false
 passphrase_file = "/etc/sealedfs/ehr.pass"
 allow_other = true
 cache_size = 1073741824
+cache_dir = "/var/cache/sealedfs"
+cache_dir_size = 21474836480
 
 [volume."/srv/vault"]
 key_file = "/etc/sealedfs/vault.key"
@@ -206,6 +210,8 @@ endpoint = "http://127.0.0.1:9000"
         let c = parse(SAMPLE).unwrap();
         let ehr = c.for_store("s3://ehr-prod/volume1");
         assert_eq!(ehr.cache_size, Some(1 << 30));
+        assert_eq!(ehr.cache_dir, Some("/var/cache/sealedfs".into()));
+        assert_eq!(ehr.cache_dir_size, Some(20 << 30));
         assert_eq!(ehr.region.as_deref(), Some("eu-west-1"));
         assert_eq!(ehr.allow_other, Some(true));
         assert_eq!(ehr.path_style, None);

@@ -30,6 +30,7 @@
 //! the same way.
 
 mod commands;
+pub(super) mod disk_cache;
 pub(super) mod lease;
 pub(super) mod trail;
 
@@ -59,7 +60,7 @@ use crate::engine::{Anchor, Engine, EngineOptions, Expected, Head};
 use crate::fs::{Fs, FsOptions};
 use crate::fuse::{FuseFs, ShutdownOutcome, kernel_invalidator, session_config};
 use crate::lease::Holder;
-use crate::store::{ObjectStore, RetryPolicy, RetryingStore};
+use crate::store::{DiskCachedStore, ObjectStore, RetryPolicy, RetryingStore};
 use crate::volume::VolumeHeader;
 
 /// Everything the serving process needs, prepared before the fork.
@@ -80,6 +81,8 @@ struct Plan {
     audit: bool,
     /// Lock after this long without a request.
     lock_after: Option<Duration>,
+    /// `--cache-dir`: the disk cache of pack ciphertext.
+    disk_cache: Option<disk_cache::Choice>,
 }
 
 pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>) -> CliResult<()> {
@@ -102,6 +105,7 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>)
     let read_only = req.read_only;
     let mut spec = StoreSpec::parse(&args.store)?.with_s3(&settings.s3_args());
     let mount_point = prepare_mount_point(&args.mountpoint, req.nonempty)?;
+    let disk_cache = disk_cache::choose(&settings, &spec, &mount_point)?;
 
     let store = if read_only {
         spec.open()?
@@ -176,6 +180,7 @@ pub fn run(args: MountArgs, env_pass: Option<Passphrase>, config: Option<&Path>)
         lease,
         audit: !req.no_audit,
         lock_after: req.lock_after,
+        disk_cache,
     };
     if req.foreground {
         return serve(plan, &mut Readiness::foreground());
@@ -261,6 +266,7 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
         lease,
         audit,
         lock_after,
+        disk_cache,
     } = plan;
     process::set_process_name();
     let signals = ShutdownSignals::block()?;
@@ -277,6 +283,12 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
         None => (store, None),
     };
     let store: Arc<dyn ObjectStore> = Arc::new(RetryingStore::new(store, store_policy()));
+    // Above the retries: a block on disk answers without them.
+    let disk_cache = disk_cache.and_then(|c| disk_cache::open(&c, &header.volume_id));
+    let store: Arc<dyn ObjectStore> = match &disk_cache {
+        Some(c) => Arc::new(DiskCachedStore::new(store, Arc::clone(c))),
+        None => store,
+    };
     let fs = match Fs::mount(Arc::clone(&store), &header, &ring, fs_opts) {
         Ok(fs) => fs,
         Err(e) => {
@@ -336,6 +348,7 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
         started_ms: crate::audit::now_ms(),
         store: Arc::clone(&store),
         s3: spec.s3_args(),
+        disk_cache,
     });
     let result = serve_mounted(&fs, &config, mount_point.clone(), signals, ready);
     if let Some(a) = &auditor {

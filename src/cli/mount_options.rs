@@ -105,6 +105,8 @@ use Kind::{AlwaysOn, Ignored, Mount, Setting};
 #[rustfmt::skip]
 pub static OPTIONS: &[OptionSpec] = &[
     opt("cache_size", Some("SIZE"), Setting, "as --cache-size"),
+    opt("cache_dir", Some("DIR"), Setting, "as --cache-dir"),
+    opt("cache_dir_size", Some("SIZE"), Setting, "as --cache-dir-size"),
     opt("passphrase_file", Some("FILE"), Setting, "as --passphrase-file"),
     opt("key_file", Some("FILE"), Setting, "as --key-file"),
     opt("kms", None, Mount, "as --kms"),
@@ -201,6 +203,8 @@ impl MountRequest {
             config: config.map(Path::to_path_buf),
             settings: Settings {
                 cache_size: args.cache_size,
+                cache_dir: args.cache_dir.clone(),
+                cache_dir_size: args.cache_dir_size,
                 passphrase_file: args.passphrase_file.clone(),
                 key_file: args.key_file.clone(),
                 ..Settings::from_s3_flags(&args.s3)
@@ -278,6 +282,8 @@ impl MountRequest {
         let s = &mut self.settings;
         match name {
             "cache_size" => set_once(&mut s.cache_size, parse_size(v)?, name)?,
+            "cache_dir" => set_once(&mut s.cache_dir, path(v)?, name)?,
+            "cache_dir_size" => set_once(&mut s.cache_dir_size, parse_size(v)?, name)?,
             "passphrase_file" => set_once(&mut s.passphrase_file, path(v)?, name)?,
             "key_file" => set_once(&mut s.key_file, path(v)?, name)?,
             "allow_other" => set_once(&mut s.allow_other, true, name)?,
@@ -498,7 +504,9 @@ mod tests {
         let undo = ["rw", "exec", "async"];
         for o in OPTIONS {
             let item = match o.value {
-                Some(_) if o.name == "cache_size" => format!("{}=64M", o.name),
+                Some(_) if o.name == "cache_size" || o.name == "cache_dir_size" => {
+                    format!("{}=64M", o.name)
+                }
                 Some(_) if o.name == "slot" => format!("{}=2", o.name),
                 Some(_) if o.name == "lock_after" => format!("{}=15m", o.name),
                 Some(_) => format!("{}=/x", o.name),

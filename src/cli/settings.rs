@@ -29,6 +29,8 @@ use super::passphrase::Secret;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub cache_size: Option<u64>,
+    pub cache_dir: Option<PathBuf>,
+    pub cache_dir_size: Option<u64>,
     pub passphrase_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
     pub allow_other: Option<bool>,
@@ -79,6 +81,8 @@ impl Settings {
         };
         Settings {
             cache_size: self.cache_size.or(lower.cache_size),
+            cache_dir: self.cache_dir.or(lower.cache_dir),
+            cache_dir_size: self.cache_dir_size.or(lower.cache_dir_size),
             passphrase_file,
             key_file,
             allow_other: self.allow_other.or(lower.allow_other),

@@ -47,8 +47,28 @@ pub struct StatusReport {
     /// The key rotation this mount ran or runs, if any.
     #[serde(default)]
     pub rotation: Option<super::rotation::RotationReport>,
+    /// `--cache-dir`, when the mount holds it.
+    #[serde(default)]
+    pub disk_cache: Option<DiskCacheReport>,
     /// The newest alerts, oldest first.
     pub errors: Vec<Raised>,
+}
+
+/// The disk cache of pack ciphertext (`--cache-dir`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DiskCacheReport {
+    /// This volume's directory in it.
+    pub dir: String,
+    pub bytes: u64,
+    pub limit_bytes: u64,
+    pub blocks: u64,
+    /// Pack reads answered from disk alone.
+    pub hits: u64,
+    /// Pack reads that needed the store for some blocks.
+    pub misses: u64,
+    /// Objects whose cached blocks failed authentication or could not be
+    /// read, and were fetched again.
+    pub dropped: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -125,6 +145,18 @@ fn text(r: &StatusReport) -> String {
         if r.uploading { ", uploading" } else { "" },
         r.open_handles
     ));
+    if let Some(d) = &r.disk_cache {
+        out.push(format!(
+            "  disk cache: {} of {} in {} blocks; {} hits, {} misses, {} dropped ({})",
+            human_bytes(d.bytes),
+            human_bytes(d.limit_bytes),
+            d.blocks,
+            d.hits,
+            d.misses,
+            d.dropped,
+            d.dir
+        ));
+    }
     let commit = match &r.last_commit {
         Some(c) => match (&c.time, c.age_seconds) {
             (Some(t), Some(age)) => format!("seq {} at {t} ({age} s ago)", c.seq),

@@ -61,7 +61,9 @@ impl Engine {
     /// Reads segments `skip .. skip + n` of `extent` with one ranged GET and
     /// opens each; `units` is the pack's unit count (its last unit is
     /// sealed as such). A segment that fails authentication fails the
-    /// whole read: no byte of it is ever returned.
+    /// whole read: no byte of it is ever returned. When the bytes came
+    /// from a copy a store decorator keeps (the disk cache), that copy is
+    /// dropped and the range read once more from the store.
     pub fn read_run(
         &self,
         extent: &Extent,
@@ -80,8 +82,30 @@ impl Engine {
                     EngineError::Corrupt(crate::meta::Corrupt(why))
                 })?
                 .to_vec(),
-            None => self.store.get_range(&extent.pack.key(), range)?,
+            None => {
+                let key = extent.pack.key();
+                let body = self.store.get_range(&key, range.clone())?;
+                return match self.open_run(extent, skip, n, units, &body) {
+                    Err(e) if e.is_integrity() && self.store.forget(&key, range.clone()) => {
+                        let body = self.store.get_range(&key, range)?;
+                        self.open_run(extent, skip, n, units, &body)
+                    }
+                    opened => opened,
+                };
+            }
         };
+        self.open_run(extent, skip, n, units, &body)
+    }
+
+    /// Opens the `n` segments of `body`, fetched for [`Engine::read_run`].
+    fn open_run(
+        &self,
+        extent: &Extent,
+        skip: u32,
+        n: u32,
+        units: u32,
+        body: &[u8],
+    ) -> EngineResult<Vec<Vec<u8>>> {
         let len = extent.cipher_len as usize;
         let keys = self.keys.get()?;
         (0..n)
@@ -118,7 +142,27 @@ impl Engine {
         range: std::ops::Range<u64>,
         segs: &[SegRef],
     ) -> EngineResult<Vec<EngineResult<Vec<u8>>>> {
-        let body = self.store.get_range(&pack.key(), range.clone())?;
+        let key = pack.key();
+        let body = self.store.get_range(&key, range.clone())?;
+        let opened = self.open_segments(pack, units, &range, segs, &body)?;
+        // A copy kept by a store decorator that fails is dropped and the
+        // range read once more from the store (see `read_run`).
+        if opened.iter().any(|r| r.is_err()) && self.store.forget(&key, range.clone()) {
+            let body = self.store.get_range(&key, range.clone())?;
+            return self.open_segments(pack, units, &range, segs, &body);
+        }
+        Ok(opened)
+    }
+
+    /// Opens each of `segs` in `body` (pack bytes `range`) on its own.
+    fn open_segments(
+        &self,
+        pack: PackId,
+        units: u32,
+        range: &std::ops::Range<u64>,
+        segs: &[SegRef],
+        body: &[u8],
+    ) -> EngineResult<Vec<EngineResult<Vec<u8>>>> {
         let keys = self.keys.get()?;
         Ok(segs
             .iter()

@@ -392,3 +392,88 @@ fn a_rotation_leaves_nothing_the_old_key_opens() {
     let before = Engine::open(Arc::new(vol.mem.clone()), &header, &ring, snap).unwrap();
     assert_eq!(read(&before, inos[1]), files[1].1);
 }
+
+/// Every regular file under `dir`.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        match e.file_type().unwrap().is_dir() {
+            true => out.extend(files_under(&e.path())),
+            false => out.push(e.path()),
+        }
+    }
+    out
+}
+
+#[test]
+fn a_cached_copy_that_fails_authentication_is_read_again_from_the_store() {
+    use crate::store::{CountingStore, DiskCache, DiskCachedStore};
+    let vol = Vol::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = DiskCache::open(dir.path(), "vol", 64 << 20).unwrap();
+    let counted = CountingStore::new(vol.mem.clone());
+    let store = Arc::new(DiskCachedStore::new(counted.clone(), Arc::clone(&cache)));
+    let opts = EngineOptions {
+        commit_interval: Duration::from_millis(20),
+        ..EngineOptions::default()
+    };
+    let e = vol.open_on(store, opts);
+    let data = vec![7u8; 20_000];
+    let (ino, id) = add_file(&e, "f", &data);
+    e.wait_durable(id).unwrap();
+
+    // Written through: read from disk, no GET.
+    counted.reset();
+    assert_eq!(read(&e, ino), data);
+    assert_eq!(counted.counts().reads(), 0);
+
+    // A flipped byte on disk: dropped, read once more from the store.
+    let blocks: Vec<_> = files_under(&cache.root().join("data"));
+    assert_eq!(blocks.len(), 1, "{blocks:?}");
+    let mut bytes = std::fs::read(&blocks[0]).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&blocks[0], &bytes).unwrap();
+    assert_eq!(read(&e, ino), data);
+    assert_eq!(counted.counts().get_range, 1);
+    assert_eq!(cache.stats().dropped, 1);
+
+    // The same through the neighbours' read, segment by segment.
+    let (extent, units) = {
+        let txn = e.lock();
+        let (_, extent) = txn
+            .ns()
+            .get(ino)
+            .unwrap()
+            .chunks()
+            .unwrap()
+            .extent_at(0)
+            .unwrap();
+        (extent, txn.ns().pack(&extent.pack).unwrap().units)
+    };
+    let mut bytes = std::fs::read(&blocks[0]).unwrap();
+    bytes[200] ^= 1;
+    std::fs::write(&blocks[0], &bytes).unwrap();
+    counted.reset();
+    let seg = extent.segment(0);
+    let got = e
+        .read_segments(extent.pack, units, extent.cipher_range(0, 1), &[seg])
+        .unwrap();
+    assert_eq!(got.into_iter().next().unwrap().unwrap(), data);
+    assert_eq!(counted.counts().get_range, 1);
+    assert_eq!(cache.stats().dropped, 2);
+
+    // Damaged in the store itself: one more read, then the failure.
+    let key = vol.mem.list("data/").unwrap().remove(0).key;
+    let mut body = vol.mem.get(&key).unwrap();
+    body[100] ^= 1;
+    vol.mem.put(&key, &body).unwrap();
+    e.store().forget(&key, 0..u64::MAX);
+    counted.reset();
+    assert!(e.read_run(&extent, 0, 1, units).unwrap_err().is_integrity());
+    assert_eq!(
+        counted.counts().get_range,
+        2,
+        "one read, one retry from the store"
+    );
+    assert!(e.read_run(&extent, 0, 1, units).unwrap_err().is_integrity());
+}

@@ -86,4 +86,7 @@ impl ObjectStore for LeasedStore {
     fn space(&self) -> Option<(u64, u64)> {
         self.inner.space()
     }
+    fn forget(&self, key: &str, range: Range<u64>) -> bool {
+        self.inner.forget(key, range)
+    }
 }

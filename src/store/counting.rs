@@ -193,6 +193,9 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
     fn space(&self) -> Option<(u64, u64)> {
         self.inner.space()
     }
+    fn forget(&self, key: &str, range: Range<u64>) -> bool {
+        self.inner.forget(key, range)
+    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@
 mod conformance;
 mod counting;
 pub mod deadline;
+mod disk_cache;
 mod fault;
 mod local;
 mod memory;
@@ -34,6 +35,9 @@ mod retry;
 mod s3;
 
 pub use counting::{CountingStore, OpCounts};
+pub use disk_cache::{
+    BLOCK as DISK_CACHE_BLOCK, DiskCache, DiskCacheError, DiskCacheStats, DiskCachedStore,
+};
 pub use fault::{FaultPlan, FaultStore, Op};
 pub use local::{LocalLock, LocalStore};
 pub use memory::MemoryStore;
@@ -295,6 +299,15 @@ pub trait ObjectStore: Send + Sync {
     fn space(&self) -> Option<(u64, u64)> {
         None
     }
+    /// The caller found bytes `range` of `key` it read failing
+    /// authentication: a decorator that answered from a copy of its own
+    /// (the disk cache) drops that part of it and returns true, and the
+    /// caller reads once more, from the store. False: nothing here was a
+    /// copy; a re-read would see the same bytes.
+    fn forget(&self, key: &str, range: Range<u64>) -> bool {
+        let _ = (key, range);
+        false
+    }
 }
 
 impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
@@ -333,5 +346,8 @@ impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
     }
     fn conditional_writes(&self) -> bool {
         (**self).conditional_writes()
+    }
+    fn forget(&self, key: &str, range: Range<u64>) -> bool {
+        (**self).forget(key, range)
     }
 }

@@ -231,6 +231,9 @@ impl ObjectStore for RetryingStore {
     fn space(&self) -> Option<(u64, u64)> {
         self.inner.space()
     }
+    fn forget(&self, key: &str, range: Range<u64>) -> bool {
+        self.inner.forget(key, range)
+    }
 }
 
 #[cfg(test)]

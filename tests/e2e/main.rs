@@ -8,6 +8,7 @@
 
 mod audit;
 mod config;
+mod disk_cache;
 mod durability;
 mod faults;
 mod follow;

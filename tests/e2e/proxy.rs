@@ -60,6 +60,8 @@ pub struct Proxy {
     requests: Arc<AtomicUsize>,
     faults_applied: Arc<AtomicUsize>,
     kinds: Arc<Mutex<BTreeMap<String, usize>>>,
+    /// "METHOD target" of each request since the last reset.
+    lines: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -79,13 +81,15 @@ impl Proxy {
             requests: Arc::default(),
             faults_applied: Arc::default(),
             kinds: Arc::default(),
+            lines: Arc::default(),
             stop: Arc::default(),
         };
-        let (plan, requests, applied, kinds, stop) = (
+        let (plan, requests, applied, kinds, lines, stop) = (
             proxy.plan.clone(),
             proxy.requests.clone(),
             proxy.faults_applied.clone(),
             proxy.kinds.clone(),
+            proxy.lines.clone(),
             proxy.stop.clone(),
         );
         thread::Builder::new()
@@ -101,6 +105,7 @@ impl Proxy {
                         requests: requests.clone(),
                         applied: applied.clone(),
                         kinds: kinds.clone(),
+                        lines: lines.clone(),
                         stop: stop.clone(),
                     };
                     let _ = thread::Builder::new()
@@ -141,10 +146,19 @@ impl Proxy {
         self.kinds.lock().unwrap().clone()
     }
 
-    /// Starts the counts of [`Proxy::request_kinds`] afresh.
+    /// Starts the counts of [`Proxy::request_kinds`] (and the lines of
+    /// [`Proxy::request_lines`]) afresh.
     #[allow(dead_code)]
     pub fn reset_request_kinds(&self) {
         self.kinds.lock().unwrap().clear();
+        self.lines.lock().unwrap().clear();
+    }
+
+    /// "METHOD target" of every request since the last reset, to tell
+    /// one object kind's requests from another's.
+    #[allow(dead_code)]
+    pub fn request_lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
     }
 
     /// Requests that got a fault other than `Pass`.
@@ -186,6 +200,7 @@ struct Shared {
     requests: Arc<AtomicUsize>,
     applied: Arc<AtomicUsize>,
     kinds: Arc<Mutex<BTreeMap<String, usize>>>,
+    lines: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -204,6 +219,7 @@ fn serve(client: TcpStream, upstream: SocketAddr, shared: &Shared) -> io::Result
         requests,
         applied,
         kinds,
+        lines,
         ..
     } = shared;
     let mut reader = BufReader::new(client.try_clone()?);
@@ -211,6 +227,16 @@ fn serve(client: TcpStream, upstream: SocketAddr, shared: &Shared) -> io::Result
     while let Some(req) = read_request(&mut reader, &mut client)? {
         requests.fetch_add(1, Ordering::Relaxed);
         *kinds.lock().unwrap().entry(kind(&req)).or_default() += 1;
+        let line = req.head.split(|&b| b == b'\r').next().unwrap_or(b"");
+        let target = String::from_utf8_lossy(line)
+            .split(' ')
+            .nth(1)
+            .unwrap_or("")
+            .to_owned();
+        lines
+            .lock()
+            .unwrap()
+            .push(format!("{} {target}", req.method));
         let mut fault = next_fault(plan, &req.method);
         if fault != Fault::Pass {
             applied.fetch_add(1, Ordering::Relaxed);

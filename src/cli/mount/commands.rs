@@ -15,13 +15,13 @@ use super::super::control::{self, Peer, Reply, Request, Server};
 use super::super::error::{CliError, CliResult};
 use super::super::pidfile::{self, PidFile};
 use super::super::rotation::Rotation;
-use super::super::status::{AuditReport, CommitReport, LeaseReport, StatusReport};
+use super::super::status::{AuditReport, CommitReport, DiskCacheReport, LeaseReport, StatusReport};
 use super::super::{header, unlock};
 use crate::audit::{Record, format_time, now_ms};
 use crate::crypto::{KeyRing, SlotSecret};
 use crate::fs::Fs;
 use crate::lease::Holder;
-use crate::store::ObjectStore;
+use crate::store::{DiskCache, ObjectStore};
 
 /// What the daemon knows about itself, for its answers.
 pub struct Daemon {
@@ -37,6 +37,8 @@ pub struct Daemon {
     pub s3: S3Args,
     /// The key rotation this mount runs, if any.
     pub rotation: Arc<Rotation>,
+    /// `--cache-dir`, when this mount holds it.
+    pub disk_cache: Option<Arc<DiskCache>>,
 }
 
 /// The control socket, and for the writer the file naming this daemon as
@@ -236,6 +238,18 @@ fn status(d: &Daemon) -> StatusReport {
             }
         }),
         rotation: d.rotation.report(),
+        disk_cache: d.disk_cache.as_ref().map(|c| {
+            let s = c.stats();
+            DiskCacheReport {
+                dir: c.root().display().to_string(),
+                bytes: s.bytes,
+                limit_bytes: s.limit,
+                blocks: s.blocks,
+                hits: s.hits,
+                misses: s.misses,
+                dropped: s.dropped,
+            }
+        }),
         errors: crate::alert::recent(),
     }
 }

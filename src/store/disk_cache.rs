@@ -1,0 +1,596 @@
+//! Disk cache decorator: ciphertext blocks of data packs kept in a local
+//! directory, so a working set larger than RAM, or a remount, does not go
+//! back to the object store.
+//!
+//! What it holds and why that is safe:
+//! - Only objects under `data/` (packs: immutable once written, except a
+//!   key rotation's in-place re-seal, and deleted by garbage collection).
+//!   The header, lease, journal, checkpoints, audit and snapshots always
+//!   come fresh from the store.
+//! - Bytes exactly as the store holds them (sealed segments), under the
+//!   object's own name: nothing the bucket does not already show. Files
+//!   are mode 0600 in a 0700 directory and are never fsynced: a cache.
+//! - Nothing read from here is trusted: the engine opens (authenticates)
+//!   every segment before use, and when one fails it calls
+//!   [`ObjectStore::forget`], which drops the object's blocks here, then
+//!   reads it once more, from the store this time. A tampered, truncated
+//!   or stale block (re-sealed by a rotation in another process) costs one
+//!   refetch, never wrong bytes and never an `EIO` the store could avoid.
+//!
+//! Layout: `DIR/<volume id hex>/` holds `lock` (flock: one mount per
+//! volume and host uses the cache; another runs without it), `tmp/`, and
+//! `data/xx/<pack id>.<block>`, one file per block of [`BLOCK`] bytes of a
+//! pack (see [`index`] for the prefix rule). A file is written whole to
+//! `tmp/` and renamed into place, or appended to when it extends a prefix
+//! (only under the index lock, after checking its length): a crash leaves
+//! at worst a torn tail, which authentication catches. At open the
+//! directory is scanned on a thread of its own while the mount serves
+//! (20,000 blocks, a 20 GiB cache, took 0.4 s cold), and the index rebuilt
+//! below the blocks in use, least recently used first (a hit sets its
+//! file's modification time); until a block is found, a read of it goes
+//! to the store and rewrites it.
+//!
+//! Reads: blocks covering the range that hold what the range needs are
+//! read from disk; the missing ones, from the first to the last, come in
+//! one ranged GET that starts where the first one's prefix ends. Writes of
+//! packs by this mount go to disk as they upload (write-through), so a
+//! read after the RAM cache evicted them stays local too. The index lock
+//! is held for index changes and block writes, never across store I/O.
+
+mod index;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use log::{info, warn};
+
+use super::{ObjectInfo, ObjectStore, StoreResult};
+use index::{BlockId, Index};
+
+/// Bytes of an object per cache file: mountpoint-s3's block size, and an
+/// eighth of a full pack, so a ranged read of a few segments over-fetches
+/// at most one block's worth and a sequential read is a few files per GET.
+/// Files of a whole pack read 256 MiB in 0.12–0.18 s against 0.19–0.23 s
+/// here (page cache dropped), both far faster than the daemon decrypts.
+pub const BLOCK: u64 = 1 << 20;
+
+/// What `status` shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskCacheStats {
+    pub bytes: u64,
+    pub limit: u64,
+    pub blocks: u64,
+    /// Reads answered from disk alone.
+    pub hits: u64,
+    /// Reads that needed the store for some of their blocks.
+    pub misses: u64,
+    /// Objects whose cached blocks failed authentication or could not be
+    /// read, dropped and fetched again.
+    pub dropped: u64,
+}
+
+/// The cache directory of one volume, locked for this process.
+pub struct DiskCache {
+    root: PathBuf,
+    block: u64,
+    index: Mutex<Index>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    dropped: AtomicU64,
+    tmp_seq: AtomicU64,
+    /// The scan of what an earlier mount left, until it is joined.
+    scan: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Held for the cache's life: the flock of `lock`.
+    _lock: File,
+}
+
+/// Why the cache cannot be used: a one-line reason.
+#[derive(Debug, thiserror::Error)]
+pub enum DiskCacheError {
+    #[error("disk cache {0} is in use by another mount of this volume")]
+    Busy(PathBuf),
+    #[error("disk cache {0}: {1}")]
+    Io(PathBuf, io::Error),
+}
+
+impl DiskCache {
+    /// Opens (creating) the cache of volume `volume_hex` under `dir`,
+    /// holding at most `limit` bytes, and starts rebuilding its index
+    /// from disk in the background.
+    pub fn open(
+        dir: &Path,
+        volume_hex: &str,
+        limit: u64,
+    ) -> Result<Arc<DiskCache>, DiskCacheError> {
+        DiskCache::open_with_block(dir, volume_hex, limit, BLOCK)
+    }
+
+    /// Waits until the index holds what the directory held at open.
+    pub fn wait_scanned(&self) {
+        let scan = self.scan.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(s) = scan {
+            let _ = s.join();
+        }
+    }
+
+    fn open_with_block(
+        dir: &Path,
+        volume_hex: &str,
+        limit: u64,
+        block: u64,
+    ) -> Result<Arc<DiskCache>, DiskCacheError> {
+        let root = dir.join(volume_hex);
+        let shown = root.clone();
+        let err = |e| DiskCacheError::Io(shown.clone(), e);
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root.join("tmp"))
+            .map_err(err)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(root.join("lock"))
+            .map_err(err)?;
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&lock),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        } != 0
+        {
+            return Err(DiskCacheError::Busy(root));
+        }
+        for dir in [dir, &root] {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(err)?;
+        }
+        // Left by a writer that died; no one else writes here (the lock).
+        for e in fs::read_dir(root.join("tmp")).map_err(err)? {
+            let _ = fs::remove_file(e.map_err(err)?.path());
+        }
+        let cache = Arc::new(DiskCache {
+            index: Mutex::new(Index::new(limit)),
+            root,
+            block,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            tmp_seq: AtomicU64::new(0),
+            scan: Mutex::new(None),
+            _lock: lock,
+        });
+        let scanner = Arc::clone(&cache);
+        let handle = std::thread::Builder::new()
+            .name("disk-cache-scan".into())
+            .spawn(move || {
+                if let Err(e) = scanner.rebuild() {
+                    warn!(
+                        "disk cache {}: scan failed ({e}); blocks it did not reach are fetched again",
+                        scanner.root.display()
+                    );
+                }
+            })
+            .map_err(err)?;
+        *cache.scan.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        Ok(cache)
+    }
+
+    pub fn stats(&self) -> DiskCacheStats {
+        let (bytes, blocks, limit) = {
+            let ix = self.index();
+            (ix.total(), ix.blocks() as u64, ix.limit())
+        };
+        DiskCacheStats {
+            bytes,
+            limit,
+            blocks,
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The directory of this volume's blocks.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn index(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn path(&self, id: &BlockId) -> PathBuf {
+        self.root.join(format!("{}.{}", id.0, id.1))
+    }
+
+    /// Scans the directory: every block file enters the index by age
+    /// (its modification time), below the blocks in use, and files that
+    /// overflow the limit are evicted.
+    fn rebuild(&self) -> io::Result<()> {
+        let mut found = Vec::new();
+        let data = self.root.join("data");
+        if data.is_dir() {
+            for sub in fs::read_dir(&data)? {
+                let sub = sub?;
+                let Some(xx) = sub.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if !sub.file_type()?.is_dir() {
+                    continue;
+                }
+                for f in fs::read_dir(sub.path())? {
+                    let f = f?;
+                    let name = f.file_name();
+                    let parsed =
+                        name.to_str()
+                            .and_then(|n| n.rsplit_once('.'))
+                            .and_then(|(pack, n)| {
+                                Some((format!("data/{xx}/{pack}"), n.parse::<u64>().ok()?))
+                            });
+                    let meta = f.metadata()?;
+                    match parsed {
+                        Some((key, n)) if cacheable(&key) && meta.len() <= self.block => {
+                            let age = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                            found.push((age, (key, n), meta.len()));
+                        }
+                        _ => {
+                            let _ = fs::remove_file(f.path());
+                        }
+                    }
+                }
+            }
+        }
+        found.sort_by_key(|(age, _, _)| *age);
+        // In batches: readers wait for the lock no longer than one takes.
+        for batch in found.chunks(1024) {
+            let mut ix = self.index();
+            for (_, id, len) in batch {
+                for gone in ix.insert_older(id.clone(), *len) {
+                    let _ = fs::remove_file(self.path(&gone));
+                }
+            }
+        }
+        let ix = self.index();
+        info!(
+            "disk cache {}: {} blocks, {} bytes",
+            self.root.display(),
+            ix.blocks(),
+            ix.total()
+        );
+        Ok(())
+    }
+
+    /// Drops the blocks of `key` that hold bytes of `range`; true if any
+    /// was held. Other blocks of the object stay: each of their segments
+    /// is authenticated on its own when read.
+    fn drop_blocks(&self, key: &str, range: &Range<u64>) -> bool {
+        if range.start >= range.end {
+            return false;
+        }
+        let (first, last) = (range.start / self.block, (range.end - 1) / self.block);
+        let mut ix = self.index();
+        let mut any = false;
+        // A huge range (the whole object) walks the object's blocks only.
+        for id in ix.blocks_of(key) {
+            if (first..=last).contains(&id.1) && ix.remove(&id) {
+                let _ = fs::remove_file(self.path(&id));
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// Drops every block of `key`; true if any was held.
+    fn drop_object(&self, key: &str) -> bool {
+        let mut ix = self.index();
+        let ids = ix.remove_object(key);
+        for id in &ids {
+            let _ = fs::remove_file(self.path(id));
+        }
+        !ids.is_empty()
+    }
+
+    /// Appends bytes `from .. to` of block `id` to `out`; false (and
+    /// `out` as it was, the block dropped) if its file does not hold them.
+    fn read_block(&self, id: &BlockId, from: u64, to: u64, out: &mut Vec<u8>) -> bool {
+        let at = out.len();
+        let mut read = || -> io::Result<()> {
+            let mut f = File::open(self.path(id))?;
+            f.seek(SeekFrom::Start(from))?;
+            // Straight into `out`'s spare capacity: no zeroing, no copy.
+            let n = (&mut f).take(to - from).read_to_end(out)?;
+            if n as u64 != to - from {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{n} bytes where {} belong", to - from),
+                ));
+            }
+            // The next mount's index orders blocks by this time.
+            let _ = f.set_modified(std::time::SystemTime::now());
+            Ok(())
+        };
+        match read() {
+            Ok(()) => true,
+            Err(e) => {
+                out.truncate(at);
+                warn!(
+                    "disk cache: block {} of {} unreadable ({e}); dropped, fetching from the store",
+                    id.1, id.0
+                );
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                let mut ix = self.index();
+                if ix.remove(id) {
+                    let _ = fs::remove_file(self.path(id));
+                }
+                false
+            }
+        }
+    }
+
+    /// Stores `bytes` as bytes `at ..` of block `id`: the whole prefix
+    /// when `at` is 0, else what extends the prefix held now (a concurrent
+    /// read may have extended it since `at` was looked up). Skipped when
+    /// the block holds as much already, or too little to join on.
+    fn store_block(&self, id: BlockId, at: u64, bytes: &[u8]) {
+        let mut ix = self.index();
+        let held = ix.peek(&id).unwrap_or(0);
+        let new_len = at + bytes.len() as u64;
+        if held >= new_len || held < at {
+            return;
+        }
+        let path = self.path(&id);
+        let written = match held {
+            0 => self.write_whole(&path, bytes),
+            _ => append(&path, held, &bytes[(held - at) as usize..]),
+        };
+        if let Err(e) = written {
+            warn!("disk cache: cannot write block {} of {} ({e})", id.1, id.0);
+            ix.remove(&id);
+            let _ = fs::remove_file(&path);
+            return;
+        }
+        for gone in ix.insert(id, new_len) {
+            let _ = fs::remove_file(self.path(&gone));
+        }
+    }
+
+    fn write_whole(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{}.{n}", std::process::id()));
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        drop(f);
+        if let Some(parent) = path.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)?;
+        }
+        fs::rename(&tmp, path).inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })
+    }
+
+    /// Caches a whole object just written.
+    fn store_object(&self, key: &str, body: &[u8]) {
+        self.drop_object(key);
+        for (n, part) in body.chunks(self.block as usize).enumerate() {
+            self.store_block((key.to_owned(), n as u64), 0, part);
+        }
+    }
+}
+
+/// Extends the file at `path`, which must hold exactly `at` bytes.
+fn append(path: &Path, at: u64, bytes: &[u8]) -> io::Result<()> {
+    let mut f = OpenOptions::new().append(true).open(path)?;
+    let len = f.metadata()?.len();
+    if len != at {
+        return Err(io::Error::other(format!("holds {len} bytes, not {at}")));
+    }
+    f.write_all(bytes)
+}
+
+/// A pack's key, `data/xx/<32 hex digits>`: the only objects cached, and
+/// a shape that is safe as a relative path.
+fn cacheable(key: &str) -> bool {
+    let Some(rest) = key.strip_prefix("data/") else {
+        return false;
+    };
+    let hex = |s: &str| s.bytes().all(|b| b.is_ascii_hexdigit());
+    match rest.split_once('/') {
+        Some((xx, id)) => xx.len() == 2 && hex(xx) && id.len() == 32 && hex(id),
+        None => false,
+    }
+}
+
+/// `inner` with pack reads served from, and pack writes copied to, a
+/// [`DiskCache`].
+pub struct DiskCachedStore<S> {
+    inner: S,
+    cache: Arc<DiskCache>,
+}
+
+impl<S: ObjectStore> DiskCachedStore<S> {
+    pub fn new(inner: S, cache: Arc<DiskCache>) -> DiskCachedStore<S> {
+        DiskCachedStore { inner, cache }
+    }
+
+    /// The bytes `range` of pack `key`, from disk where the blocks hold
+    /// them, else with one ranged GET for the missing blocks.
+    fn cached_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
+        let c = &self.cache;
+        let b = c.block;
+        let (first, last) = (range.start / b, (range.end - 1) / b);
+        let id = |n: u64| (key.to_owned(), n);
+        // Bytes of block n that this read needs, counted from the block's start.
+        let need = |n: u64| range.end.min((n + 1) * b) - n * b;
+        let held: Vec<u64> = {
+            let mut ix = c.index();
+            (first..=last)
+                .map(|n| ix.get(&id(n)).unwrap_or(0))
+                .collect()
+        };
+        let held_of = |n: u64| held[(n - first) as usize];
+        let missing: Vec<u64> = (first..=last).filter(|&n| held_of(n) < need(n)).collect();
+        let (fetched, fetch_start) = match (missing.first(), missing.last()) {
+            (Some(&m1), Some(&m2)) => {
+                c.misses.fetch_add(1, Ordering::Relaxed);
+                let start = m1 * b + held_of(m1);
+                let end = range.end.min((m2 + 1) * b);
+                (Some(self.inner.get_range(key, start..end)?), start)
+            }
+            _ => {
+                c.hits.fetch_add(1, Ordering::Relaxed);
+                (None, range.end)
+            }
+        };
+        let fetch_end = fetched
+            .as_ref()
+            .map_or(fetch_start, |f| fetch_start + f.len() as u64);
+        if fetch_start == range.start && fetch_end == range.end {
+            if let Some(f) = fetched {
+                // All of it came from the store (a cold read): no copy.
+                self.keep(key, fetch_start, &f);
+                return Ok(f);
+            }
+        }
+        let mut out = Vec::with_capacity((range.end - range.start) as usize);
+        let mut pos = range.start;
+        while pos < range.end {
+            if let Some(f) = fetched
+                .as_ref()
+                .filter(|_| (fetch_start..fetch_end).contains(&pos))
+            {
+                let to = fetch_end.min(range.end);
+                out.extend_from_slice(
+                    &f[(pos - fetch_start) as usize..(to - fetch_start) as usize],
+                );
+                pos = to;
+                continue;
+            }
+            let n = pos / b;
+            let mut to = range.end.min((n + 1) * b);
+            if pos < fetch_start {
+                to = to.min(fetch_start);
+            }
+            if !c.read_block(&id(n), pos - n * b, to - n * b, &mut out) {
+                // Unreadable, and dropped: the store answers for it all.
+                return self.inner.get_range(key, range);
+            }
+            pos = to;
+        }
+        if let Some(f) = &fetched {
+            self.keep(key, fetch_start, f);
+        }
+        Ok(out)
+    }
+
+    /// Stores `fetched`, bytes `start ..` of `key`, block by block.
+    fn keep(&self, key: &str, start: u64, fetched: &[u8]) {
+        let b = self.cache.block;
+        let end = start + fetched.len() as u64;
+        let mut at = start;
+        while at < end {
+            let n = at / b;
+            let to = end.min((n + 1) * b);
+            let part = &fetched[(at - start) as usize..(to - start) as usize];
+            self.cache
+                .store_block((key.to_owned(), n), at - n * b, part);
+            at = to;
+        }
+    }
+}
+
+impl<S: ObjectStore> ObjectStore for DiskCachedStore<S> {
+    fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
+        self.inner.get(key)
+    }
+    fn get_max(&self, key: &str, max: u64) -> StoreResult<Vec<u8>> {
+        self.inner.get_max(key, max)
+    }
+    fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
+        if !cacheable(key) || range.start >= range.end {
+            return self.inner.get_range(key, range);
+        }
+        self.cached_range(key, range)
+    }
+    fn put(&self, key: &str, body: &[u8]) -> StoreResult<()> {
+        self.inner.put(key, body)?;
+        if cacheable(key) {
+            self.cache.store_object(key, body);
+        }
+        Ok(())
+    }
+    fn put_if_absent(&self, key: &str, body: &[u8]) -> StoreResult<()> {
+        self.inner.put_if_absent(key, body)?;
+        if cacheable(key) {
+            self.cache.store_object(key, body);
+        }
+        Ok(())
+    }
+    fn put_if_match(&self, key: &str, body: &[u8], etag: &str) -> StoreResult<()> {
+        // A re-seal replaces the object in place: the old blocks go first,
+        // so no read after this call can see them.
+        if cacheable(key) {
+            self.cache.drop_object(key);
+        }
+        self.inner.put_if_match(key, body, etag)?;
+        if cacheable(key) {
+            self.cache.store_object(key, body);
+        }
+        Ok(())
+    }
+    fn delete(&self, key: &str) -> StoreResult<()> {
+        self.cache.drop_object(key);
+        self.inner.delete(key)
+    }
+    fn delete_many(&self, keys: &[String]) -> StoreResult<()> {
+        for key in keys {
+            self.cache.drop_object(key);
+        }
+        self.inner.delete_many(keys)
+    }
+    fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectInfo>> {
+        self.inner.list(prefix)
+    }
+    fn head(&self, key: &str) -> StoreResult<Option<ObjectInfo>> {
+        self.inner.head(key)
+    }
+    fn conditional_writes(&self) -> bool {
+        self.inner.conditional_writes()
+    }
+    fn space(&self) -> Option<(u64, u64)> {
+        self.inner.space()
+    }
+    fn forget(&self, key: &str, range: Range<u64>) -> bool {
+        let dropped = self.cache.drop_blocks(key, &range);
+        if dropped {
+            self.cache.dropped.fetch_add(1, Ordering::Relaxed);
+            warn!(
+                "disk cache: cached bytes {}..{} of {key} failed authentication; dropped, fetching from the store",
+                range.start, range.end
+            );
+        }
+        self.inner.forget(key, range) || dropped
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,250 @@
+//! Which blocks the disk cache holds, how long each is, and which to
+//! evict: a pure LRU table with no I/O, so its rules are unit-tested.
+//!
+//! Rules:
+//! - A block is identified by (object key, block number); a block of
+//!   `block` bytes covers object bytes `n * block .. (n + 1) * block`.
+//! - An entry holds a *prefix* of its block: bytes `0 .. len`. The last
+//!   block of an object is short, and a ranged read that ends mid-block
+//!   caches what it fetched; a later read extends the prefix.
+//! - `total` is the sum of every entry's `len`; after [`Index::insert`]
+//!   it is at most `limit`, except that the block just inserted is never
+//!   evicted for itself (one block over at most, when `limit` is smaller
+//!   than a block).
+//! - Recency is a counter, not a clock: every `get` and `insert` makes
+//!   the entry the newest. Blocks found on disk at open come in through
+//!   [`Index::insert_older`], below every block this process used, so the
+//!   scan can run while the mount serves.
+
+use std::collections::BTreeMap;
+
+/// One cached block: (object key, block number).
+pub type BlockId = (String, u64);
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    len: u64,
+    tick: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Index {
+    entries: BTreeMap<BlockId, Entry>,
+    /// tick → block, oldest first.
+    lru: BTreeMap<u64, BlockId>,
+    total: u64,
+    limit: u64,
+    tick: u64,
+    /// Ticks of blocks found on disk: from 0 up, always below `tick`'s.
+    older_tick: u64,
+}
+
+/// Where this process's own ticks start, above any the scan hands out.
+const LIVE_TICKS: u64 = 1 << 62;
+
+impl Index {
+    pub fn new(limit: u64) -> Index {
+        Index {
+            limit,
+            tick: LIVE_TICKS,
+            ..Index::default()
+        }
+    }
+
+    /// Bytes held, summed over every entry.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    pub fn blocks(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The cached prefix length of `id`, without touching its recency.
+    pub fn peek(&self, id: &BlockId) -> Option<u64> {
+        self.entries.get(id).map(|e| e.len)
+    }
+
+    /// The cached prefix length of `id`, now the newest entry.
+    pub fn get(&mut self, id: &BlockId) -> Option<u64> {
+        let tick = self.next_tick();
+        let e = self.entries.get_mut(id)?;
+        self.lru.remove(&e.tick);
+        e.tick = tick;
+        self.lru.insert(tick, id.clone());
+        Some(e.len)
+    }
+
+    /// Records `id` as holding `len` bytes (replacing what it held), the
+    /// newest entry, and evicts the oldest others until the total fits the
+    /// limit. Returns the evicted blocks, whose files the caller removes.
+    pub fn insert(&mut self, id: BlockId, len: u64) -> Vec<BlockId> {
+        self.remove(&id);
+        let tick = self.next_tick();
+        self.entries.insert(id.clone(), Entry { len, tick });
+        self.lru.insert(tick, id.clone());
+        self.total += len;
+        self.evict_for(&id)
+    }
+
+    /// Evicts the oldest blocks but `keep` until the total fits the limit.
+    fn evict_for(&mut self, keep: &BlockId) -> Vec<BlockId> {
+        let mut evicted = Vec::new();
+        while self.total > self.limit {
+            let Some((&oldest, victim)) = self.lru.iter().next() else {
+                break;
+            };
+            if victim == keep {
+                break;
+            }
+            let victim = victim.clone();
+            self.lru.remove(&oldest);
+            if let Some(e) = self.entries.remove(&victim) {
+                self.total -= e.len;
+            }
+            evicted.push(victim);
+        }
+        evicted
+    }
+
+    /// Records a block found on disk, as older than every block this
+    /// process used and newer than those found before it; a block the
+    /// process holds already is left as it is. Evicts as [`Index::insert`].
+    pub fn insert_older(&mut self, id: BlockId, len: u64) -> Vec<BlockId> {
+        if self.entries.contains_key(&id) {
+            return Vec::new();
+        }
+        self.older_tick += 1;
+        let tick = self.older_tick;
+        self.entries.insert(id.clone(), Entry { len, tick });
+        self.lru.insert(tick, id.clone());
+        self.total += len;
+        self.evict_for(&id)
+    }
+
+    /// Forgets `id`; true if it was held.
+    pub fn remove(&mut self, id: &BlockId) -> bool {
+        match self.entries.remove(id) {
+            Some(e) => {
+                self.lru.remove(&e.tick);
+                self.total -= e.len;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The blocks of object `key` held, in order.
+    pub fn blocks_of(&self, key: &str) -> Vec<BlockId> {
+        self.entries
+            .range((key.to_owned(), 0)..=(key.to_owned(), u64::MAX))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Forgets every block of object `key`, and returns them.
+    pub fn remove_object(&mut self, key: &str) -> Vec<BlockId> {
+        let ids = self.blocks_of(key);
+        for id in &ids {
+            self.remove(id);
+        }
+        ids
+    }
+
+    fn next_tick(&mut self) -> u64 {
+        self.tick += 1;
+        self.tick
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(key: &str, n: u64) -> BlockId {
+        (key.to_owned(), n)
+    }
+
+    #[test]
+    fn evicts_least_recently_used_first() {
+        let mut ix = Index::new(300);
+        assert!(ix.insert(id("a", 0), 100).is_empty());
+        assert!(ix.insert(id("a", 1), 100).is_empty());
+        assert!(ix.insert(id("b", 0), 100).is_empty());
+        // a/0 read again: a/1 is now the oldest.
+        assert_eq!(ix.get(&id("a", 0)), Some(100));
+        assert_eq!(ix.insert(id("c", 0), 100), vec![id("a", 1)]);
+        assert_eq!(ix.total(), 300);
+        assert_eq!(ix.peek(&id("a", 1)), None);
+        assert_eq!(ix.blocks(), 3);
+    }
+
+    #[test]
+    fn total_stays_within_the_limit() {
+        let mut ix = Index::new(1000);
+        for n in 0..100 {
+            ix.insert(id("x", n), 37 + n % 50);
+            assert!(ix.total() <= 1000, "total {} after {n}", ix.total());
+        }
+    }
+
+    #[test]
+    fn a_block_larger_than_the_limit_stays_alone() {
+        let mut ix = Index::new(50);
+        ix.insert(id("a", 0), 40);
+        assert_eq!(ix.insert(id("a", 1), 80), vec![id("a", 0)]);
+        assert_eq!((ix.total(), ix.blocks()), (80, 1));
+        // The next insert evicts it in turn.
+        assert_eq!(ix.insert(id("a", 2), 10), vec![id("a", 1)]);
+        assert_eq!(ix.total(), 10);
+    }
+
+    #[test]
+    fn reinserting_a_block_replaces_its_length() {
+        let mut ix = Index::new(1000);
+        ix.insert(id("a", 0), 100);
+        ix.insert(id("a", 0), 250);
+        assert_eq!((ix.total(), ix.blocks()), (250, 1));
+        assert_eq!(ix.get(&id("a", 0)), Some(250));
+    }
+
+    #[test]
+    fn blocks_found_on_disk_rank_below_the_ones_in_use() {
+        let mut ix = Index::new(300);
+        ix.insert(id("live", 0), 100);
+        assert!(ix.insert_older(id("disk", 0), 100).is_empty());
+        assert!(ix.insert_older(id("disk", 1), 100).is_empty());
+        // Held already (written since the mount): left as it is.
+        assert!(ix.insert_older(id("live", 0), 7).is_empty());
+        assert_eq!(ix.peek(&id("live", 0)), Some(100));
+        // Over the limit: the first found goes first, then the next.
+        assert_eq!(ix.insert_older(id("disk", 2), 100), vec![id("disk", 0)]);
+        assert_eq!(ix.insert(id("live", 1), 100), vec![id("disk", 1)]);
+        assert_eq!(ix.get(&id("disk", 2)), Some(100));
+        assert_eq!(ix.insert(id("live", 2), 100), vec![id("live", 0)]);
+    }
+
+    #[test]
+    fn removing_an_object_drops_only_its_blocks() {
+        let mut ix = Index::new(1 << 20);
+        for n in 0..3 {
+            ix.insert(id("data/aa/1", n), 10);
+            ix.insert(id("data/aa/10", n), 10);
+            ix.insert(id("data/aa/2", n), 10);
+        }
+        let dropped = ix.remove_object("data/aa/1");
+        assert_eq!(
+            dropped,
+            vec![id("data/aa/1", 0), id("data/aa/1", 1), id("data/aa/1", 2)]
+        );
+        assert_eq!((ix.total(), ix.blocks()), (60, 6));
+        assert!(ix.remove_object("data/aa/1").is_empty());
+        assert!(!ix.remove(&id("data/aa/1", 0)));
+        assert!(ix.remove(&id("data/aa/2", 1)));
+        assert_eq!(ix.total(), 50);
+    }
+}

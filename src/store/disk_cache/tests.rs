@@ -1,0 +1,265 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use super::*;
+use crate::store::{CountingStore, MemoryStore};
+
+const KEY: &str = "data/ab/000102030405060708090a0b0c0d0e0f";
+const OTHER: &str = "data/cd/f00102030405060708090a0b0c0d0e0f";
+const VOL: &str = "00112233445566778899aabbccddeeff";
+
+type Stack = DiskCachedStore<CountingStore<MemoryStore>>;
+
+fn stack(
+    dir: &Path,
+    mem: &MemoryStore,
+    limit: u64,
+    block: u64,
+) -> (Stack, CountingStore<MemoryStore>, Arc<DiskCache>) {
+    let counted = CountingStore::new(mem.clone());
+    let cache = DiskCache::open_with_block(dir, VOL, limit, block).unwrap();
+    cache.wait_scanned();
+    (
+        DiskCachedStore::new(counted.clone(), Arc::clone(&cache)),
+        counted,
+        cache,
+    )
+}
+
+fn body(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// Bytes held in the cache's block files.
+fn bytes_on_disk(cache: &DiskCache) -> u64 {
+    let mut total = 0;
+    let mut dirs = vec![cache.root().join("data")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let e = e.unwrap();
+            match e.file_type().unwrap().is_dir() {
+                true => dirs.push(e.path()),
+                false => total += e.metadata().unwrap().len(),
+            }
+        }
+    }
+    total
+}
+
+#[test]
+fn ranged_reads_match_the_store_and_repeat_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = MemoryStore::new();
+    let obj = body(1000, 7);
+    mem.put(KEY, &obj).unwrap();
+    let (s, counted, _) = stack(dir.path(), &mem, 1 << 20, 64);
+    let ranges = [
+        0..10,
+        5..200,
+        190..260,
+        64..128,
+        600..1000,
+        300..301,
+        0..1000,
+        999..1000,
+    ];
+    for r in ranges.iter().cloned() {
+        let got = s.get_range(KEY, r.clone()).unwrap();
+        assert_eq!(got, obj[r.start as usize..r.end as usize], "{r:?}");
+    }
+    counted.reset();
+    for r in ranges.iter().cloned() {
+        assert_eq!(
+            s.get_range(KEY, r.clone()).unwrap(),
+            obj[r.start as usize..r.end as usize]
+        );
+    }
+    assert_eq!(counted.counts().reads(), 0, "everything was read before");
+}
+
+#[test]
+fn a_read_past_a_prefix_fetches_only_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = MemoryStore::new();
+    let obj = body(512, 1);
+    mem.put(KEY, &obj).unwrap();
+    let (s, counted, _) = stack(dir.path(), &mem, 1 << 20, 100);
+    s.get_range(KEY, 0..150).unwrap();
+    counted.reset();
+    assert_eq!(s.get_range(KEY, 120..330).unwrap(), obj[120..330]);
+    let n = counted.counts();
+    // Block 1 held 50 bytes: the GET starts where they end.
+    assert_eq!((n.get_range, n.bytes_read), (1, 330 - 150));
+}
+
+#[test]
+fn overlapping_fetches_stored_out_of_order_keep_every_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = MemoryStore::new();
+    let obj = body(100, 4);
+    mem.put(KEY, &obj).unwrap();
+    let (_, counted, cache) = stack(dir.path(), &mem, 1 << 20, 100);
+    let s = DiskCachedStore::new(counted.clone(), Arc::clone(&cache));
+    let id = (KEY.to_owned(), 0);
+    // Two reads looked the block up empty-handed; one had fetched 0..30,
+    // the other 20..70 after a third stored 0..20.
+    cache.store_block(id.clone(), 0, &obj[0..20]);
+    cache.store_block(id.clone(), 20, &obj[20..70]);
+    cache.store_block(id.clone(), 0, &obj[0..30]);
+    assert_eq!(cache.index().peek(&id), Some(70));
+    // One that looked up a prefix of 10 stores what lies past 70.
+    cache.store_block(id.clone(), 10, &obj[10..90]);
+    assert_eq!(cache.index().peek(&id), Some(90));
+    // One that would leave a gap is not stored.
+    cache.store_block(id.clone(), 95, &obj[95..100]);
+    assert_eq!(cache.index().peek(&id), Some(90));
+    counted.reset();
+    assert_eq!(s.get_range(KEY, 0..90).unwrap(), obj[0..90]);
+    assert_eq!(counted.counts().reads(), 0);
+}
+
+#[test]
+fn writes_are_cached_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = MemoryStore::new();
+    let obj = body(300, 3);
+    {
+        let (s, counted, _) = stack(dir.path(), &mem, 1 << 20, 64);
+        s.put(KEY, &obj).unwrap();
+        counted.reset();
+        assert_eq!(s.get_range(KEY, 10..290).unwrap(), obj[10..290]);
+        assert_eq!(counted.counts().reads(), 0);
+    }
+    let (s, counted, cache) = stack(dir.path(), &mem, 1 << 20, 64);
+    assert_eq!(cache.stats().bytes, 300);
+    assert_eq!(s.get_range(KEY, 0..300).unwrap(), obj);
+    assert_eq!(
+        counted.counts().reads(),
+        0,
+        "the index was rebuilt from disk"
+    );
+    assert_eq!(cache.stats().hits, 1);
+}
+
+#[test]
+fn the_directory_stays_within_its_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = MemoryStore::new();
+    let (s, _, cache) = stack(dir.path(), &mem, 1000, 128);
+    for seed in 0..20u8 {
+        let key = format!("data/{seed:02x}/{:032x}", seed as u128 + 1);
+        let obj = body(700, seed);
+        mem.put(&key, &obj).unwrap();
+        assert_eq!(s.get_range(&key, 100..650).unwrap(), obj[100..650]);
+        if seed % 3 == 0 {
+            s.put(&key, &obj).unwrap();
+        }
+        let on_disk = bytes_on_disk(&cache);
+        assert!(on_disk <= 1000 + 128, "{on_disk} bytes on disk");
+        assert_eq!(on_disk, cache.stats().bytes);
+    }
+}
+
+#[test]
+fn a_forgotten_object_is_fetched_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = MemoryStore::new();
+    let obj = body(200, 9);
+    mem.put(KEY, &obj).unwrap();
+    let (s, counted, cache) = stack(dir.path(), &mem, 1 << 20, 64);
+    s.get_range(KEY, 0..200).unwrap();
+    // Flip a byte of block 1: the store decorator cannot tell...
+    let path = cache.path(&(KEY.to_owned(), 1));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[3] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let bad = s.get_range(KEY, 64..128).unwrap();
+    assert_ne!(bad, obj[64..128]);
+    // ...the layer that authenticates can.
+    assert!(s.forget(KEY, 70..90));
+    counted.reset();
+    assert_eq!(s.get_range(KEY, 64..128).unwrap(), obj[64..128]);
+    assert_eq!(counted.counts().get_range, 1);
+    assert!(!s.forget(OTHER, 0..10), "nothing of it was cached");
+    assert_eq!(cache.stats().dropped, 1);
+}
+
+#[test]
+fn a_truncated_block_is_read_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = MemoryStore::new();
+    let obj = body(200, 5);
+    mem.put(KEY, &obj).unwrap();
+    let (s, _, cache) = stack(dir.path(), &mem, 1 << 20, 64);
+    s.get_range(KEY, 0..200).unwrap();
+    let path = cache.path(&(KEY.to_owned(), 2));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(10)
+        .unwrap();
+    assert_eq!(s.get_range(KEY, 100..200).unwrap(), obj[100..200]);
+    assert_eq!(cache.stats().dropped, 1);
+    // After a reopen a short file is a shorter prefix: still right.
+    drop((s, cache));
+    let (s, _, _) = stack(dir.path(), &mem, 1 << 20, 64);
+    assert_eq!(s.get_range(KEY, 0..200).unwrap(), obj);
+}
+
+#[test]
+fn replacing_or_deleting_an_object_drops_its_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = MemoryStore::new();
+    let (s, counted, cache) = stack(dir.path(), &mem, 1 << 20, 64);
+    s.put(KEY, &body(150, 1)).unwrap();
+    let etag = s.head(KEY).unwrap().unwrap().etag;
+    let resealed = body(150, 2);
+    s.put_if_match(KEY, &resealed, &etag).unwrap();
+    counted.reset();
+    assert_eq!(s.get_range(KEY, 0..150).unwrap(), resealed);
+    assert_eq!(
+        counted.counts().reads(),
+        0,
+        "the new body was written through"
+    );
+    s.delete(KEY).unwrap();
+    assert_eq!(cache.stats().bytes, 0);
+    assert!(s.get_range(KEY, 0..10).unwrap_err().is_not_found());
+}
+
+#[test]
+fn metadata_objects_are_never_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = MemoryStore::new();
+    let (s, counted, cache) = stack(dir.path(), &mem, 1 << 20, 64);
+    for key in [
+        "volume",
+        "meta/journal/00000001",
+        "data/ab/short",
+        "data/ab/../../x",
+    ] {
+        let _ = s.put(key, b"0123456789");
+        let _ = s.get_range(key, 0..5);
+    }
+    assert_eq!(cache.stats().bytes, 0);
+    assert!(counted.counts().get_range >= 3);
+}
+
+#[test]
+fn a_second_open_of_one_volume_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = DiskCache::open(dir.path(), VOL, 1 << 20).unwrap();
+    let second = DiskCache::open(dir.path(), VOL, 1 << 20);
+    assert!(matches!(second, Err(DiskCacheError::Busy(_))));
+    let other = DiskCache::open(dir.path(), "ffeeddccbbaa99887766554433221100", 1 << 20);
+    assert!(other.is_ok(), "another volume has its own directory");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join(VOL))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+}
