@@ -16,8 +16,10 @@
 //! shard under a new key epoch without touching the indexes that name it.
 //!
 //! Rules:
-//! - Shard contents are encoded under the namespace lock (cost ∝ changed
-//!   shards) and sealed and written outside it.
+//! - Shards are taken under the namespace lock copy-on-write (a pointer
+//!   each, see `meta::table`), then encoded, sealed and written outside
+//!   it: `stat` never waits for an encoding, and the checkpoint is the
+//!   state at the moment it was taken whatever changes meanwhile.
 //! - Deleting an old checkpoint deletes only the shards no retained index
 //!   refers to.
 
@@ -26,6 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use super::table::Frozen;
 use super::{Corrupt, Inode, MetaError, Namespace, PackInfo, decode, encode};
 use crate::crypto::{self, Keys, UnitAd, content_digest, sha256};
 use crate::data::PackId;
@@ -123,34 +126,26 @@ pub fn shard_key(seq: u64, n: u64) -> String {
     format!("{CHECKPOINT_PREFIX}{seq:016x}/{n:06}")
 }
 
-/// A checkpoint encoded under the namespace lock, ready to seal and write.
+/// A checkpoint taken under the namespace lock, ready to encode, seal and
+/// write without it.
 pub struct Prepared {
-    /// (shard number, plaintext; `None` when the shard is now empty).
-    shards: Vec<(u64, Option<Vec<u8>>)>,
+    /// (shard number, the shard as taken; `None` when it is now empty).
+    shards: Vec<(u64, Option<Frozen>)>,
     next_ino: u64,
     chunk_size: u32,
     packs: Vec<(PackId, PackInfo)>,
     orphans: Vec<u64>,
 }
 
-/// Encodes shards `dirty` of `ns` (the namespace exactly as journaled).
+/// Takes shards `dirty` of `ns` (the namespace exactly as journaled). The
+/// cost under the lock is a pointer per shard and a copy of the pack
+/// table; encoding happens in [`write`].
 pub fn prepare(ns: &Namespace, dirty: &BTreeSet<u64>) -> Prepared {
-    let shards = dirty
-        .iter()
-        .map(|&n| {
-            let inodes: Vec<(u64, &Inode)> = (n * SHARD_INODES..(n + 1) * SHARD_INODES)
-                .filter_map(|ino| ns.get(ino).map(|i| (ino, i)))
-                .collect();
-            (n, (!inodes.is_empty()).then(|| encode(&inodes)))
-        })
-        .collect();
-    let mut packs: Vec<(PackId, PackInfo)> = ns.packs().map(|(k, v)| (*k, *v)).collect();
-    packs.sort_by_key(|(id, _)| *id);
     Prepared {
-        shards,
+        shards: dirty.iter().map(|&n| (n, ns.freeze_shard(n))).collect(),
         next_ino: ns.next_ino(),
         chunk_size: ns.chunk_size(),
-        packs,
+        packs: ns.packs().map(|(k, v)| (*k, *v)).collect(),
         orphans: ns.orphans().collect(),
     }
 }
@@ -168,9 +163,11 @@ pub fn write(
 ) -> Result<Vec<ShardRef>, MetaError> {
     let mut refs: std::collections::BTreeMap<u64, ShardRef> =
         prev.iter().map(|r| (r.n, *r)).collect();
-    for (n, plain) in prepared.shards {
+    for (n, frozen) in prepared.shards {
         refs.remove(&n);
-        let Some(plain) = plain else { continue };
+        let Some(frozen) = frozen else { continue };
+        let plain = encode(&frozen.inodes(n));
+        drop(frozen);
         let key = shard_key(seq, n);
         let sealed = crypto::seal(&keys.meta, &UnitAd::whole(volume_id, &key), &plain);
         store.put(&key, &sealed)?;
@@ -184,12 +181,14 @@ pub fn write(
         );
     }
     let shards: Vec<ShardRef> = refs.into_values().collect();
+    let mut packs = prepared.packs;
+    packs.sort_unstable_by_key(|(id, _)| *id);
     let index = Index {
         seq,
         journal_hash,
         next_ino: prepared.next_ino,
         chunk_size: prepared.chunk_size,
-        packs: prepared.packs,
+        packs,
         orphans: prepared.orphans,
         shards: shards.clone(),
     };
