@@ -166,7 +166,7 @@ pub fn write(
     for (n, frozen) in prepared.shards {
         refs.remove(&n);
         let Some(frozen) = frozen else { continue };
-        let plain = encode(&frozen.inodes(n));
+        let plain = encode(&frozen.inodes());
         drop(frozen);
         let key = shard_key(seq, n);
         let sealed = crypto::seal(&keys.meta, &UnitAd::whole(volume_id, &key), &plain);
