@@ -11,9 +11,12 @@
 //! ignored. Every object is sealed with its own name in the associated data.
 //!
 //! Index versions: version 1 (`01` ‖ postcard) binds each shard by the
-//! SHA-256 of its sealed object; version 2 (`02` ‖ the same postcard, what
-//! is written now) by its [`content_digest`], so a rotation can re-seal a
-//! shard under a new key epoch without touching the indexes that name it.
+//! SHA-256 of its sealed object; version 2 (`02` ‖ the same postcard) by
+//! its [`content_digest`], so a rotation can re-seal a shard under a new
+//! key epoch without touching the indexes that name it; version 3 (what is
+//! written now) is version 2 zero-padded to a size class (`meta::pad`).
+//! Shards likewise: `01` ‖ postcard, or `02` ‖ postcard ‖ zeros to a class
+//! (written now), so no object's size counts the inodes it holds.
 //!
 //! Rules:
 //! - Shards are taken under the namespace lock copy-on-write (a pointer
@@ -71,6 +74,11 @@ pub struct Index {
 
 /// Plaintext version of an index whose shard hashes are content digests.
 const INDEX_BY_CONTENT: u8 = 2;
+/// The same, zero-padded to a size class (`meta::pad`): what is written.
+const INDEX_PADDED: u8 = 3;
+/// Plaintext version of a shard zero-padded to a size class; unpadded
+/// shards (`META_VERSION`) are still read.
+const SHARD_PADDED: u8 = 2;
 
 /// An index as read, and how its shard hashes bind.
 pub struct ReadIndex {
@@ -84,12 +92,47 @@ pub struct ReadIndex {
 
 fn encode_index(index: &Index) -> Vec<u8> {
     let mut plain = encode(index);
-    plain[0] = INDEX_BY_CONTENT;
+    plain[0] = INDEX_PADDED;
+    super::pad::pad(&mut plain);
     plain
+}
+
+/// Decodes a padded plaintext's body: the bytes after it must be zeros
+/// up to a class size.
+fn decode_padded<T: serde::de::DeserializeOwned>(key: &str, plain: &[u8]) -> Result<T, MetaError> {
+    let bad = |why: String| MetaError::Corrupt(Corrupt(format!("{key}: {why}")));
+    let (value, rest) =
+        postcard::take_from_bytes(&plain[1..]).map_err(|e| bad(format!("undecodable: {e}")))?;
+    if !super::pad::is_padding(plain.len(), rest) {
+        return Err(bad(format!(
+            "{} bytes after the body are not padding",
+            rest.len()
+        )));
+    }
+    Ok(value)
+}
+
+fn encode_shard(inodes: &[(u64, &Inode)]) -> Vec<u8> {
+    let mut plain = encode(&inodes);
+    plain[0] = SHARD_PADDED;
+    super::pad::pad(&mut plain);
+    plain
+}
+
+fn decode_shard(key: &str, plain: &[u8]) -> Result<Vec<(u64, Inode)>, MetaError> {
+    match plain.first() {
+        Some(&SHARD_PADDED) => decode_padded(key, plain),
+        _ => decode(key, plain),
+    }
 }
 
 fn decode_index(key: &str, plain: &[u8]) -> Result<ReadIndex, MetaError> {
     match plain.split_first() {
+        Some((&INDEX_PADDED, _)) => Ok(ReadIndex {
+            index: decode_padded(key, plain)?,
+            current: true,
+            by_content: true,
+        }),
         Some((&INDEX_BY_CONTENT, body)) => {
             let mut v1 = Vec::with_capacity(plain.len());
             v1.push(super::META_VERSION);
@@ -166,7 +209,7 @@ pub fn write(
     for (n, frozen) in prepared.shards {
         refs.remove(&n);
         let Some(frozen) = frozen else { continue };
-        let plain = encode(&frozen.inodes());
+        let plain = encode_shard(&frozen.inodes());
         drop(frozen);
         let key = shard_key(seq, n);
         let sealed = crypto::seal(&keys.meta, &UnitAd::whole(volume_id, &key), &plain);
@@ -328,7 +371,7 @@ pub fn read(
         let mut inodes = Vec::new();
         for (r, key, fetched) in rx {
             let plain = open_shard(keys, volume_id, r, by_content, &key, &fetched?)?;
-            let shard: Vec<(u64, Inode)> = decode(&key, &plain)?;
+            let shard = decode_shard(&key, &plain)?;
             if shard.iter().any(|(ino, _)| shard_of(*ino) != r.n) {
                 return Err(Corrupt(format!("{key} holds an inode of another shard")).into());
             }
