@@ -268,6 +268,15 @@ fn measure(dir: &Path, files: u64) {
     let idle_stall = max_stall(&fs, inodes, || {
         std::thread::sleep(Duration::from_millis(200))
     });
+    // And with a thread burning a core without the lock, as an encoding
+    // checkpoint does: the noise of scheduling on a loaded machine.
+    let busy_stall = max_stall(&fs, inodes, || {
+        let until = Instant::now() + Duration::from_millis(1000);
+        let mut x = 0u64;
+        while Instant::now() < until {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+    });
     let mut cp_stall = Duration::ZERO;
     let stall = max_stall(&fs, inodes, || {
         let t = Instant::now();
@@ -292,6 +301,71 @@ fn measure(dir: &Path, files: u64) {
     let full_stall = max_stall(&fs, inodes, || {
         fs.engine().checkpoint_now().expect("checkpoint");
     });
+    // The same, while a writer touches every shard as the checkpoint
+    // encodes them: each touched shard is copied (copy-on-write).
+    let slowest_touch = AtomicU64::new(0);
+    let touch_all = |fs: &Fs| {
+        for n in 0..=inodes / checkpoint::SHARD_INODES {
+            let set = SetAttr {
+                mtime: Some(TimeSet::Now),
+                ..SetAttr::default()
+            };
+            let t = Instant::now();
+            let _ = fs.setattr(&ME, n * checkpoint::SHARD_INODES + 7, None, set);
+            slowest_touch.fetch_max(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+        }
+    };
+    touch_all(&fs);
+    fs.engine()
+        .wait_durable(fs.engine().appended())
+        .expect("durable");
+    // The writer alone, for comparison: its own share of the stall.
+    let writer_alone = max_stall(&fs, inodes, || {
+        let until = Instant::now() + Duration::from_millis(1000);
+        while Instant::now() < until {
+            touch_all(&fs);
+        }
+    });
+    slowest_touch.store(0, Ordering::Relaxed);
+    let writing_stall = max_stall(&fs, inodes, || {
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    touch_all(&fs);
+                }
+            });
+            fs.engine().checkpoint_now().expect("checkpoint");
+            done.store(true, Ordering::Relaxed);
+        });
+    });
+    // The lock alone, without the scheduler's noise: how long taking a
+    // checkpoint of every shard holds the tree, and how long a change to
+    // a page a checkpoint holds does (it copies the page first). Medians
+    // of 21 tries, so a preemption in one does not count.
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let mut take = Vec::new();
+    let mut copy = Vec::new();
+    for k in 0..21u64 {
+        let mut txn = fs.engine().lock();
+        let t = Instant::now();
+        let taken = checkpoint::prepare(txn.ns(), &txn.ns().all_shards());
+        take.push(t.elapsed());
+        let ino = 3 + k * 40_000 % inodes;
+        let mut attr = txn.ns().get(ino).expect("inode").attr;
+        attr.mtime = sealedfs::meta::Timestamp::now();
+        let t = Instant::now();
+        txn.apply(vec![Record::Inode { ino, attr }]).expect("apply");
+        copy.push(t.elapsed());
+        drop(txn);
+        drop(taken);
+    }
+    let (take, copy) = (median(take), median(copy));
+    // The next run starts from a clean checkpoint, not from these changes.
+    fs.engine().checkpoint_now().expect("checkpoint");
     fs.shutdown().expect("shutdown");
     drop(fs);
     let t = Instant::now();
@@ -352,8 +426,32 @@ fn measure(dir: &Path, files: u64) {
         idle_stall.as_secs_f64() * 1e3
     );
     println!(
+        "| longest stat while a thread burns a core for 1 s, no lock (noise under load) | {:.1} ms |",
+        busy_stall.as_secs_f64() * 1e3
+    );
+    println!(
         "| longest stat during a checkpoint with every shard dirty | {:.1} ms |",
         full_stall.as_secs_f64() * 1e3
+    );
+    println!(
+        "| the same while a writer touches every shard | {:.1} ms |",
+        writing_stall.as_secs_f64() * 1e3
+    );
+    println!(
+        "| longest stat while that writer runs alone for 1 s | {:.1} ms |",
+        writer_alone.as_secs_f64() * 1e3
+    );
+    println!(
+        "| longest setattr meanwhile (the first change to a page copies it) | {:.1} ms |",
+        slowest_touch.load(Ordering::Relaxed) as f64 / 1e3
+    );
+    println!(
+        "| tree lock held to take a checkpoint of every shard (median of 21) | {:.2} ms |",
+        take.as_secs_f64() * 1e3
+    );
+    println!(
+        "| tree lock held by a change to a page a checkpoint holds (median of 21) | {:.2} ms |",
+        copy.as_secs_f64() * 1e3
     );
     println!(
         "| longest stat during compaction | {:.1} ms |",

@@ -12,7 +12,7 @@ version=${1:-v1}
 out=tests/golden/$version
 [[ ! -e $out ]] || { echo "make-golden: $out exists; remove it first" >&2; exit 1; }
 cargo build -q
-bin=target/debug/sealedfs
+bin=${CARGO_TARGET_DIR:-target}/debug/sealedfs
 work=$(mktemp -d)
 trap 'fusermount3 -u -z "$work/mnt" 2>/dev/null || true; rm -rf "$work"' EXIT
 export SEALEDFS_PASSPHRASE=golden

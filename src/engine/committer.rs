@@ -5,9 +5,10 @@
 //! Rules:
 //! - One commit at a time, on this thread (at open and at shutdown, before
 //!   and after it runs, on the caller's).
-//! - A checkpoint is encoded while the tree is exactly the state after the
+//! - A checkpoint is taken while the tree is exactly the state after the
 //!   batch it follows (the tree lock is held from taking the batch to
-//!   encoding), then sealed and written outside the lock. If the commit
+//!   taking the checkpoint's shards, copy-on-write: `meta::table`), then
+//!   encoded, sealed and written outside the lock. If the commit
 //!   fails, its shards are marked dirty again; if the checkpoint fails,
 //!   the journal still holds everything and a later one tries again.
 //! - A stalled batch (its PUT failed) is retried before anything else and
@@ -154,7 +155,7 @@ impl Engine {
     }
 }
 
-/// A checkpoint encoded, the shards it takes, and the carried packs it
+/// A checkpoint taken, the shards it takes, and the carried packs it
 /// names (written as objects before it).
 type Prepared = Option<(
     checkpoint::Prepared,
@@ -163,7 +164,7 @@ type Prepared = Option<(
 )>;
 
 impl Engine {
-    /// The checkpoint to write after `batch`, encoded now while the tree is
+    /// The checkpoint to write after `batch`, taken now while the tree is
     /// exactly the state after it (the caller holds the tree lock).
     fn checkpoint_if_due(
         &self,

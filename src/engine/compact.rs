@@ -107,28 +107,41 @@ impl Engine {
     /// Chooses the chunks to move: those of the emptiest packs first, up
     /// to one pack's worth of plaintext.
     fn pick_moves(&self) -> Vec<Move> {
-        let tree = self.tree();
-        let mut victims: Vec<(PackId, u64, u32)> = tree
-            .packs()
-            .filter(|(_, p)| p.live > 0 && (p.live as f64) < p.size as f64 * LIVE_RATIO)
-            .map(|(id, p)| (*id, p.live, p.units))
-            .collect();
+        let (mut victims, shards) = {
+            let tree = self.tree();
+            let victims: Vec<(PackId, u64, u32)> = tree
+                .packs()
+                .filter(|(_, p)| p.live > 0 && (p.live as f64) < p.size as f64 * LIVE_RATIO)
+                .map(|(id, p)| (*id, p.live, p.units))
+                .collect();
+            let shards: Vec<u64> = match victims.is_empty() {
+                true => Vec::new(),
+                false => tree.all_shards().into_iter().collect(),
+            };
+            (victims, shards)
+        };
         if victims.is_empty() {
             return Vec::new();
         }
         victims.sort_by_key(|(id, live, _)| (*live, *id));
         let units: BTreeMap<PackId, u32> = victims.iter().map(|(id, _, u)| (*id, *u)).collect();
-        // One scan of the chunk maps finds every chunk in a victim pack.
+        // One scan of the chunk maps finds every chunk in a victim pack. It
+        // takes the lock a shard at a time, so `stat` waits for one shard's
+        // scan at most; a chunk changed meanwhile is skipped when the moves
+        // are applied (the map must still point at the copied segment).
         let mut found: BTreeMap<PackId, Vec<(u64, u64, SegRef)>> = BTreeMap::new();
-        for (ino, inode) in tree.inodes() {
-            let Some(map) = inode.chunks() else { continue };
-            for (first, e) in map.extents() {
-                if !units.contains_key(&e.pack) {
-                    continue;
-                }
-                for i in 0..e.count as u64 {
-                    if let Some(seg) = map.get(first + i) {
-                        found.entry(e.pack).or_default().push((ino, first + i, seg));
+        for n in shards {
+            let tree = self.tree();
+            for (ino, inode) in tree.shard_inodes(n) {
+                let Some(map) = inode.chunks() else { continue };
+                for (first, e) in map.extents() {
+                    if !units.contains_key(&e.pack) {
+                        continue;
+                    }
+                    for i in 0..e.count as u64 {
+                        if let Some(seg) = map.get(first + i) {
+                            found.entry(e.pack).or_default().push((ino, first + i, seg));
+                        }
                     }
                 }
             }

@@ -16,6 +16,10 @@ use super::error::{EngineError, EngineResult};
 use crate::data::{Extent, PackId, Placed, SegRef, open_segment, seal_pack};
 use crate::meta::Record;
 
+/// Plaintext of a full pack (the writeback's target): packs this large
+/// all have about the same size and are left unpadded.
+const FULL_PACK: usize = 8 << 20;
+
 /// A pack just made durable.
 pub struct Written {
     pub id: PackId,
@@ -33,7 +37,7 @@ impl Engine {
             return Err(f.into());
         }
         let id = PackId::random();
-        let (body, placed) = seal_pack(&self.keys.get()?.data, &self.volume_id, id, chunks);
+        let (body, placed) = self.seal_padded(id, chunks)?;
         self.store.put(&id.key(), &body)?;
         Ok(Written {
             id,
@@ -49,13 +53,25 @@ impl Engine {
             return Err(f.into());
         }
         let id = PackId::random();
-        let (body, placed) = seal_pack(&self.keys.get()?.data, &self.volume_id, id, chunks);
+        let (body, placed) = self.seal_padded(id, chunks)?;
         let written = Written {
             id,
             size: body.len() as u64,
             placed,
         };
         Ok((written, body))
+    }
+
+    /// Seals `chunks` as pack `id`. A pack shorter than a full one (a flush
+    /// cut short, such as one file's fsync) is zero-padded to a size class
+    /// (`meta::pad`), so its size does not say what the flush held; no
+    /// segment maps the padding.
+    fn seal_padded(&self, id: PackId, chunks: &[&[u8]]) -> EngineResult<(Vec<u8>, Vec<Placed>)> {
+        let (mut body, placed) = seal_pack(&self.keys.get()?.data, &self.volume_id, id, chunks);
+        if body.len() < FULL_PACK {
+            crate::meta::pad::pad(&mut body);
+        }
+        Ok((body, placed))
     }
 
     /// Reads segments `skip .. skip + n` of `extent` with one ranged GET and

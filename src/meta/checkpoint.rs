@@ -11,13 +11,18 @@
 //! ignored. Every object is sealed with its own name in the associated data.
 //!
 //! Index versions: version 1 (`01` ‖ postcard) binds each shard by the
-//! SHA-256 of its sealed object; version 2 (`02` ‖ the same postcard, what
-//! is written now) by its [`content_digest`], so a rotation can re-seal a
-//! shard under a new key epoch without touching the indexes that name it.
+//! SHA-256 of its sealed object; version 2 (`02` ‖ the same postcard) by
+//! its [`content_digest`], so a rotation can re-seal a shard under a new
+//! key epoch without touching the indexes that name it; version 3 (what is
+//! written now) is version 2 zero-padded to a size class (`meta::pad`).
+//! Shards likewise: `01` ‖ postcard, or `02` ‖ postcard ‖ zeros to a class
+//! (written now), so no object's size counts the inodes it holds.
 //!
 //! Rules:
-//! - Shard contents are encoded under the namespace lock (cost ∝ changed
-//!   shards) and sealed and written outside it.
+//! - Shards are taken under the namespace lock copy-on-write (a pointer
+//!   each, see `meta::table`), then encoded, sealed and written outside
+//!   it: `stat` never waits for an encoding, and the checkpoint is the
+//!   state at the moment it was taken whatever changes meanwhile.
 //! - Deleting an old checkpoint deletes only the shards no retained index
 //!   refers to.
 
@@ -26,6 +31,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use super::table::Frozen;
 use super::{Corrupt, Inode, MetaError, Namespace, PackInfo, decode, encode};
 use crate::crypto::{self, Keys, UnitAd, content_digest, sha256};
 use crate::data::PackId;
@@ -68,6 +74,11 @@ pub struct Index {
 
 /// Plaintext version of an index whose shard hashes are content digests.
 const INDEX_BY_CONTENT: u8 = 2;
+/// The same, zero-padded to a size class (`meta::pad`): what is written.
+const INDEX_PADDED: u8 = 3;
+/// Plaintext version of a shard zero-padded to a size class; unpadded
+/// shards (`META_VERSION`) are still read.
+const SHARD_PADDED: u8 = 2;
 
 /// An index as read, and how its shard hashes bind.
 pub struct ReadIndex {
@@ -81,12 +92,47 @@ pub struct ReadIndex {
 
 fn encode_index(index: &Index) -> Vec<u8> {
     let mut plain = encode(index);
-    plain[0] = INDEX_BY_CONTENT;
+    plain[0] = INDEX_PADDED;
+    super::pad::pad(&mut plain);
     plain
+}
+
+/// Decodes a padded plaintext's body: the bytes after it must be zeros
+/// up to a class size.
+fn decode_padded<T: serde::de::DeserializeOwned>(key: &str, plain: &[u8]) -> Result<T, MetaError> {
+    let bad = |why: String| MetaError::Corrupt(Corrupt(format!("{key}: {why}")));
+    let (value, rest) =
+        postcard::take_from_bytes(&plain[1..]).map_err(|e| bad(format!("undecodable: {e}")))?;
+    if !super::pad::is_padding(plain.len(), rest) {
+        return Err(bad(format!(
+            "{} bytes after the body are not padding",
+            rest.len()
+        )));
+    }
+    Ok(value)
+}
+
+fn encode_shard(inodes: &[(u64, &Inode)]) -> Vec<u8> {
+    let mut plain = encode(&inodes);
+    plain[0] = SHARD_PADDED;
+    super::pad::pad(&mut plain);
+    plain
+}
+
+fn decode_shard(key: &str, plain: &[u8]) -> Result<Vec<(u64, Inode)>, MetaError> {
+    match plain.first() {
+        Some(&SHARD_PADDED) => decode_padded(key, plain),
+        _ => decode(key, plain),
+    }
 }
 
 fn decode_index(key: &str, plain: &[u8]) -> Result<ReadIndex, MetaError> {
     match plain.split_first() {
+        Some((&INDEX_PADDED, _)) => Ok(ReadIndex {
+            index: decode_padded(key, plain)?,
+            current: true,
+            by_content: true,
+        }),
         Some((&INDEX_BY_CONTENT, body)) => {
             let mut v1 = Vec::with_capacity(plain.len());
             v1.push(super::META_VERSION);
@@ -123,34 +169,26 @@ pub fn shard_key(seq: u64, n: u64) -> String {
     format!("{CHECKPOINT_PREFIX}{seq:016x}/{n:06}")
 }
 
-/// A checkpoint encoded under the namespace lock, ready to seal and write.
+/// A checkpoint taken under the namespace lock, ready to encode, seal and
+/// write without it.
 pub struct Prepared {
-    /// (shard number, plaintext; `None` when the shard is now empty).
-    shards: Vec<(u64, Option<Vec<u8>>)>,
+    /// (shard number, the shard as taken; `None` when it is now empty).
+    shards: Vec<(u64, Option<Frozen>)>,
     next_ino: u64,
     chunk_size: u32,
     packs: Vec<(PackId, PackInfo)>,
     orphans: Vec<u64>,
 }
 
-/// Encodes shards `dirty` of `ns` (the namespace exactly as journaled).
+/// Takes shards `dirty` of `ns` (the namespace exactly as journaled). The
+/// cost under the lock is a pointer per shard and a copy of the pack
+/// table; encoding happens in [`write`].
 pub fn prepare(ns: &Namespace, dirty: &BTreeSet<u64>) -> Prepared {
-    let shards = dirty
-        .iter()
-        .map(|&n| {
-            let inodes: Vec<(u64, &Inode)> = (n * SHARD_INODES..(n + 1) * SHARD_INODES)
-                .filter_map(|ino| ns.get(ino).map(|i| (ino, i)))
-                .collect();
-            (n, (!inodes.is_empty()).then(|| encode(&inodes)))
-        })
-        .collect();
-    let mut packs: Vec<(PackId, PackInfo)> = ns.packs().map(|(k, v)| (*k, *v)).collect();
-    packs.sort_by_key(|(id, _)| *id);
     Prepared {
-        shards,
+        shards: dirty.iter().map(|&n| (n, ns.freeze_shard(n))).collect(),
         next_ino: ns.next_ino(),
         chunk_size: ns.chunk_size(),
-        packs,
+        packs: ns.packs().map(|(k, v)| (*k, *v)).collect(),
         orphans: ns.orphans().collect(),
     }
 }
@@ -168,9 +206,11 @@ pub fn write(
 ) -> Result<Vec<ShardRef>, MetaError> {
     let mut refs: std::collections::BTreeMap<u64, ShardRef> =
         prev.iter().map(|r| (r.n, *r)).collect();
-    for (n, plain) in prepared.shards {
+    for (n, frozen) in prepared.shards {
         refs.remove(&n);
-        let Some(plain) = plain else { continue };
+        let Some(frozen) = frozen else { continue };
+        let plain = encode_shard(&frozen.inodes());
+        drop(frozen);
         let key = shard_key(seq, n);
         let sealed = crypto::seal(&keys.meta, &UnitAd::whole(volume_id, &key), &plain);
         store.put(&key, &sealed)?;
@@ -184,12 +224,14 @@ pub fn write(
         );
     }
     let shards: Vec<ShardRef> = refs.into_values().collect();
+    let mut packs = prepared.packs;
+    packs.sort_unstable_by_key(|(id, _)| *id);
     let index = Index {
         seq,
         journal_hash,
         next_ino: prepared.next_ino,
         chunk_size: prepared.chunk_size,
-        packs: prepared.packs,
+        packs,
         orphans: prepared.orphans,
         shards: shards.clone(),
     };
@@ -329,7 +371,7 @@ pub fn read(
         let mut inodes = Vec::new();
         for (r, key, fetched) in rx {
             let plain = open_shard(keys, volume_id, r, by_content, &key, &fetched?)?;
-            let shard: Vec<(u64, Inode)> = decode(&key, &plain)?;
+            let shard = decode_shard(&key, &plain)?;
             if shard.iter().any(|(ino, _)| shard_of(*ino) != r.n) {
                 return Err(Corrupt(format!("{key} holds an inode of another shard")).into());
             }

@@ -31,13 +31,14 @@ pub fn seq_of_key(key: &str) -> Option<u64> {
     (hex.len() == 16).then(|| u64::from_str_radix(hex, 16).ok())?
 }
 
-/// Version byte of journal segments that carry packs (`Record::Carried`).
-/// A segment without one is still written as version 2, so a volume an
-/// older build can read stays so until an fsync carries data; version 1
-/// segments (no audit binding) are still read. The other metadata
-/// plaintexts keep `META_VERSION`.
+/// Version byte of the journal segments written: zero-padded to a size
+/// class (`meta::pad`), so a segment's size says neither how many records
+/// it holds nor, when it carries a pack (`Record::Carried`), that pack's
+/// exact size. Versions 2 (unpadded, carrying nothing) and 1 (no audit
+/// binding) are still read. The other metadata plaintexts keep their own
+/// version bytes.
 pub const SEGMENT_VERSION: u8 = 3;
-/// Version byte of segments that carry no pack.
+/// Version byte of unpadded segments, which carry no pack (read only).
 pub const SEGMENT_V2: u8 = 2;
 
 /// The plaintext of one segment.
@@ -71,21 +72,14 @@ fn carries(seg: &Segment) -> bool {
 }
 
 fn encode_segment(seg: &Segment) -> Vec<u8> {
-    let version = match carries(seg) {
-        true => SEGMENT_VERSION,
-        false => SEGMENT_V2,
-    };
-    let mut out = vec![version];
+    let mut out = vec![SEGMENT_VERSION];
     out.extend(postcard::to_allocvec(seg).expect("in-memory metadata always encodes"));
-    if version == SEGMENT_VERSION {
-        // The data it carries is padded to 4 KiB classes already; padding
-        // the whole plaintext hides how many record bytes came with it.
-        out.resize(out.len().div_ceil(SEGMENT_PAD) * SEGMENT_PAD, 0);
-    }
+    super::pad::pad(&mut out);
     out
 }
 
-/// Version 3 plaintexts are zero-padded to a multiple of this.
+/// Version 3 plaintexts are zero-padded to a multiple of this (to a size
+/// class since padding by class; earlier ones to any multiple).
 pub const SEGMENT_PAD: usize = 4096;
 
 fn decode_segment(object: &str, plain: &[u8]) -> Result<Segment, MetaError> {
@@ -187,7 +181,7 @@ mod tests {
     }
 
     #[test]
-    fn carrying_segments_are_padded_and_strictly_decoded() {
+    fn segments_are_padded_to_classes_and_strictly_decoded() {
         let keys = Keys::derive(&MasterKey::generate(), &[3; 16]);
         let carried = Record::Carried {
             id: crate::data::PackId([4; 16]),
@@ -217,11 +211,18 @@ mod tests {
         let mut v2 = plain.clone();
         v2[0] = SEGMENT_V2;
         assert!(decode_segment(&object, &v2).is_err(), "v2 carrying");
-        let plain_v2 = encode_segment(&Segment {
+        let small = Segment {
             records: vec![Record::Drop { ino: 9 }],
             ..seg
-        });
-        assert_eq!(plain_v2[0], SEGMENT_V2);
+        };
+        let plain = encode_segment(&small);
+        assert_eq!((plain[0], plain.len()), (SEGMENT_VERSION, SEGMENT_PAD));
+        assert_eq!(decode_segment(&object, &plain).unwrap(), small);
+        // Written before padding by class: unpadded version 2, still read
+        // strictly.
+        let mut plain_v2 = vec![SEGMENT_V2];
+        plain_v2.extend(postcard::to_allocvec(&small).unwrap());
+        assert_eq!(decode_segment(&object, &plain_v2).unwrap(), small);
         let mut trailing = plain_v2.clone();
         trailing.push(0);
         assert!(decode_segment(&object, &trailing).is_err(), "v2 trailing");

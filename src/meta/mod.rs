@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod inode;
 pub mod journal;
 pub mod namespace;
+pub mod pad;
 pub mod record;
 pub mod snapshot;
 mod table;

@@ -201,10 +201,19 @@ impl Namespace {
 
     /// Every shard that holds an inode (a full checkpoint).
     pub fn all_shards(&self) -> BTreeSet<u64> {
-        self.inodes
-            .keys()
-            .map(super::checkpoint::shard_of)
-            .collect()
+        self.inodes.shard_numbers().collect()
+    }
+
+    /// The inodes of checkpoint shard `n`, in number order: a scan of the
+    /// whole namespace takes the lock one shard at a time.
+    pub fn shard_inodes(&self, n: u64) -> impl Iterator<Item = (u64, &Inode)> {
+        self.inodes.shard_iter(n)
+    }
+
+    /// Shard `n` as it is now, for a checkpoint to encode without the lock
+    /// (see `meta::table`).
+    pub(super) fn freeze_shard(&self, n: u64) -> Option<super::table::Frozen> {
+        self.inodes.freeze(n)
     }
 
     /// Applies one record; returns packs whose live bytes dropped to zero.

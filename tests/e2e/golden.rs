@@ -74,6 +74,7 @@ golden!(v1, "v1");
 golden!(v2, "v2");
 golden!(v2_aes, "v2-aes");
 golden!(v2_rotated, "v2-rotated");
+golden!(v2_padded, "v2-padded");
 
 fn reads_as_its_manifest(version: &str) {
     let want = std::fs::read_to_string(format!(

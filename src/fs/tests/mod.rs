@@ -6,6 +6,7 @@ mod faults;
 mod lease;
 mod model;
 mod opcount;
+mod padding;
 mod scale;
 
 use std::collections::{BTreeMap, HashMap};
