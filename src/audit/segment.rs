@@ -11,7 +11,10 @@
 //! moved to another chain fails verification.
 //!
 //! Layout: one sealed unit; plaintext = `AUDIT_VERSION` ‖ postcard of
-//! [`Segment`] (docs/FORMAT.md, "Audit trail").
+//! [`Segment`] ‖ zeros to a size class (`meta::pad`), so a segment's size
+//! says how much was recorded to within a class, never the length of the
+//! one path a lone record names (docs/FORMAT.md, "Audit trail"). Version
+//! 1 segments (unpadded) still read.
 
 use serde::{Deserialize, Serialize};
 
@@ -23,8 +26,11 @@ pub const AUDIT_PREFIX: &str = "audit/";
 /// The writer's chain.
 pub const WRITER_CHAIN: &str = "w";
 
-/// First byte of every audit segment's plaintext.
-pub const AUDIT_VERSION: u8 = 1;
+/// First byte of every audit segment's plaintext this build writes.
+pub const AUDIT_VERSION: u8 = 2;
+
+/// Segments before size classes: no padding after the body.
+const AUDIT_UNPADDED: u8 = 1;
 
 /// Largest audit segment read back.
 pub const MAX_SEGMENT_BYTES: u64 = 256 << 20;
@@ -70,6 +76,7 @@ pub fn seal(key: &SubKey, volume_id: &[u8; 16], seg: &Segment) -> (Vec<u8>, [u8;
     let object = self::key(&seg.chain, seg.seq);
     let mut plain = vec![AUDIT_VERSION];
     plain.extend(postcard::to_allocvec(seg).expect("records always encode"));
+    crate::meta::pad::pad(&mut plain);
     let sealed = crypto::seal(key, &UnitAd::whole(volume_id, &object), &plain);
     (sealed, digest(&object, &plain))
 }
@@ -88,6 +95,17 @@ pub fn open(
     let bad = |why: String| CryptoError::Malformed(format!("{object}: {why}"));
     let seg: Segment = match plain.split_first() {
         Some((&AUDIT_VERSION, body)) => {
+            let (seg, rest) =
+                postcard::take_from_bytes(body).map_err(|e| bad(format!("undecodable: {e}")))?;
+            if !crate::meta::pad::is_padding(plain.len(), rest) {
+                return Err(bad(format!(
+                    "{} bytes after the body are not padding",
+                    rest.len()
+                )));
+            }
+            seg
+        }
+        Some((&AUDIT_UNPADDED, body)) => {
             postcard::from_bytes(body).map_err(|e| bad(format!("undecodable: {e}")))?
         }
         Some((v, _)) => return Err(bad(format!("unknown audit version {v}"))),
@@ -143,5 +161,66 @@ mod tests {
         assert_eq!(parse_key(&key("w", 3)), Some(("w", 3)));
         assert_eq!(parse_key("audit/w/xyz"), None);
         assert_eq!(parse_key("audit/0000000000000003"), None);
+    }
+
+    fn one_record(path: &str) -> Segment {
+        Segment {
+            chain: WRITER_CHAIN.into(),
+            seq: 1,
+            prev_hash: [0; 32],
+            count_before: 0,
+            host: "h".into(),
+            writer: [7; 8],
+            first_index: 0,
+            records: vec![Record {
+                time_ms: 1,
+                uid: 0,
+                gid: 0,
+                pid: 1,
+                process: "cat".into(),
+                op: Op::Unlink,
+                path: path.into(),
+                path2: None,
+                errno: 0,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_segments_size_does_not_give_away_a_path_length() {
+        let keys = Keys::derive(&MasterKey::generate(), &[1; 16]);
+        let short = seal(&keys.audit, &[1; 16], &one_record("/a")).0;
+        let long = seal(
+            &keys.audit,
+            &[1; 16],
+            &one_record("/patients/jane-doe-1970.pdf"),
+        )
+        .0;
+        assert_eq!(short.len(), long.len());
+        assert_eq!(
+            crypto::open(&keys.audit, &UnitAd::whole(&[1; 16], &key("w", 1)), &short)
+                .unwrap()
+                .len(),
+            4096
+        );
+
+        // Padding that is not zeros is refused; an unpadded version 1
+        // segment (older builds) still opens.
+        let object = key("w", 1);
+        let ad = UnitAd::whole(&[1; 16], &object);
+        let mut plain = vec![AUDIT_VERSION];
+        plain.extend(postcard::to_allocvec(&one_record("/a")).unwrap());
+        crate::meta::pad::pad(&mut plain);
+        *plain.last_mut().unwrap() = 1;
+        let sealed = crypto::seal(&keys.audit, &ad, &plain);
+        assert!(open(&keys.audit, &[1; 16], "w", 1, &sealed).is_err());
+        let mut v1 = vec![AUDIT_UNPADDED];
+        v1.extend(postcard::to_allocvec(&one_record("/a")).unwrap());
+        let sealed = crypto::seal(&keys.audit, &ad, &v1);
+        let (seg, digest) = open(&keys.audit, &[1; 16], "w", 1, &sealed).unwrap();
+        assert_eq!(
+            (seg, digest),
+            (one_record("/a"), super::digest(&object, &v1))
+        );
     }
 }
