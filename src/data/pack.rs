@@ -160,7 +160,12 @@ pub fn segment_is_current(
 }
 
 /// Segment `unit` of pack `object`; `last` for the pack's final one.
-fn segment_ad<'a>(volume_id: &'a [u8; 16], object: &'a str, unit: u32, last: bool) -> UnitAd<'a> {
+pub(super) fn segment_ad<'a>(
+    volume_id: &'a [u8; 16],
+    object: &'a str,
+    unit: u32,
+    last: bool,
+) -> UnitAd<'a> {
     UnitAd {
         volume_id,
         object,

@@ -13,7 +13,7 @@
 
 use super::Engine;
 use super::error::{EngineError, EngineResult};
-use crate::data::{Extent, PackId, Placed, SegRef, open_segment, seal_pack};
+use crate::data::{Extent, PackId, Placed, SegRef, StreamedRun, open_segment, seal_pack};
 use crate::meta::Record;
 
 /// A pack just made durable.
@@ -80,7 +80,15 @@ impl Engine {
                     EngineError::Corrupt(crate::meta::Corrupt(why))
                 })?
                 .to_vec(),
-            None => self.store.get_range(&extent.pack.key(), range)?,
+            None => {
+                // Each segment is opened as its bytes arrive.
+                let keys = self.keys.get()?;
+                let mut run = StreamedRun::new(&keys.data, &self.volume_id, extent, skip, n, units);
+                let key = extent.pack.key();
+                self.store
+                    .get_range_to(&key, range, &mut |at, b| run.put(at, b))?;
+                return run.finish().map_err(EngineError::Integrity);
+            }
         };
         let len = extent.cipher_len as usize;
         let keys = self.keys.get()?;
