@@ -110,7 +110,7 @@ pub fn open_segment(
     plain_len: u32,
 ) -> Result<Vec<u8>, crypto::CryptoError> {
     let mut plain = open_padded(key, volume_id, id, unit, last, sealed)?;
-    plain.truncate(plain_len as usize);
+    super::streamed::trim(&mut plain, plain_len as usize);
     Ok(plain)
 }
 

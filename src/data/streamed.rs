@@ -135,7 +135,7 @@ impl<'a> StreamedRun<'a> {
         let seg = &mut self.segs[i];
         seg.opened = true;
         match open_in_place(self.key, &ad, &seg.nonce, &mut seg.body, &seg.tag) {
-            Ok(()) => seg.body.truncate(self.plain_len),
+            Ok(()) => trim(&mut seg.body, self.plain_len),
             Err(e) => {
                 seg.body = Vec::new();
                 self.failed.get_or_insert(e);
@@ -157,6 +157,16 @@ impl<'a> StreamedRun<'a> {
             )));
         }
         Ok(self.segs.into_iter().map(|s| s.body).collect())
+    }
+}
+
+/// Cuts an opened segment to its chunk's length, giving back the padding's
+/// memory where it is a large part (a small file's chunk): the cache
+/// counts what a buffer holds.
+pub(super) fn trim(plain: &mut Vec<u8>, len: usize) {
+    plain.truncate(len);
+    if plain.capacity() - plain.len() > plain.capacity() / 8 {
+        plain.shrink_to_fit();
     }
 }
 
