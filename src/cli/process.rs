@@ -46,9 +46,16 @@ pub fn forbid_core_dumps() -> CliResult<()> {
 /// allocations a second. Call before any thread exists (inherited by fork).
 pub fn limit_malloc_arenas() {
     #[cfg(target_env = "gnu")]
+    const MMAP_THRESHOLD: libc::c_int = 1 << 20;
+    #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only changes allocator tunables.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
+        // Buffers of a MiB and more (pack bodies, FUSE replies) get their
+        // own mappings, returned whole when freed. glibc's default
+        // threshold rises to the largest buffer freed, after which 8 MiB
+        // pack bodies came from the heap and left holes in it.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
     }
 }
 
