@@ -183,12 +183,13 @@ impl Fs {
         }
         let chunks: Vec<&[u8]> = items.iter().map(|i| i.data.as_slice()).collect();
         let plain: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-        // The sealed body lives beside its chunks until the PUT is done:
-        // it counts against the cache budget (clean chunks make room).
-        let sealed: u64 = chunks
+        // The sealed body lives beside its chunks until the PUT is done,
+        // and the S3 client sends a copy it owns: both count against the
+        // cache budget (clean chunks make room).
+        let sealed: u64 = 2 * chunks
             .iter()
             .map(|c| cipher_len(c.len() as u32) as u64)
-            .sum();
+            .sum::<u64>();
         self.cache().reserve(sealed);
         let result = match only && plain <= self.opts.carry_bytes {
             true => self.engine.carry_pack(&chunks).map(|(w, b)| (w, Some(b))),
