@@ -109,6 +109,26 @@ pub(super) fn open(
     Ok(())
 }
 
+/// Opens `buf` (the ciphertext) in place, given its salt and tag. On
+/// failure `buf` is zeroed.
+pub(super) fn open_in_place(
+    key: &[u8; 32],
+    salt: &[u8; NONCE_LEN],
+    ad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> Result<(), OpenFailure> {
+    let (unit, nonce) = unit_key(key, salt);
+    if unit
+        .open_in_place_separate_tag(nonce, Aad::from(ad), tag, buf)
+        .is_err()
+    {
+        buf.zeroize();
+        return Err(OpenFailure::Authentication);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -520,6 +520,57 @@ mod tests {
         assert!(both.duplicate().data.older().len() == 1);
     }
 
+    /// `open_in_place` (a unit received in parts) opens what `open` opens,
+    /// under either cipher, old epochs included; a failure leaves nothing.
+    #[test]
+    fn open_in_place_opens_every_epoch_of_a_ring_under_both_ciphers() {
+        use crate::crypto::seal::{NONCE_LEN, TAG_LEN, UnitAd, open_in_place, seal};
+        use crate::crypto::{Cipher, CryptoError};
+        let vid = FIXED_VOLUME_ID;
+        let ad = UnitAd::whole(&vid, "data/00/0000");
+        let in_place = |key: &SubKey, sealed: &[u8]| {
+            let (nonce, rest) = sealed.split_at(NONCE_LEN);
+            let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
+            let mut buf = body.to_vec();
+            let r = open_in_place(
+                key,
+                &ad,
+                nonce.try_into().unwrap(),
+                &mut buf,
+                tag.try_into().unwrap(),
+            );
+            r.map(|()| buf)
+        };
+        for cipher in [Cipher::XChaCha20Poly1305, Cipher::Aes256Gcm] {
+            let mut ring = KeyRing::single(0, fixed_master());
+            ring.rotate_to(1, MasterKey::from_bytes([9; 32])).unwrap();
+            let ring = KeyRing::decode(&ring.encode(), 1, cipher).unwrap();
+            let old =
+                KeyRing::decode(&KeyRing::single(0, fixed_master()).encode(), 0, cipher).unwrap();
+            let (both, old) = (Keys::from_ring(&ring, &vid), Keys::from_ring(&old, &vid));
+            let sealed_old = seal(&old.data, &ad, b"before");
+            let sealed_new = seal(&both.data, &ad, b"after");
+            assert_eq!(
+                in_place(&both.data, &sealed_old).unwrap(),
+                b"before",
+                "{cipher:?}"
+            );
+            assert_eq!(
+                in_place(&both.data, &sealed_new).unwrap(),
+                b"after",
+                "{cipher:?}"
+            );
+            let mut bad = sealed_new.clone();
+            bad[NONCE_LEN] ^= 1;
+            let err = in_place(&both.data, &bad).unwrap_err();
+            assert!(
+                matches!(err, CryptoError::Authentication { .. }),
+                "{cipher:?}: {err}"
+            );
+            assert!(in_place(&old.data, &sealed_new).is_err(), "{cipher:?}");
+        }
+    }
+
     #[test]
     fn generated_master_keys_differ() {
         assert_ne!(

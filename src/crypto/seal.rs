@@ -185,6 +185,54 @@ fn open_noting_epoch(
     Err(open_error(OpenFailure::Authentication, ad, sealed))
 }
 
+/// [`open`] for a unit whose parts were received apart: nonce ‖ `buf` ‖
+/// tag, where `buf` holds the ciphertext and is decrypted where it lies
+/// (a reader that streams a pack puts each segment's ciphertext straight
+/// into the buffer its plaintext is to live in). The tag is checked before
+/// any plaintext is used; on failure `buf` holds nothing to use.
+pub fn open_in_place(
+    key: &SubKey,
+    ad: &UnitAd,
+    nonce: &[u8; NONCE_LEN],
+    buf: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> Result<(), CryptoError> {
+    let fail = |f| open_error(f, ad, &[0; SEAL_OVERHEAD]);
+    if nonce.iter().all(|&b| b == 0) {
+        return Err(fail(OpenFailure::ZeroNonce));
+    }
+    // A failed AES-GCM open may leave `buf` changed: keep the ciphertext
+    // for the older epochs of a rotation under way (rare).
+    let kept = (!key.older().is_empty()).then(|| zeroize::Zeroizing::new(buf.to_vec()));
+    let open_with = |k: &SubKey, buf: &mut [u8]| {
+        let ad = ad.encode(k.epoch());
+        match k.cipher() {
+            Cipher::XChaCha20Poly1305 => XChaCha20Poly1305::new(Key::from_slice(k.as_bytes()))
+                .decrypt_in_place_detached(
+                    XNonce::from_slice(nonce),
+                    &ad,
+                    buf,
+                    Tag::from_slice(tag),
+                )
+                .map_err(|_| OpenFailure::Authentication),
+            Cipher::Aes256Gcm => gcm::open_in_place(k.as_bytes(), nonce, &ad, buf, tag),
+        }
+    };
+    if open_with(key, buf).is_ok() {
+        return Ok(());
+    }
+    for older in key.older() {
+        if let Some(kept) = &kept {
+            buf.copy_from_slice(kept);
+        }
+        if open_with(older, buf).is_ok() {
+            return Ok(());
+        }
+    }
+    buf.zeroize();
+    Err(fail(OpenFailure::Authentication))
+}
+
 /// Whether `sealed` opens under `key`'s own epoch (not an older one it
 /// carries): a rotation's test of what is left to re-seal.
 pub fn is_current(key: &SubKey, ad: &UnitAd, sealed: &[u8]) -> bool {

@@ -15,6 +15,8 @@
 //!   (`Arc::make_mut` copies only when a flush holds the old buffer).
 //! - Callers hold the filesystem's per-inode data lock when they change a
 //!   chunk; the cache's own lock is never held across store I/O.
+//! - Clean chunks count their buffers' capacity against the budget (what
+//!   they hold in memory); dirty ones their length (what a pack takes).
 //! - Background read-ahead reserves the bytes its fetches hold while under
 //!   way (the sealed body and its plaintext); reserved bytes count against
 //!   the budget like cached ones, so streaming never takes the daemon's
@@ -30,6 +32,13 @@ use zeroize::Zeroize;
 pub type ChunkKey = (u64, u64);
 
 pub type Buf = Arc<Vec<u8>>;
+
+/// The memory a clean buffer holds: its capacity, which can exceed its
+/// length (a segment's padding, a buffer grown by appends). Clean bytes
+/// are counted so; dirty bytes by length, as packs are cut by them.
+fn held(b: &Buf) -> u64 {
+    b.capacity() as u64
+}
 
 struct Dirty {
     data: Buf,
@@ -117,10 +126,10 @@ impl Cache {
         if self.dirty.contains_key(&key) {
             return;
         }
-        self.clean_bytes += data.len() as u64;
+        self.clean_bytes += held(&data);
         self.clean_keys.insert(key);
         if let Some(old) = self.clean.put(key, data) {
-            self.clean_bytes -= old.len() as u64;
+            self.clean_bytes -= held(&old);
         }
         self.evict();
     }
@@ -142,7 +151,7 @@ impl Cache {
             match self.clean.pop_lru() {
                 Some((key, b)) => {
                     self.clean_keys.remove(&key);
-                    self.clean_bytes -= b.len() as u64;
+                    self.clean_bytes -= held(&b);
                 }
                 None => break,
             }
@@ -152,7 +161,7 @@ impl Cache {
     fn pop_clean(&mut self, key: ChunkKey) {
         if let Some(b) = self.clean.pop(&key) {
             self.clean_keys.remove(&key);
-            self.clean_bytes -= b.len() as u64;
+            self.clean_bytes -= held(&b);
         }
     }
 
@@ -530,6 +539,26 @@ mod tests {
         c.release(30);
         c.put_clean((1, 2), Arc::new(vec![0; 40]));
         assert_eq!(c.clean_bytes(), 80, "nothing reserved any more");
+    }
+
+    #[test]
+    fn clean_chunks_count_what_their_buffers_hold() {
+        let mut c = Cache::new(100);
+        let mut padded = Vec::with_capacity(60);
+        padded.extend_from_slice(&[1; 10]);
+        c.put_clean((1, 0), Arc::new(padded));
+        assert_eq!(c.clean_bytes(), 60, "capacity, not length");
+        c.put_clean((1, 1), Arc::new(vec![0; 50]));
+        assert!(c.get((1, 0)).is_none(), "60 + 50 is over the budget");
+        assert_eq!(c.clean_bytes(), 50);
+        // Settling a dirty chunk makes it clean at what it holds.
+        let mut grown = vec![0; 10];
+        grown.reserve_exact(20);
+        c.put_dirty((2, 0), grown);
+        assert_eq!(c.dirty_bytes(), 10, "dirty chunks count their length");
+        let v = c.take_for_flush(u64::MAX, None, false)[0].version;
+        assert!(c.settle((2, 0), v));
+        assert_eq!(c.clean_bytes(), 50 + 30);
     }
 
     #[test]

@@ -6,7 +6,9 @@ pub mod chunkmap;
 pub mod offsets;
 pub mod pack;
 mod runs;
+pub mod streamed;
 
 pub use cache::{Buf, Cache, ChunkKey, FlushItem};
 pub use chunkmap::{ChunkMap, Extent, Freed, SegRef};
 pub use pack::{PackId, Placed, open_segment, seal_pack};
+pub use streamed::StreamedRun;

@@ -110,7 +110,7 @@ pub fn open_segment(
     plain_len: u32,
 ) -> Result<Vec<u8>, crypto::CryptoError> {
     let mut plain = open_padded(key, volume_id, id, unit, last, sealed)?;
-    plain.truncate(plain_len as usize);
+    super::streamed::trim(&mut plain, plain_len as usize);
     Ok(plain)
 }
 
@@ -160,7 +160,12 @@ pub fn segment_is_current(
 }
 
 /// Segment `unit` of pack `object`; `last` for the pack's final one.
-fn segment_ad<'a>(volume_id: &'a [u8; 16], object: &'a str, unit: u32, last: bool) -> UnitAd<'a> {
+pub(super) fn segment_ad<'a>(
+    volume_id: &'a [u8; 16],
+    object: &'a str,
+    unit: u32,
+    last: bool,
+) -> UnitAd<'a> {
     UnitAd {
         volume_id,
         object,

@@ -13,7 +13,7 @@
 
 use super::Engine;
 use super::error::{EngineError, EngineResult};
-use crate::data::{Extent, PackId, Placed, SegRef, open_segment, seal_pack};
+use crate::data::{Extent, PackId, Placed, SegRef, StreamedRun, open_segment, seal_pack};
 use crate::meta::Record;
 
 /// Plaintext of a full pack (the writeback's target): packs this large
@@ -99,12 +99,19 @@ impl Engine {
                 })?
                 .to_vec(),
             None => {
+                // Each segment is opened as its bytes arrive.
                 let key = extent.pack.key();
-                let body = self.store.get_range(&key, range.clone())?;
-                return match self.open_run(extent, skip, n, units, &body) {
+                let streamed = || -> EngineResult<Vec<Vec<u8>>> {
+                    let keys = self.keys.get()?;
+                    let mut run =
+                        StreamedRun::new(&keys.data, &self.volume_id, extent, skip, n, units);
+                    self.store
+                        .get_range_to(&key, range.clone(), &mut |at, b| run.put(at, b))?;
+                    run.finish().map_err(EngineError::Integrity)
+                };
+                return match streamed() {
                     Err(e) if e.is_integrity() && self.store.forget(&key, range.clone()) => {
-                        let body = self.store.get_range(&key, range)?;
-                        self.open_run(extent, skip, n, units, &body)
+                        streamed()
                     }
                     opened => opened,
                 };

@@ -12,8 +12,10 @@
 //!   A run never crosses an extent, so a file written sequentially costs
 //!   about one GET per pack. How far ahead grows with what the stream has
 //!   consumed (eight times that, and at least four runs), up to
-//!   [`READ_AHEAD_GETS`] runs and a quarter of the cache budget: memory
-//!   stays bounded.
+//!   [`AHEAD_RUNS`] runs and a quarter of the cache budget: memory stays
+//!   bounded. That is twice the GETs in flight: runs finish out of order
+//!   and the reader takes them in order, so a thread whose run is done
+//!   starts the next one instead of idling behind a slow one.
 //! - A run is entered in the cache's fetch table before it is queued, so
 //!   a reader of its chunks waits for it instead of fetching them again;
 //!   its entry ends however the run ends (done, failed, dropped).
@@ -35,6 +37,9 @@ use super::read::FetchDone;
 /// Ranged GETs in flight for read-ahead (and worker threads): the
 /// concurrency `scripts/bench.sh` gives the raw server too.
 pub const READ_AHEAD_GETS: usize = 4;
+
+/// Runs a stream keeps ahead of its reader, in flight or done.
+const AHEAD_RUNS: u64 = 2 * READ_AHEAD_GETS as u64;
 
 /// The first run of a stream, in bytes (mountpoint-s3 starts at about
 /// 1 MiB too).
@@ -119,7 +124,7 @@ pub(super) fn stream(h: &mut Handle, offset: u64, end: u64, cs: u64, cap: u64) -
         h.ahead = next;
     }
     h.ahead = h.ahead.max(next);
-    let most = (READ_AHEAD_GETS as u64 * MAX_RUN / cs).min(cap);
+    let most = (AHEAD_RUNS * MAX_RUN / cs).min(cap);
     // Eight times what the stream consumed, and at least four runs: on
     // S3 one GET streams at a fraction of the server's speed, so the
     // stream reaches four GETs in flight by its third read.
@@ -217,10 +222,12 @@ impl Fs {
     }
 }
 
-/// What a run of `n` chunks holds while under way: its sealed body and its
-/// plaintext.
+/// What a run of `n` chunks holds while under way: its plaintext. The
+/// sealed bytes stream into those buffers (`data::streamed`); a store that
+/// reads a whole range first (the trait's default `get_range_to`) holds it
+/// twice for a moment.
 fn run_bytes(n: u64, cs: u64) -> u64 {
-    2 * n * cs
+    n * cs
 }
 
 struct RunDone<'a> {

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use super::{Fs, FsError, FsResult};
 use crate::data::Cache;
+use crate::data::offsets::cipher_len;
 use crate::engine::PackRecords;
 
 /// Plaintext bytes per pack: a few MiB, the unit of PUT.
@@ -182,10 +183,19 @@ impl Fs {
         }
         let chunks: Vec<&[u8]> = items.iter().map(|i| i.data.as_slice()).collect();
         let plain: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+        // The sealed body lives beside its chunks until the PUT is done,
+        // and the S3 client sends a copy it owns: both count against the
+        // cache budget (clean chunks make room).
+        let sealed: u64 = 2 * chunks
+            .iter()
+            .map(|c| cipher_len(c.len() as u32) as u64)
+            .sum::<u64>();
+        self.cache().reserve(sealed);
         let result = match only && plain <= self.opts.carry_bytes {
             true => self.engine.carry_pack(&chunks).map(|(w, b)| (w, Some(b))),
             false => self.engine.write_pack(&chunks).map(|w| (w, None)),
         };
+        self.cache().release(sealed);
         let (written, body) = match result {
             Ok(w) => w,
             Err(e) => {

@@ -15,7 +15,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use super::Holder;
-use crate::store::{ObjectInfo, ObjectStore, StoreError, StoreResult};
+use crate::store::{ObjectInfo, ObjectStore, RangeSink, StoreError, StoreResult};
 
 pub struct LeasedStore {
     inner: Arc<dyn ObjectStore>,
@@ -50,6 +50,9 @@ impl ObjectStore for LeasedStore {
     }
     fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
         self.inner.get_range(key, range)
+    }
+    fn get_range_to(&self, key: &str, range: Range<u64>, sink: &mut RangeSink) -> StoreResult<()> {
+        self.inner.get_range_to(key, range, sink)
     }
     fn put(&self, key: &str, body: &[u8]) -> StoreResult<()> {
         self.check(key)?;

@@ -17,6 +17,7 @@ pub fn check_all(store: &dyn ObjectStore) {
     put_if_absent_fences(store);
     put_if_match_replaces_only_the_version_read(store);
     get_range_boundaries(store);
+    get_range_to_streams_what_get_range_returns(store);
     get_max_refuses_larger_objects(store);
     list_is_sorted_and_filtered_by_prefix(store);
     delete_is_idempotent(store);
@@ -103,6 +104,47 @@ fn get_max_refuses_larger_objects(store: &dyn ObjectStore) {
         store.get_max("max/missing", 10),
         Err(StoreError::NotFound { .. })
     ));
+}
+
+/// Larger than a local store's read piece, so a range arrives in parts.
+fn get_range_to_streams_what_get_range_returns(store: &dyn ObjectStore) {
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let len = body.len() as u64;
+    store.put("stream/obj", &body).unwrap();
+    let streamed = |range: std::ops::Range<u64>| {
+        let mut got = Vec::new();
+        let mut next = 0;
+        store
+            .get_range_to("stream/obj", range, &mut |at, b| {
+                // In order; a retried attempt may start again from 0.
+                assert!(at == next || at == 0, "bytes at {at}, expected {next}");
+                got.truncate(at as usize);
+                got.extend_from_slice(b);
+                next = at + b.len() as u64;
+            })
+            .map(|()| got)
+    };
+    for range in [
+        0..0,
+        0..1,
+        5..70_000,
+        0..len,
+        len - 1..len,
+        1000..len,
+        len..len,
+    ] {
+        let want = &body[range.start as usize..range.end as usize];
+        assert_eq!(streamed(range.clone()).unwrap(), want, "{range:?}");
+    }
+    for past in [len - 1..len + 1, 0..u64::MAX] {
+        assert_eq!(
+            io_kind(streamed(past.clone()).unwrap_err()),
+            ErrorKind::UnexpectedEof,
+            "{past:?}"
+        );
+    }
+    let missing = store.get_range_to("stream/none", 0..1, &mut |_, _| {});
+    assert!(missing.unwrap_err().is_not_found());
 }
 
 fn get_range_boundaries(store: &dyn ObjectStore) {

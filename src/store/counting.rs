@@ -21,7 +21,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{ObjectInfo, ObjectStore, StoreResult};
+use super::{ObjectInfo, ObjectStore, RangeSink, StoreResult};
 
 /// A snapshot of the counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -152,6 +152,14 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
         let body = self.inner.get_range(key, range)?;
         bump(&self.counters.bytes_read, body.len() as u64);
         Ok(body)
+    }
+
+    fn get_range_to(&self, key: &str, range: Range<u64>, sink: &mut RangeSink) -> StoreResult<()> {
+        bump(&self.counters.get_range, 1);
+        let len = range.end - range.start;
+        self.inner.get_range_to(key, range, sink)?;
+        bump(&self.counters.bytes_read, len);
+        Ok(())
     }
 
     fn put(&self, key: &str, body: &[u8]) -> StoreResult<()> {

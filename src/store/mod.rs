@@ -248,6 +248,10 @@ pub(crate) fn check_max(key: &str, len: u64, max: u64) -> StoreResult<()> {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Where [`ObjectStore::get_range_to`] puts bytes: `(offset in the range,
+/// bytes)`.
+pub type RangeSink<'a> = dyn FnMut(u64, &[u8]) + 'a;
+
 pub trait ObjectStore: Send + Sync {
     /// Whole object.
     fn get(&self, key: &str) -> StoreResult<Vec<u8>>;
@@ -263,6 +267,18 @@ pub trait ObjectStore: Send + Sync {
     /// Bytes `range` of the object; a range past the end is an error
     /// (`Io` with `UnexpectedEof`), never a short read.
     fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>>;
+    /// [`ObjectStore::get_range`], handing the bytes to `sink` as they
+    /// arrive: `sink(at, bytes)` with `at` counted from `range.start`, in
+    /// order. A retried attempt starts again from `at = 0`, so a sink must
+    /// take bytes it has seen before. Lets a reader open each sealed
+    /// segment while the rest is still on the wire, with no buffer for the
+    /// whole range. Wrappers forward it; the default reads the whole range
+    /// first.
+    fn get_range_to(&self, key: &str, range: Range<u64>, sink: &mut RangeSink) -> StoreResult<()> {
+        let body = self.get_range(key, range)?;
+        sink(0, &body);
+        Ok(())
+    }
     /// Create or replace atomically.
     fn put(&self, key: &str, body: &[u8]) -> StoreResult<()>;
     /// Create only; `AlreadyExists` if the key is taken.
@@ -319,6 +335,9 @@ impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
     }
     fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
         (**self).get_range(key, range)
+    }
+    fn get_range_to(&self, key: &str, range: Range<u64>, sink: &mut RangeSink) -> StoreResult<()> {
+        (**self).get_range_to(key, range, sink)
     }
     fn put(&self, key: &str, body: &[u8]) -> StoreResult<()> {
         (**self).put(key, body)

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-use super::{ObjectInfo, ObjectStore, StoreError, StoreResult, deadline};
+use super::{ObjectInfo, ObjectStore, RangeSink, StoreError, StoreResult, deadline};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -199,6 +199,11 @@ impl ObjectStore for RetryingStore {
     }
     fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
         self.run("get", key, || self.inner.get_range(key, range.clone()))
+    }
+    fn get_range_to(&self, key: &str, range: Range<u64>, sink: &mut RangeSink) -> StoreResult<()> {
+        self.run("get", key, || {
+            self.inner.get_range_to(key, range.clone(), &mut *sink)
+        })
     }
     fn put(&self, key: &str, body: &[u8]) -> StoreResult<()> {
         self.run("put", key, || self.inner.put(key, body))

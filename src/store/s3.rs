@@ -20,6 +20,7 @@
 //!   a HEAD-then-PUT instead, which is weaker: see docs/SEMANTICS.md.
 //! - Logs name keys, never bodies or credentials.
 
+mod body;
 mod classify;
 mod config;
 mod probe;
@@ -46,11 +47,15 @@ use bytes::Bytes;
 use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
 
-use self::classify::{Failure, classify, one_line};
+use self::classify::{Failure, classify};
 use super::{
-    ObjectInfo, ObjectStore, RetryPolicy, StoreError, StoreResult, check_key, check_max,
+    ObjectInfo, ObjectStore, RangeSink, RetryPolicy, StoreError, StoreResult, check_key, check_max,
     check_range, deadline,
 };
+
+/// The most a GET allocates up front from a length it was told: larger
+/// bodies grow as their bytes arrive.
+const MAX_PREALLOC: u64 = 64 << 20;
 
 /// DeleteObjects takes at most this many keys.
 const DELETE_BATCH: usize = 1000;
@@ -446,10 +451,8 @@ impl ObjectStore for S3Store {
             let req = c.get_object().bucket(&self.cfg.bucket).key(&full);
             async move {
                 let out = req.send().await.map_err(classify)?;
-                let body = out.body.collect().await.map_err(|e| {
-                    Failure::transport(format!("body broke off: {}", one_line(&e.to_string())))
-                })?;
-                Ok(body.into_bytes().to_vec())
+                let announced = out.content_length();
+                body::collect(out.body, announced, MAX_PREALLOC).await
             }
         })
         .map_err(|f| self.error(key, f))
@@ -473,16 +476,15 @@ impl ObjectStore for S3Store {
             async move {
                 let out = req.send().await.map_err(classify)?;
                 let total = range_total(out.content_range());
-                let body = out.body.collect().await.map_err(|e| {
-                    Failure::transport(format!("body broke off: {}", one_line(&e.to_string())))
-                })?;
-                Ok((total, body.into_bytes()))
+                let announced = out.content_length();
+                let body = body::collect(out.body, announced, max.saturating_add(1)).await?;
+                Ok((total, body))
             }
         });
         match res {
             Ok((total, body)) => {
                 check_max(key, total.unwrap_or(body.len() as u64), max)?;
-                Ok(body.to_vec())
+                Ok(body)
             }
             // An empty object has no byte 0 to start a range at.
             Err(f) if f.is(416) || f.code_is("InvalidRange") => self.get(key),
@@ -491,6 +493,18 @@ impl ObjectStore for S3Store {
     }
 
     fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
+        let len = usize::try_from(range.end.saturating_sub(range.start))
+            .map_err(|e| StoreError::invalid_input(key, e.to_string()))?;
+        let mut out = Vec::with_capacity(len.min(MAX_PREALLOC as usize));
+        // An attempt's bytes arrive in order; a retried one starts at 0.
+        self.get_range_to(key, range, &mut |at, b| {
+            out.truncate(at as usize);
+            out.extend_from_slice(b);
+        })?;
+        Ok(out)
+    }
+
+    fn get_range_to(&self, key: &str, range: Range<u64>, sink: &mut RangeSink) -> StoreResult<()> {
         check_key(key)?;
         if range.start >= range.end {
             // Nothing to fetch, but the object must exist and the range
@@ -498,11 +512,11 @@ impl ObjectStore for S3Store {
             let info = self.head(key)?.ok_or_else(|| StoreError::NotFound {
                 key: key.to_owned(),
             })?;
-            check_range(key, &range, info.size)?;
-            return Ok(Vec::new());
+            return check_range(key, &range, info.size);
         }
         let full = self.cfg.full_key(key);
         let header = format!("bytes={}-{}", range.start, range.end - 1);
+        let len = range.end - range.start;
         let res = self.call(0, |c| {
             let req = c
                 .get_object()
@@ -512,33 +526,29 @@ impl ObjectStore for S3Store {
             async move {
                 let out = req.send().await.map_err(classify)?;
                 let total = range_total(out.content_range());
-                let body = out.body.collect().await.map_err(|e| {
-                    Failure::transport(format!("body broke off: {}", one_line(&e.to_string())))
-                })?;
-                Ok((total, body.into_bytes()))
+                // No Content-Range: the server sent the whole object.
+                let skip = match total {
+                    Some(_) => 0,
+                    None => range.start,
+                };
+                let sent = body::stream(out.body, skip, len, sink).await?;
+                Ok(match total {
+                    Some(t) => (t, sent),
+                    None => (sent, sent.saturating_sub(skip).min(len)),
+                })
             }
         });
         match res {
-            Ok((total, body)) => {
-                // No Content-Range: the server sent the whole object.
-                let (total, whole) = match total {
-                    Some(t) => (t, false),
-                    None => (body.len() as u64, true),
-                };
+            Ok((total, got)) => {
                 check_range(key, &range, total)?;
-                let body = if whole {
-                    body.slice(range.start as usize..range.end as usize)
-                } else {
-                    body
-                };
-                if body.len() as u64 != range.end - range.start {
+                if got != len {
                     return Err(StoreError::io(
                         key,
                         io::ErrorKind::UnexpectedEof,
-                        format!("short ranged read: {} bytes for {range:?}", body.len()),
+                        format!("short ranged read: {got} bytes for {range:?}"),
                     ));
                 }
-                Ok(body.to_vec())
+                Ok(())
             }
             Err(f) if f.is(416) || f.code_is("InvalidRange") => {
                 let info = self.head(key)?.ok_or_else(|| StoreError::NotFound {
