@@ -37,15 +37,17 @@
 //! read after the RAM cache evicted them stays local too. The index lock
 //! is held for index changes and block writes, never across store I/O.
 
+mod fsat;
 mod index;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use log::{info, warn};
 
@@ -76,7 +78,12 @@ pub struct DiskCacheStats {
 
 /// The cache directory of one volume, locked for this process.
 pub struct DiskCache {
+    /// For messages only: every operation goes through the descriptors.
     root: PathBuf,
+    tmp: OwnedFd,
+    data: OwnedFd,
+    /// `data/xx`, by `xx`, opened (and checked) on first use.
+    subdirs: Vec<OnceLock<OwnedFd>>,
     block: u64,
     index: Mutex<Index>,
     hits: AtomicU64,
@@ -127,18 +134,17 @@ impl DiskCache {
         let root = dir.join(volume_hex);
         let shown = root.clone();
         let err = |e| DiskCacheError::Io(shown.clone(), e);
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(root.join("tmp"))
-            .map_err(err)?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(root.join("lock"))
-            .map_err(err)?;
+        let top = check_dir(dir).map_err(|e| DiskCacheError::Io(dir.to_owned(), e))?;
+        let root_fd = fsat::private_subdir(top.as_fd(), volume_hex, &root).map_err(err)?;
+        let sub = |name: &str| fsat::private_subdir(root_fd.as_fd(), name, &root.join(name));
+        let (tmp, data) = (sub("tmp").map_err(err)?, sub("data").map_err(err)?);
+        let lock = fsat::open_file(
+            root_fd.as_fd(),
+            "lock",
+            libc::O_WRONLY | libc::O_CREAT,
+            0o600,
+        )
+        .map_err(err)?;
         // SAFETY: flock on a descriptor this function owns.
         if unsafe {
             libc::flock(
@@ -149,17 +155,18 @@ impl DiskCache {
         {
             return Err(DiskCacheError::Busy(root));
         }
-        for dir in [dir, &root] {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(err)?;
-        }
         // Left by a writer that died; no one else writes here (the lock).
-        for e in fs::read_dir(root.join("tmp")).map_err(err)? {
-            let _ = fs::remove_file(e.map_err(err)?.path());
+        for e in fsat::list(tmp.as_fd()).map_err(err)?.flatten() {
+            if let Some(name) = e.file_name().to_str() {
+                let _ = fsat::unlink(tmp.as_fd(), name);
+            }
         }
         let cache = Arc::new(DiskCache {
             index: Mutex::new(Index::new(limit)),
             root,
+            tmp,
+            data,
+            subdirs: (0..256).map(|_| OnceLock::new()).collect(),
             block,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -208,55 +215,99 @@ impl DiskCache {
         self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Where block `id`'s file is, for messages and tests.
+    #[cfg(test)]
     fn path(&self, id: &BlockId) -> PathBuf {
         self.root.join(format!("{}.{}", id.0, id.1))
     }
 
-    /// Scans the directory: every block file enters the index by age
-    /// (its modification time), below the blocks in use, and files that
-    /// overflow the limit are evicted.
+    /// The directory `data/xx` of block `id` and the file's name in it.
+    fn place(&self, id: &BlockId) -> io::Result<(BorrowedFd<'_>, String)> {
+        // Only `cacheable` keys reach here: `data/xx/<32 hex>`.
+        let (xx, pack) = (&id.0[5..7], &id.0[8..]);
+        Ok((self.subdir(xx)?, format!("{pack}.{}", id.1)))
+    }
+
+    fn subdir(&self, xx: &str) -> io::Result<BorrowedFd<'_>> {
+        let n = u8::from_str_radix(xx, 16).map_err(|_| io::Error::other("bad prefix"))?;
+        let slot = &self.subdirs[n as usize];
+        if slot.get().is_none() {
+            let shown = self.root.join("data").join(xx);
+            let fd = fsat::private_subdir(self.data.as_fd(), xx, &shown)?;
+            // A concurrent first use may have set it: either is the same directory.
+            let _ = slot.set(fd);
+        }
+        Ok(slot.get().expect("set above").as_fd())
+    }
+
+    fn remove_file(&self, id: &BlockId) {
+        if let Ok((dir, name)) = self.place(id) {
+            let _ = fsat::unlink(dir, &name);
+        }
+    }
+
+    /// Scans the directory: every block file enters the index as it is
+    /// found (so the bound counts it at once), below the blocks in use,
+    /// and files that overflow the limit are evicted; then the ones found
+    /// are ranked by age (modification time). An entry that vanishes
+    /// while scanned is skipped; anything but a directory of blocks or a
+    /// regular block file is never followed.
     fn rebuild(&self) -> io::Result<()> {
         let mut found = Vec::new();
-        let data = self.root.join("data");
-        if data.is_dir() {
-            for sub in fs::read_dir(&data)? {
-                let sub = sub?;
-                let Some(xx) = sub.file_name().to_str().map(str::to_owned) else {
+        for sub in fsat::list(self.data.as_fd())?.flatten() {
+            let Some(xx) = sub.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let is_dir = sub.file_type().is_ok_and(|t| t.is_dir());
+            if !is_dir || xx.len() != 2 || !xx.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            let Ok(dir) = self.subdir(&xx) else {
+                continue;
+            };
+            let Ok(entries) = fsat::list(dir) else {
+                continue;
+            };
+            let mut batch = Vec::new();
+            for f in entries.flatten() {
+                let Some(name) = f.file_name().to_str().map(str::to_owned) else {
                     continue;
                 };
-                if !sub.file_type()?.is_dir() {
+                // From the entry, not following a link (lstat).
+                let Ok(meta) = f.metadata() else {
                     continue;
-                }
-                for f in fs::read_dir(sub.path())? {
-                    let f = f?;
-                    let name = f.file_name();
-                    let parsed =
-                        name.to_str()
-                            .and_then(|n| n.rsplit_once('.'))
-                            .and_then(|(pack, n)| {
-                                Some((format!("data/{xx}/{pack}"), n.parse::<u64>().ok()?))
-                            });
-                    let meta = f.metadata()?;
-                    match parsed {
-                        Some((key, n)) if cacheable(&key) && meta.len() <= self.block => {
-                            let age = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
-                            found.push((age, (key, n), meta.len()));
-                        }
-                        _ => {
-                            let _ = fs::remove_file(f.path());
-                        }
+                };
+                let parsed = name.rsplit_once('.').and_then(|(pack, n)| {
+                    Some((format!("data/{xx}/{pack}"), n.parse::<u64>().ok()?))
+                });
+                match parsed {
+                    Some((key, n))
+                        if cacheable(&key) && meta.is_file() && meta.len() <= self.block =>
+                    {
+                        let age = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                        batch.push((age, (key, n), meta.len()));
                     }
+                    _ if !meta.is_dir() => {
+                        let _ = fsat::unlink(dir, &name);
+                    }
+                    _ => {}
                 }
             }
+            let mut ix = self.index();
+            for (_, id, len) in &batch {
+                for gone in ix.insert_older(id.clone(), *len) {
+                    self.remove_file(&gone);
+                }
+            }
+            drop(ix);
+            found.extend(batch.into_iter().map(|(age, id, _)| (age, id)));
         }
-        found.sort_by_key(|(age, _, _)| *age);
+        found.sort_by_key(|(age, _)| *age);
         // In batches: readers wait for the lock no longer than one takes.
         for batch in found.chunks(1024) {
             let mut ix = self.index();
-            for (_, id, len) in batch {
-                for gone in ix.insert_older(id.clone(), *len) {
-                    let _ = fs::remove_file(self.path(&gone));
-                }
+            for (_, id) in batch {
+                ix.rank_older(id);
             }
         }
         let ix = self.index();
@@ -282,7 +333,7 @@ impl DiskCache {
         // A huge range (the whole object) walks the object's blocks only.
         for id in ix.blocks_of(key) {
             if (first..=last).contains(&id.1) && ix.remove(&id) {
-                let _ = fs::remove_file(self.path(&id));
+                self.remove_file(&id);
                 any = true;
             }
         }
@@ -294,7 +345,7 @@ impl DiskCache {
         let mut ix = self.index();
         let ids = ix.remove_object(key);
         for id in &ids {
-            let _ = fs::remove_file(self.path(id));
+            self.remove_file(id);
         }
         !ids.is_empty()
     }
@@ -304,7 +355,8 @@ impl DiskCache {
     fn read_block(&self, id: &BlockId, from: u64, to: u64, out: &mut Vec<u8>) -> bool {
         let at = out.len();
         let mut read = || -> io::Result<()> {
-            let mut f = File::open(self.path(id))?;
+            let (dir, name) = self.place(id)?;
+            let mut f = fsat::open_file(dir, &name, libc::O_RDONLY, 0)?;
             f.seek(SeekFrom::Start(from))?;
             // Straight into `out`'s spare capacity: no zeroing, no copy.
             let n = (&mut f).take(to - from).read_to_end(out)?;
@@ -329,7 +381,7 @@ impl DiskCache {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 let mut ix = self.index();
                 if ix.remove(id) {
-                    let _ = fs::remove_file(self.path(id));
+                    self.remove_file(id);
                 }
                 false
             }
@@ -347,45 +399,32 @@ impl DiskCache {
         if held >= new_len || held < at {
             return;
         }
-        let path = self.path(&id);
-        let written = match held {
-            0 => self.write_whole(&path, bytes),
-            _ => append(&path, held, &bytes[(held - at) as usize..]),
-        };
+        let written = self.place(&id).and_then(|(dir, name)| match held {
+            0 => self.write_whole(dir, &name, bytes),
+            _ => append(dir, &name, held, &bytes[(held - at) as usize..]),
+        });
         if let Err(e) = written {
             warn!("disk cache: cannot write block {} of {} ({e})", id.1, id.0);
             ix.remove(&id);
-            let _ = fs::remove_file(&path);
+            self.remove_file(&id);
             return;
         }
         for gone in ix.insert(id, new_len) {
-            let _ = fs::remove_file(self.path(&gone));
+            self.remove_file(&gone);
         }
     }
 
-    fn write_whole(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    fn write_whole(&self, dir: BorrowedFd, name: &str, bytes: &[u8]) -> io::Result<()> {
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
-        let tmp = self
-            .root
-            .join("tmp")
-            .join(format!("{}.{n}", std::process::id()));
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
+        let tmp = format!("{}.{n}", std::process::id());
+        let mut f = fsat::create_new(self.tmp.as_fd(), &tmp)?;
+        let written = f.write_all(bytes);
         drop(f);
-        if let Some(parent) = path.parent() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)?;
-        }
-        fs::rename(&tmp, path).inspect_err(|_| {
-            let _ = fs::remove_file(&tmp);
-        })
+        written
+            .and_then(|()| fsat::rename(self.tmp.as_fd(), &tmp, dir, name))
+            .inspect_err(|_| {
+                let _ = fsat::unlink(self.tmp.as_fd(), &tmp);
+            })
     }
 
     /// Caches a whole object just written.
@@ -397,9 +436,35 @@ impl DiskCache {
     }
 }
 
-/// Extends the file at `path`, which must hold exactly `at` bytes.
-fn append(path: &Path, at: u64, bytes: &[u8]) -> io::Result<()> {
-    let mut f = OpenOptions::new().append(true).open(path)?;
+/// Checks the directory the user named (and the CLI canonicalized) and
+/// opens it: a real directory, of this user or root, that others cannot
+/// write unless it is sticky (like `/tmp`: then no one else can rename or
+/// remove the per-volume directory this user owns inside). Never changed.
+pub fn check_dir(dir: &Path) -> io::Result<OwnedFd> {
+    let fd = fsat::open_dir_path(dir).map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
+            io::Error::other("not a directory (a symlink is refused)")
+        }
+        _ => e,
+    })?;
+    let meta = File::from(fd.try_clone()?).metadata()?;
+    if meta.uid() != fsat::euid() && meta.uid() != 0 {
+        return Err(io::Error::other(format!(
+            "owned by uid {}, not this user or root",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+        return Err(io::Error::other(
+            "other users can write it and it is not sticky (chmod go-w, or +t)",
+        ));
+    }
+    Ok(fd)
+}
+
+/// Extends file `name` in `dir`, which must hold exactly `at` bytes.
+fn append(dir: BorrowedFd, name: &str, at: u64, bytes: &[u8]) -> io::Result<()> {
+    let mut f = fsat::open_file(dir, name, libc::O_WRONLY | libc::O_APPEND, 0)?;
     let len = f.metadata()?.len();
     if len != at {
         return Err(io::Error::other(format!("holds {len} bytes, not {at}")));

@@ -37,6 +37,7 @@ mod s3;
 pub use counting::{CountingStore, OpCounts};
 pub use disk_cache::{
     BLOCK as DISK_CACHE_BLOCK, DiskCache, DiskCacheError, DiskCacheStats, DiskCachedStore,
+    check_dir as check_disk_cache_dir,
 };
 pub use fault::{FaultPlan, FaultStore, Op};
 pub use local::{LocalLock, LocalStore};

@@ -5,9 +5,12 @@
 //! error and exit 1: the flag is refused for a local volume (its packs are
 //! on local disk already), and for a directory inside the mountpoint
 //! (the mount would hide it, and the cache would recurse into itself).
-//! The directory is created (0700) if missing. Opened in the daemon: a
-//! cache that another mount of the same volume holds, or that cannot be
-//! opened, is a one-line warning and the mount runs without it.
+//! The directory is created (0700) if missing, and never changed if it
+//! exists: one other users can write that is not sticky (like `/tmp`),
+//! one owned by another user, or a symlink, refuses the mount. Opened in
+//! the daemon: a cache that another mount of the same volume holds, or
+//! whose per-volume directory is not a private directory of this user (a
+//! planted one), is a one-line warning and the mount runs without it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -61,6 +64,7 @@ pub fn choose(
         .create(dir)
         .map_err(bad)?;
     let dir = dir.canonicalize().map_err(bad)?;
+    crate::store::check_disk_cache_dir(&dir).map_err(bad)?;
     let limit = settings
         .cache_dir_size
         .unwrap_or_else(|| default_size(&dir));

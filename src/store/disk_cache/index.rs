@@ -126,6 +126,22 @@ impl Index {
         self.evict_for(&id)
     }
 
+    /// Makes a block found on disk the newest of those found, still below
+    /// every block this process used: the scan indexes blocks as it finds
+    /// them, then ranks them by age. A block used since is left as it is.
+    pub fn rank_older(&mut self, id: &BlockId) {
+        let Some(e) = self.entries.get_mut(id) else {
+            return;
+        };
+        if e.tick >= LIVE_TICKS {
+            return;
+        }
+        self.lru.remove(&e.tick);
+        self.older_tick += 1;
+        e.tick = self.older_tick;
+        self.lru.insert(e.tick, id.clone());
+    }
+
     /// Forgets `id`; true if it was held.
     pub fn remove(&mut self, id: &BlockId) -> bool {
         match self.entries.remove(id) {

@@ -263,3 +263,104 @@ fn a_second_open_of_one_volume_is_refused() {
         .mode();
     assert_eq!(mode & 0o777, 0o700);
 }
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+#[test]
+fn a_planted_volume_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), dir.path().join(VOL)).unwrap();
+    assert!(
+        DiskCache::open(dir.path(), VOL, 1 << 20).is_err(),
+        "a symlink"
+    );
+    std::fs::remove_file(dir.path().join(VOL)).unwrap();
+    std::fs::create_dir(dir.path().join(VOL)).unwrap();
+    chmod(&dir.path().join(VOL), 0o777);
+    assert!(
+        DiskCache::open(dir.path(), VOL, 1 << 20).is_err(),
+        "others write it"
+    );
+    assert_eq!(mode_of(&dir.path().join(VOL)), 0o777, "left as it is");
+    // `tmp` planted as a link to a directory the open-time cleanup would empty.
+    chmod(&dir.path().join(VOL), 0o700);
+    std::fs::write(elsewhere.path().join("passwd"), b"x").unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), dir.path().join(VOL).join("tmp")).unwrap();
+    assert!(
+        DiskCache::open(dir.path(), VOL, 1 << 20).is_err(),
+        "tmp a link"
+    );
+    assert!(elsewhere.path().join("passwd").exists());
+}
+
+#[test]
+fn links_and_fifos_among_the_blocks_are_never_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mem = MemoryStore::new();
+    let obj = body(200, 6);
+    mem.put(KEY, &obj).unwrap();
+    let (s, _, cache) = stack(dir.path(), &mem, 1 << 20, 64);
+    s.get_range(KEY, 0..200).unwrap();
+    // Block 0 a link to a FIFO (opening it would wait for a writer),
+    // block 1 a link to another file.
+    let fifo = elsewhere.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let other = elsewhere.path().join("other");
+    std::fs::write(&other, body(64, 99)).unwrap();
+    for (n, target) in [(0, &fifo), (1, &other)] {
+        let path = cache.path(&(KEY.to_owned(), n));
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(target, &path).unwrap();
+    }
+    assert_eq!(s.get_range(KEY, 0..64).unwrap(), obj[0..64]);
+    assert_eq!(s.get_range(KEY, 64..128).unwrap(), obj[64..128]);
+    assert_eq!(cache.stats().dropped, 2);
+    assert!(other.exists() && fifo.exists());
+    // A reopen's scan neither follows nor indexes a link.
+    drop((s, cache));
+    let path = dir.path().join(VOL).join("data/ab/x.0");
+    std::os::unix::fs::symlink(&other, &path).unwrap();
+    let (s, counted, cache) = stack(dir.path(), &mem, 1 << 20, 64);
+    assert_eq!(s.get_range(KEY, 128..200).unwrap(), obj[128..200]);
+    assert_eq!(counted.counts().reads(), 0);
+    assert_eq!(cache.stats().bytes, 200 - 128, "blocks 2 and 3");
+    assert!(other.exists() && std::fs::symlink_metadata(&path).is_err());
+}
+
+#[test]
+fn the_users_directory_is_never_changed_and_an_open_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    chmod(dir.path(), 0o755);
+    let cache = DiskCache::open(dir.path(), VOL, 1 << 20).unwrap();
+    cache.wait_scanned();
+    assert_eq!(mode_of(dir.path()), 0o755);
+    assert_eq!(mode_of(&dir.path().join(VOL)), 0o700);
+    drop(cache);
+    chmod(dir.path(), 0o777);
+    let refused = DiskCache::open(dir.path(), VOL, 1 << 20).err().unwrap();
+    assert!(refused.to_string().contains("not sticky"), "{refused}");
+    // Sticky, like /tmp: the volume's own directory is what protects.
+    chmod(dir.path(), 0o1777);
+    assert!(DiskCache::open(dir.path(), VOL, 1 << 20).is_ok());
+    assert_eq!(mode_of(dir.path()), 0o1777);
+    let link = tempfile::tempdir().unwrap();
+    let linked = link.path().join("cache");
+    std::os::unix::fs::symlink(dir.path(), &linked).unwrap();
+    assert!(DiskCache::open(&linked, VOL, 1 << 20).is_err(), "a symlink");
+}
