@@ -87,7 +87,7 @@ impl Engine {
                 let body = self.store.get_range(&key, range.clone())?;
                 return match self.open_run(extent, skip, n, units, &body) {
                     Err(e) if e.is_integrity() && self.store.forget(&key, range.clone()) => {
-                        let body = self.store.get_range(&key, range)?;
+                        let body = self.store.get_range_fresh(&key, range)?;
                         self.open_run(extent, skip, n, units, &body)
                     }
                     opened => opened,
@@ -148,7 +148,7 @@ impl Engine {
         // A copy kept by a store decorator that fails is dropped and the
         // range read once more from the store (see `read_run`).
         if opened.iter().any(|r| r.is_err()) && self.store.forget(&key, range.clone()) {
-            let body = self.store.get_range(&key, range.clone())?;
+            let body = self.store.get_range_fresh(&key, range.clone())?;
             return self.open_segments(pack, units, &range, segs, &body);
         }
         Ok(opened)

@@ -644,16 +644,28 @@ impl<S: ObjectStore> ObjectStore for DiskCachedStore<S> {
     fn space(&self) -> Option<(u64, u64)> {
         self.inner.space()
     }
+    /// True for every object this cache could have answered for, found
+    /// or not: a concurrent reader may have dropped the bad blocks (or an
+    /// eviction the file) between this caller's read and now, and the
+    /// caller must still read once more, fresh, not report `Integrity`.
     fn forget(&self, key: &str, range: Range<u64>) -> bool {
-        let dropped = self.cache.drop_blocks(key, &range);
-        if dropped {
+        if self.cache.drop_blocks(key, &range) {
             self.cache.dropped.fetch_add(1, Ordering::Relaxed);
             warn!(
                 "disk cache: cached bytes {}..{} of {key} failed authentication; dropped, fetching from the store",
                 range.start, range.end
             );
         }
-        self.inner.forget(key, range) || dropped
+        self.inner.forget(key, range) || cacheable(key)
+    }
+    fn get_range_fresh(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
+        let fetched = self.inner.get_range_fresh(key, range.clone())?;
+        if cacheable(key) && !fetched.is_empty() {
+            // What the store holds now replaces whatever was held.
+            self.cache.drop_blocks(key, &range);
+            self.keep(key, range.start, &fetched);
+        }
+        Ok(fetched)
     }
 }
 

@@ -301,13 +301,21 @@ pub trait ObjectStore: Send + Sync {
         None
     }
     /// The caller found bytes `range` of `key` it read failing
-    /// authentication: a decorator that answered from a copy of its own
-    /// (the disk cache) drops that part of it and returns true, and the
-    /// caller reads once more, from the store. False: nothing here was a
-    /// copy; a re-read would see the same bytes.
+    /// authentication: a decorator that may have answered from a copy of
+    /// its own (the disk cache) drops that part of it, if still held, and
+    /// returns true, and the caller reads once more with
+    /// [`ObjectStore::get_range_fresh`]. False: nothing here was a copy; a
+    /// re-read would see the same bytes.
     fn forget(&self, key: &str, range: Range<u64>) -> bool {
         let _ = (key, range);
         false
+    }
+    /// Bytes `range` of `key` as the store holds them now: a decorator
+    /// with a copy of its own (the disk cache) does not answer from it,
+    /// and may replace it with what was fetched. For the read after
+    /// [`ObjectStore::forget`], and for a probe that must see the store.
+    fn get_range_fresh(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
+        self.get_range(key, range)
     }
 }
 
@@ -350,5 +358,8 @@ impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
     }
     fn forget(&self, key: &str, range: Range<u64>) -> bool {
         (**self).forget(key, range)
+    }
+    fn get_range_fresh(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
+        (**self).get_range_fresh(key, range)
     }
 }
