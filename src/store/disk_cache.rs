@@ -17,7 +17,8 @@
 //!   or stale block (re-sealed by a rotation in another process) costs one
 //!   refetch, never wrong bytes and never an `EIO` the store could avoid.
 //!
-//! Layout: `DIR/<volume id hex>/` holds `lock` (flock: one mount per
+//! Layout: `DIR/<name>/` (the caller names it: volume id and store,
+//! see `cli::mount::disk_cache::dir_name`) holds `lock` (flock: one mount per
 //! volume and host uses the cache; another runs without it), `tmp/`, and
 //! `data/xx/<pack id>.<block>`, one file per block of [`BLOCK`] bytes of a
 //! pack (see [`index`] for the prefix rule). A file is written whole to
