@@ -389,17 +389,32 @@ impl DiskCache {
         }
     }
 
-    /// Stores `bytes` as bytes `at ..` of block `id`: the whole prefix
-    /// when `at` is 0, else what extends the prefix held now (a concurrent
-    /// read may have extended it since `at` was looked up). Skipped when
-    /// the block holds as much already, or too little to join on.
-    fn store_block(&self, id: BlockId, at: u64, bytes: &[u8]) {
+    /// Stores `bytes` as bytes `at ..` of block `id`. `Fetched(seen)`:
+    /// bytes a read fetched after noting generation `seen`; the whole
+    /// prefix when `at` is 0, else what extends the prefix held now (a
+    /// concurrent read may have extended it since `at` was looked up).
+    /// Skipped when the block holds as much already, or too little to join
+    /// on, or its object was dropped since (the GET may hold old bytes).
+    /// `Written`: the object as this process just wrote it, replacing
+    /// whatever is held.
+    fn store_block(&self, id: BlockId, at: u64, bytes: &[u8], how: Store) {
         let mut ix = self.index();
-        let held = ix.peek(&id).unwrap_or(0);
         let new_len = at + bytes.len() as u64;
-        if held >= new_len || held < at {
-            return;
-        }
+        let held = match how {
+            Store::Written => {
+                if ix.remove(&id) {
+                    self.remove_file(&id);
+                }
+                0
+            }
+            Store::Fetched(seen) => {
+                let held = ix.peek(&id).unwrap_or(0);
+                if held >= new_len || held < at || ix.dropped_since(&id.0, seen) {
+                    return;
+                }
+                held
+            }
+        };
         let written = self.place(&id).and_then(|(dir, name)| match held {
             0 => self.write_whole(dir, &name, bytes),
             _ => append(dir, &name, held, &bytes[(held - at) as usize..]),
@@ -428,13 +443,27 @@ impl DiskCache {
             })
     }
 
-    /// Caches a whole object just written.
+    /// Caches a whole object just written. Its old blocks are dropped
+    /// first, which also turns away a read's store of bytes it fetched
+    /// before now.
     fn store_object(&self, key: &str, body: &[u8]) {
         self.drop_object(key);
         for (n, part) in body.chunks(self.block as usize).enumerate() {
-            self.store_block((key.to_owned(), n as u64), 0, part);
+            self.store_block((key.to_owned(), n as u64), 0, part, Store::Written);
         }
     }
+
+    /// What a read notes before its GET (see [`Store::Fetched`]).
+    fn generation(&self) -> u64 {
+        self.index().generation()
+    }
+}
+
+/// How [`DiskCache::store_block`] treats what the block holds.
+#[derive(Clone, Copy)]
+enum Store {
+    Fetched(u64),
+    Written,
 }
 
 /// Checks the directory the user named (and the CLI canonicalized) and
@@ -507,11 +536,12 @@ impl<S: ObjectStore> DiskCachedStore<S> {
         let id = |n: u64| (key.to_owned(), n);
         // Bytes of block n that this read needs, counted from the block's start.
         let need = |n: u64| range.end.min((n + 1) * b) - n * b;
-        let held: Vec<u64> = {
+        let (held, seen): (Vec<u64>, u64) = {
             let mut ix = c.index();
-            (first..=last)
+            let held = (first..=last)
                 .map(|n| ix.get(&id(n)).unwrap_or(0))
-                .collect()
+                .collect();
+            (held, ix.generation())
         };
         let held_of = |n: u64| held[(n - first) as usize];
         let missing: Vec<u64> = (first..=last).filter(|&n| held_of(n) < need(n)).collect();
@@ -533,7 +563,7 @@ impl<S: ObjectStore> DiskCachedStore<S> {
         if fetch_start == range.start && fetch_end == range.end {
             if let Some(f) = fetched {
                 // All of it came from the store (a cold read): no copy.
-                self.keep(key, fetch_start, &f);
+                self.keep(key, fetch_start, &f, seen);
                 return Ok(f);
             }
         }
@@ -563,13 +593,14 @@ impl<S: ObjectStore> DiskCachedStore<S> {
             pos = to;
         }
         if let Some(f) = &fetched {
-            self.keep(key, fetch_start, f);
+            self.keep(key, fetch_start, f, seen);
         }
         Ok(out)
     }
 
-    /// Stores `fetched`, bytes `start ..` of `key`, block by block.
-    fn keep(&self, key: &str, start: u64, fetched: &[u8]) {
+    /// Stores `fetched`, bytes `start ..` of `key` fetched after noting
+    /// generation `seen`, block by block.
+    fn keep(&self, key: &str, start: u64, fetched: &[u8], seen: u64) {
         let b = self.cache.block;
         let end = start + fetched.len() as u64;
         let mut at = start;
@@ -578,7 +609,7 @@ impl<S: ObjectStore> DiskCachedStore<S> {
             let to = end.min((n + 1) * b);
             let part = &fetched[(at - start) as usize..(to - start) as usize];
             self.cache
-                .store_block((key.to_owned(), n), at - n * b, part);
+                .store_block((key.to_owned(), n), at - n * b, part, Store::Fetched(seen));
             at = to;
         }
     }
@@ -660,11 +691,12 @@ impl<S: ObjectStore> ObjectStore for DiskCachedStore<S> {
         self.inner.forget(key, range) || cacheable(key)
     }
     fn get_range_fresh(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
+        let seen = self.cache.generation();
         let fetched = self.inner.get_range_fresh(key, range.clone())?;
         if cacheable(key) && !fetched.is_empty() {
             // What the store holds now replaces whatever was held.
             self.cache.drop_blocks(key, &range);
-            self.keep(key, range.start, &fetched);
+            self.keep(key, range.start, &fetched, seen);
         }
         Ok(fetched)
     }

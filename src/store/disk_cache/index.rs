@@ -15,8 +15,14 @@
 //!   the entry the newest. Blocks found on disk at open come in through
 //!   [`Index::insert_older`], below every block this process used, so the
 //!   scan can run while the mount serves.
+//! - Every drop of a whole object (a re-seal or delete) bumps a
+//!   generation. A read notes the generation before its GET, and what it
+//!   fetched is stored only if its object was not dropped since: a GET
+//!   that raced a re-seal or delete may hold the old bytes. The last
+//!   [`RECENT_DROPS`] drops are remembered; a read older than all of them
+//!   stores nothing (a miss next time, never a stale block).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// One cached block: (object key, block number).
 pub type BlockId = (String, u64);
@@ -37,7 +43,13 @@ pub struct Index {
     tick: u64,
     /// Ticks of blocks found on disk: from 0 up, always below `tick`'s.
     older_tick: u64,
+    generation: u64,
+    /// (generation it made, object) of the latest whole-object drops.
+    recent_drops: VecDeque<(u64, String)>,
 }
+
+/// Whole-object drops remembered for [`Index::dropped_since`].
+pub const RECENT_DROPS: usize = 1024;
 
 /// Where this process's own ticks start, above any the scan hands out.
 const LIVE_TICKS: u64 = 1 << 62;
@@ -162,8 +174,35 @@ impl Index {
             .collect()
     }
 
-    /// Forgets every block of object `key`, and returns them.
+    /// The generation now: what a read notes before its GET.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// True if object `key` was dropped after generation `since` (or may
+    /// have been: `since` is older than every drop remembered).
+    pub fn dropped_since(&self, key: &str, since: u64) -> bool {
+        match self.recent_drops.front() {
+            None => false,
+            Some(&(first, _)) if first > since + 1 => true,
+            Some(_) => self
+                .recent_drops
+                .iter()
+                .rev()
+                .take_while(|(g, _)| *g > since)
+                .any(|(_, k)| k == key),
+        }
+    }
+
+    /// Forgets every block of object `key`, and returns them; a read of
+    /// it whose GET began before this stores nothing.
     pub fn remove_object(&mut self, key: &str) -> Vec<BlockId> {
+        self.generation += 1;
+        self.recent_drops
+            .push_back((self.generation, key.to_owned()));
+        if self.recent_drops.len() > RECENT_DROPS {
+            self.recent_drops.pop_front();
+        }
         let ids = self.blocks_of(key);
         for id in &ids {
             self.remove(id);
@@ -262,5 +301,22 @@ mod tests {
         assert!(!ix.remove(&id("data/aa/1", 0)));
         assert!(ix.remove(&id("data/aa/2", 1)));
         assert_eq!(ix.total(), 50);
+    }
+
+    #[test]
+    fn a_read_begun_before_an_objects_drop_stores_nothing() {
+        let mut ix = Index::new(1 << 20);
+        let before = ix.generation();
+        assert!(!ix.dropped_since("a", before));
+        ix.remove_object("a");
+        assert!(ix.dropped_since("a", before));
+        assert!(!ix.dropped_since("b", before), "another object");
+        assert!(!ix.dropped_since("a", ix.generation()), "begun after");
+        let old = ix.generation();
+        for n in 0..RECENT_DROPS as u64 + 1 {
+            ix.remove_object(&format!("x{n}"));
+        }
+        assert!(ix.dropped_since("b", old), "older than every drop kept");
+        assert!(!ix.dropped_since("b", ix.generation() - 1));
     }
 }

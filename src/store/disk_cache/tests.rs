@@ -105,15 +105,15 @@ fn overlapping_fetches_stored_out_of_order_keep_every_byte() {
     let id = (KEY.to_owned(), 0);
     // Two reads looked the block up empty-handed; one had fetched 0..30,
     // the other 20..70 after a third stored 0..20.
-    cache.store_block(id.clone(), 0, &obj[0..20]);
-    cache.store_block(id.clone(), 20, &obj[20..70]);
-    cache.store_block(id.clone(), 0, &obj[0..30]);
+    cache.store_block(id.clone(), 0, &obj[0..20], Store::Fetched(0));
+    cache.store_block(id.clone(), 20, &obj[20..70], Store::Fetched(0));
+    cache.store_block(id.clone(), 0, &obj[0..30], Store::Fetched(0));
     assert_eq!(cache.index().peek(&id), Some(70));
     // One that looked up a prefix of 10 stores what lies past 70.
-    cache.store_block(id.clone(), 10, &obj[10..90]);
+    cache.store_block(id.clone(), 10, &obj[10..90], Store::Fetched(0));
     assert_eq!(cache.index().peek(&id), Some(90));
     // One that would leave a gap is not stored.
-    cache.store_block(id.clone(), 95, &obj[95..100]);
+    cache.store_block(id.clone(), 95, &obj[95..100], Store::Fetched(0));
     assert_eq!(cache.index().peek(&id), Some(90));
     counted.reset();
     assert_eq!(s.get_range(KEY, 0..90).unwrap(), obj[0..90]);
@@ -408,4 +408,34 @@ fn two_readers_of_a_tampered_block_both_get_the_good_copy() {
     counted.reset();
     assert_eq!(s.get_range(KEY, 64..128).unwrap(), obj[64..128]);
     assert_eq!(counted.counts().reads(), 0);
+}
+
+#[test]
+fn a_get_that_raced_a_reseal_or_delete_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = MemoryStore::new();
+    let (s, counted, cache) = stack(dir.path(), &mem, 1 << 20, 64);
+    let (old, new) = (body(150, 1), body(150, 2));
+    s.put(KEY, &old).unwrap();
+    // A reader notes the generation and fetches the old bytes; a re-seal
+    // drops the object's blocks (`put_if_match`, before its PUT); the
+    // reader stores what it fetched; the re-seal stores the new body.
+    let seen = cache.generation();
+    cache.drop_object(KEY);
+    s.keep(KEY, 0, &old, seen);
+    mem.put(KEY, &new).unwrap();
+    cache.store_object(KEY, &new);
+    counted.reset();
+    assert_eq!(s.get_range(KEY, 0..150).unwrap(), new);
+    assert_eq!(counted.counts().reads(), 0, "the re-seal's blocks stayed");
+    // The same with a delete: nothing of the object is left on disk.
+    let seen = cache.generation();
+    s.delete(KEY).unwrap();
+    s.keep(KEY, 0, &new, seen);
+    assert_eq!((cache.stats().bytes, bytes_on_disk(&cache)), (0, 0));
+    // A write replaces blocks that hold more than it does.
+    s.put(KEY, &old).unwrap();
+    s.put(KEY, &new[..100]).unwrap();
+    assert_eq!(s.get_range(KEY, 0..100).unwrap(), new[..100]);
+    assert_eq!(cache.stats().bytes, 100);
 }
