@@ -375,12 +375,16 @@ impl DiskCache {
             Ok(()) => true,
             Err(e) => {
                 out.truncate(at);
+                let mut ix = self.index();
+                // Evicted or dropped since it was looked up: not a fault.
+                if e.kind() == io::ErrorKind::NotFound && ix.peek(id).is_none() {
+                    return false;
+                }
                 warn!(
                     "disk cache: block {} of {} unreadable ({e}); dropped, fetching from the store",
                     id.1, id.0
                 );
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-                let mut ix = self.index();
                 if ix.remove(id) {
                     self.remove_file(id);
                 }

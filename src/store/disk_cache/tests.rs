@@ -439,3 +439,24 @@ fn a_get_that_raced_a_reseal_or_delete_stores_nothing() {
     assert_eq!(s.get_range(KEY, 0..100).unwrap(), new[..100]);
     assert_eq!(cache.stats().bytes, 100);
 }
+
+#[test]
+fn a_block_evicted_while_read_is_not_counted_as_unreadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = MemoryStore::new();
+    let obj = body(200, 3);
+    mem.put(KEY, &obj).unwrap();
+    let (s, _, cache) = stack(dir.path(), &mem, 1 << 20, 64);
+    s.get_range(KEY, 0..200).unwrap();
+    // Looked up, then evicted by another read before its file was opened.
+    let id = (KEY.to_owned(), 1);
+    cache.drop_blocks(KEY, &(64..65));
+    let mut out = Vec::new();
+    assert!(!cache.read_block(&id, 0, 64, &mut out));
+    assert_eq!(cache.stats().dropped, 0);
+    // A file gone while the index still holds it is a fault.
+    std::fs::remove_file(cache.path(&(KEY.to_owned(), 2))).unwrap();
+    assert!(!cache.read_block(&(KEY.to_owned(), 2), 0, 64, &mut out));
+    assert_eq!(cache.stats().dropped, 1);
+    assert!(out.is_empty());
+}
