@@ -319,4 +319,24 @@ mod tests {
         assert!(ix.dropped_since("b", old), "older than every drop kept");
         assert!(!ix.dropped_since("b", ix.generation() - 1));
     }
+
+    #[test]
+    fn blocks_found_count_at_once_and_rank_by_age_after() {
+        let mut ix = Index::new(300);
+        // Found in directory order, each counted against the bound.
+        for n in 0..3 {
+            assert!(ix.insert_older(id("disk", n), 100).is_empty());
+        }
+        assert_eq!(ix.total(), 300);
+        // By age, 2 is the oldest, then 0, then 1.
+        for n in [2, 0, 1] {
+            ix.rank_older(&id("disk", n));
+        }
+        assert_eq!(ix.insert(id("live", 0), 100), vec![id("disk", 2)]);
+        assert_eq!(ix.insert(id("live", 1), 100), vec![id("disk", 0)]);
+        // A block used since the scan found it keeps its place.
+        ix.get(&id("disk", 1));
+        ix.rank_older(&id("disk", 1));
+        assert_eq!(ix.insert(id("live", 2), 100), vec![id("live", 0)]);
+    }
 }
