@@ -63,6 +63,13 @@ pub fn choose(
     std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
         .create(dir)
         .map_err(bad)?;
+    // A link planted where the user's directory should be would send the
+    // cache (and a root daemon's writes) wherever it points.
+    if std::fs::symlink_metadata(dir).map_err(bad)?.is_symlink() {
+        return Err(CliError::usage(format!(
+            "--cache-dir {shown} is a symlink: name the directory itself"
+        )));
+    }
     let dir = dir.canonicalize().map_err(bad)?;
     crate::store::check_disk_cache_dir(&dir).map_err(bad)?;
     let limit = settings
