@@ -27,8 +27,8 @@
 //! at worst a torn tail, which authentication catches. At open the
 //! directory is scanned on a thread of its own while the mount serves
 //! (20,000 blocks, a 20 GiB cache, took 0.4 s cold), and the index rebuilt
-//! below the blocks in use, least recently used first (a hit sets its
-//! file's modification time); until a block is found, a read of it goes
+//! below the blocks in use, least recently used first (the first hit of
+//! a block in a mount sets its file's modification time); until a block is found, a read of it goes
 //! to the store and rewrites it.
 //!
 //! Reads: blocks covering the range that hold what the range needs are
@@ -36,7 +36,8 @@
 //! one ranged GET that starts where the first one's prefix ends. Writes of
 //! packs by this mount go to disk as they upload (write-through), so a
 //! read after the RAM cache evicted them stays local too. The index lock
-//! is held for index changes and block writes, never across store I/O.
+//! is held for index changes, renames, unlinks and appends to a prefix,
+//! never across store I/O: a whole block is written to `tmp/` without it.
 
 mod fsat;
 mod index;
@@ -353,7 +354,8 @@ impl DiskCache {
 
     /// Appends bytes `from .. to` of block `id` to `out`; false (and
     /// `out` as it was, the block dropped) if its file does not hold them.
-    fn read_block(&self, id: &BlockId, from: u64, to: u64, out: &mut Vec<u8>) -> bool {
+    /// `touch`: set the file's modification time (the first hit this mount).
+    fn read_block(&self, id: &BlockId, from: u64, to: u64, touch: bool, out: &mut Vec<u8>) -> bool {
         let at = out.len();
         let mut read = || -> io::Result<()> {
             let (dir, name) = self.place(id)?;
@@ -368,7 +370,9 @@ impl DiskCache {
                 ));
             }
             // The next mount's index orders blocks by this time.
-            let _ = f.set_modified(std::time::SystemTime::now());
+            if touch {
+                let _ = f.set_modified(std::time::SystemTime::now());
+            }
             Ok(())
         };
         match read() {
@@ -402,28 +406,53 @@ impl DiskCache {
     /// `Written`: the object as this process just wrote it, replacing
     /// whatever is held.
     fn store_block(&self, id: BlockId, at: u64, bytes: &[u8], how: Store) {
-        let mut ix = self.index();
         let new_len = at + bytes.len() as u64;
-        let held = match how {
-            Store::Written => {
-                if ix.remove(&id) {
-                    self.remove_file(&id);
+        // Whether to store, and how, decided under the lock and decided
+        // again there after a whole block was written to `tmp/` without it.
+        let wanted = |ix: &Index| -> Option<u64> {
+            match how {
+                Store::Written => Some(0),
+                Store::Fetched(seen) => {
+                    let held = ix.peek(&id).unwrap_or(0);
+                    let skip = held >= new_len || held < at || ix.dropped_since(&id.0, seen);
+                    (!skip).then_some(held)
                 }
-                0
-            }
-            Store::Fetched(seen) => {
-                let held = ix.peek(&id).unwrap_or(0);
-                if held >= new_len || held < at || ix.dropped_since(&id.0, seen) {
-                    return;
-                }
-                held
             }
         };
-        let written = self.place(&id).and_then(|(dir, name)| match held {
-            0 => self.write_whole(dir, &name, bytes),
-            _ => append(dir, &name, held, &bytes[(held - at) as usize..]),
-        });
-        if let Err(e) = written {
+        let Some(held) = wanted(&self.index()) else {
+            return;
+        };
+        let Ok((dir, name)) = self.place(&id) else {
+            return;
+        };
+        if held == 0 && at == 0 {
+            // The data goes to disk while readers use the index.
+            let tmp = match self.write_tmp(bytes) {
+                Ok(tmp) => tmp,
+                Err(e) => {
+                    warn!("disk cache: cannot write block {} of {} ({e})", id.1, id.0);
+                    return;
+                }
+            };
+            let mut ix = self.index();
+            let still = matches!(how, Store::Written) || wanted(&ix).is_some();
+            if !still || fsat::rename(self.tmp.as_fd(), &tmp, dir, &name).is_err() {
+                drop(ix);
+                let _ = fsat::unlink(self.tmp.as_fd(), &tmp);
+                return;
+            }
+            for gone in ix.insert(id, new_len) {
+                self.remove_file(&gone);
+            }
+            return;
+        }
+        // Extending a prefix depends on its length now: under the lock.
+        let mut ix = self.index();
+        let held = match wanted(&ix) {
+            Some(held) if held > 0 => held,
+            _ => return,
+        };
+        if let Err(e) = append(dir, &name, held, &bytes[(held - at) as usize..]) {
             warn!("disk cache: cannot write block {} of {} ({e})", id.1, id.0);
             ix.remove(&id);
             self.remove_file(&id);
@@ -434,17 +463,16 @@ impl DiskCache {
         }
     }
 
-    fn write_whole(&self, dir: BorrowedFd, name: &str, bytes: &[u8]) -> io::Result<()> {
+    /// Writes `bytes` to a new file in `tmp/`; returns its name.
+    fn write_tmp(&self, bytes: &[u8]) -> io::Result<String> {
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
         let tmp = format!("{}.{n}", std::process::id());
         let mut f = fsat::create_new(self.tmp.as_fd(), &tmp)?;
         let written = f.write_all(bytes);
         drop(f);
-        written
-            .and_then(|()| fsat::rename(self.tmp.as_fd(), &tmp, dir, name))
-            .inspect_err(|_| {
-                let _ = fsat::unlink(self.tmp.as_fd(), &tmp);
-            })
+        written.map(|()| tmp.clone()).inspect_err(|_| {
+            let _ = fsat::unlink(self.tmp.as_fd(), &tmp);
+        })
     }
 
     /// Caches a whole object just written. Its old blocks are dropped
@@ -540,12 +568,13 @@ impl<S: ObjectStore> DiskCachedStore<S> {
         let id = |n: u64| (key.to_owned(), n);
         // Bytes of block n that this read needs, counted from the block's start.
         let need = |n: u64| range.end.min((n + 1) * b) - n * b;
-        let (held, seen): (Vec<u64>, u64) = {
+        let (held, touch, seen): (Vec<u64>, Vec<bool>, u64) = {
             let mut ix = c.index();
             let held = (first..=last)
                 .map(|n| ix.get(&id(n)).unwrap_or(0))
                 .collect();
-            (held, ix.generation())
+            let touch = (first..=last).map(|n| ix.first_touch(&id(n))).collect();
+            (held, touch, ix.generation())
         };
         let held_of = |n: u64| held[(n - first) as usize];
         let missing: Vec<u64> = (first..=last).filter(|&n| held_of(n) < need(n)).collect();
@@ -590,7 +619,8 @@ impl<S: ObjectStore> DiskCachedStore<S> {
             if pos < fetch_start {
                 to = to.min(fetch_start);
             }
-            if !c.read_block(&id(n), pos - n * b, to - n * b, &mut out) {
+            let touch = touch[(n - first) as usize];
+            if !c.read_block(&id(n), pos - n * b, to - n * b, touch, &mut out) {
                 // Unreadable, and dropped: the store answers for it all.
                 return self.inner.get_range(key, range);
             }

@@ -31,6 +31,9 @@ pub type BlockId = (String, u64);
 struct Entry {
     len: u64,
     tick: u64,
+    /// Its file's modification time was set by this process: it orders
+    /// the next mount's scan, which needs no finer grain than a mount.
+    touched: bool,
 }
 
 #[derive(Debug, Default)]
@@ -97,10 +100,24 @@ impl Index {
     pub fn insert(&mut self, id: BlockId, len: u64) -> Vec<BlockId> {
         self.remove(&id);
         let tick = self.next_tick();
-        self.entries.insert(id.clone(), Entry { len, tick });
+        let touched = true;
+        self.entries
+            .insert(id.clone(), Entry { len, tick, touched });
         self.lru.insert(tick, id.clone());
         self.total += len;
         self.evict_for(&id)
+    }
+
+    /// True the first time it is asked for a block found on disk: its
+    /// file's modification time is then set (a hit), once per mount.
+    pub fn first_touch(&mut self, id: &BlockId) -> bool {
+        match self.entries.get_mut(id) {
+            Some(e) if !e.touched => {
+                e.touched = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Evicts the oldest blocks but `keep` until the total fits the limit.
@@ -132,7 +149,9 @@ impl Index {
         }
         self.older_tick += 1;
         let tick = self.older_tick;
-        self.entries.insert(id.clone(), Entry { len, tick });
+        let touched = false;
+        self.entries
+            .insert(id.clone(), Entry { len, tick, touched });
         self.lru.insert(tick, id.clone());
         self.total += len;
         self.evict_for(&id)

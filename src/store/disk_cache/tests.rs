@@ -452,11 +452,34 @@ fn a_block_evicted_while_read_is_not_counted_as_unreadable() {
     let id = (KEY.to_owned(), 1);
     cache.drop_blocks(KEY, &(64..65));
     let mut out = Vec::new();
-    assert!(!cache.read_block(&id, 0, 64, &mut out));
+    assert!(!cache.read_block(&id, 0, 64, false, &mut out));
     assert_eq!(cache.stats().dropped, 0);
     // A file gone while the index still holds it is a fault.
     std::fs::remove_file(cache.path(&(KEY.to_owned(), 2))).unwrap();
-    assert!(!cache.read_block(&(KEY.to_owned(), 2), 0, 64, &mut out));
+    assert!(!cache.read_block(&(KEY.to_owned(), 2), 0, 64, false, &mut out));
     assert_eq!(cache.stats().dropped, 1);
     assert!(out.is_empty());
+}
+
+#[test]
+fn a_hit_sets_a_blocks_time_once_per_mount() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = MemoryStore::new();
+    let obj = body(100, 2);
+    {
+        let (s, _, _) = stack(dir.path(), &mem, 1 << 20, 64);
+        s.put(KEY, &obj).unwrap();
+    }
+    let (s, counted, cache) = stack(dir.path(), &mem, 1 << 20, 64);
+    let path = cache.path(&(KEY.to_owned(), 0));
+    let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1000);
+    let set = |t| std::fs::File::open(&path).unwrap().set_modified(t).unwrap();
+    let mtime = || std::fs::metadata(&path).unwrap().modified().unwrap();
+    set(long_ago);
+    assert_eq!(s.get_range(KEY, 0..10).unwrap(), obj[0..10]);
+    assert!(mtime() > long_ago, "the first hit sets it");
+    set(long_ago);
+    assert_eq!(s.get_range(KEY, 0..10).unwrap(), obj[0..10]);
+    assert_eq!(mtime(), long_ago, "later hits leave it");
+    assert_eq!(counted.counts().reads(), 0);
 }
