@@ -10,10 +10,13 @@
 //! - Bytes exactly as the store holds them (sealed segments), under the
 //!   object's own name: nothing the bucket does not already show. Files
 //!   are mode 0600 in a 0700 directory and are never fsynced: a cache.
+//!   The directory may sit where others can write: see [`fsat`] and
+//!   [`check_dir`] for why nothing planted there is followed.
 //! - Nothing read from here is trusted: the engine opens (authenticates)
 //!   every segment before use, and when one fails it calls
-//!   [`ObjectStore::forget`], which drops the object's blocks here, then
-//!   reads it once more, from the store this time. A tampered, truncated
+//!   [`ObjectStore::forget`], which drops the blocks here, then reads it
+//!   once more with [`ObjectStore::get_range_fresh`], which goes to the
+//!   store whatever this cache holds. A tampered, truncated
 //!   or stale block (re-sealed by a rotation in another process) costs one
 //!   refetch, never wrong bytes and never an `EIO` the store could avoid.
 //!
