@@ -291,7 +291,8 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
     };
     let store: Arc<dyn ObjectStore> = Arc::new(RetryingStore::new(store, store_policy()));
     // Above the retries: a block on disk answers without them.
-    let disk_cache = disk_cache.and_then(|c| disk_cache::open(&c, &header.volume_id));
+    let disk_cache =
+        disk_cache.and_then(|c| disk_cache::open(&c, &header.volume_id, &spec.location()));
     let store: Arc<dyn ObjectStore> = match &disk_cache {
         Some(c) => Arc::new(DiskCachedStore::new(store, Arc::clone(c))),
         None => store,

@@ -111,7 +111,8 @@ impl Engine {
                 };
                 return match streamed() {
                     Err(e) if e.is_integrity() && self.store.forget(&key, range.clone()) => {
-                        streamed()
+                        let body = self.store.get_range_fresh(&key, range)?;
+                        self.open_run(extent, skip, n, units, &body)
                     }
                     opened => opened,
                 };
@@ -171,7 +172,7 @@ impl Engine {
         // A copy kept by a store decorator that fails is dropped and the
         // range read once more from the store (see `read_run`).
         if opened.iter().any(|r| r.is_err()) && self.store.forget(&key, range.clone()) {
-            let body = self.store.get_range(&key, range.clone())?;
+            let body = self.store.get_range_fresh(&key, range.clone())?;
             return self.open_segments(pack, units, &range, segs, &body);
         }
         Ok(opened)

@@ -298,7 +298,10 @@ impl Walk<'_> {
         let Some((&off, &(unit, len))) = plan.segments.iter().next() else {
             return Ok(());
         };
-        let probe = match store.get_range(&key, off..off + len as u64) {
+        // Fresh: a copy on local disk (the disk cache, shared by another
+        // mount of this host) may be re-sealed where the store is not, and
+        // the old epoch is dropped once this walk says all is current.
+        let probe = match store.get_range_fresh(&key, off..off + len as u64) {
             Ok(b) => b,
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e.into()),

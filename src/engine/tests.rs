@@ -606,3 +606,33 @@ fn a_checkpoint_is_a_consistent_cut_and_later_writes_replay_after_a_crash() {
     assert!(cut.ns.get(b).is_some(), "in the next one");
     e.shutdown().unwrap();
 }
+
+#[test]
+fn a_rotation_probes_the_store_not_a_cached_copy() {
+    use crate::store::{DiskCache, DiskCachedStore};
+    let vol = Vol::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = DiskCache::open(dir.path(), "vol", 64 << 20).unwrap();
+    let store = Arc::new(DiskCachedStore::new(vol.mem.clone(), Arc::clone(&cache)));
+    let opts = EngineOptions {
+        commit_interval: Duration::from_millis(20),
+        ..EngineOptions::default()
+    };
+    let e = vol.open_on(store, opts);
+    let (_, id) = add_file(&e, "f", &[5u8; 20_000]);
+    e.wait_durable(id).unwrap();
+    let key = vol.mem.list("data/").unwrap().remove(0).key;
+    let before = vol.mem.get(&key).unwrap();
+
+    let mut ring = vol.header.unlock(PASS).unwrap();
+    ring.rotate_to(1, MasterKey::generate()).unwrap();
+    e.rekey(&ring).unwrap();
+    let progress = ResealProgress::default();
+    assert!(e.reseal(&progress, None).unwrap().packs >= 1);
+    // The store holds the old epoch's pack again (another mount's store,
+    // a replica, sharing this host's cache): the cache holds the new one.
+    vol.mem.put(&key, &before).unwrap();
+    let report = e.reseal(&ResealProgress::default(), None).unwrap();
+    assert_eq!(report.packs, 1, "{report:?}");
+    assert_ne!(vol.mem.get(&key).unwrap(), before);
+}

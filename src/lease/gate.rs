@@ -92,4 +92,7 @@ impl ObjectStore for LeasedStore {
     fn forget(&self, key: &str, range: Range<u64>) -> bool {
         self.inner.forget(key, range)
     }
+    fn get_range_fresh(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
+        self.inner.get_range_fresh(key, range)
+    }
 }

@@ -204,6 +204,12 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
     fn forget(&self, key: &str, range: Range<u64>) -> bool {
         self.inner.forget(key, range)
     }
+    fn get_range_fresh(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
+        bump(&self.counters.get_range, 1);
+        let body = self.inner.get_range_fresh(key, range)?;
+        bump(&self.counters.bytes_read, body.len() as u64);
+        Ok(body)
+    }
 }
 
 #[cfg(test)]

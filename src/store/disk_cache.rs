@@ -10,14 +10,18 @@
 //! - Bytes exactly as the store holds them (sealed segments), under the
 //!   object's own name: nothing the bucket does not already show. Files
 //!   are mode 0600 in a 0700 directory and are never fsynced: a cache.
+//!   The directory may sit where others can write: see [`fsat`] and
+//!   [`check_dir`] for why nothing planted there is followed.
 //! - Nothing read from here is trusted: the engine opens (authenticates)
 //!   every segment before use, and when one fails it calls
-//!   [`ObjectStore::forget`], which drops the object's blocks here, then
-//!   reads it once more, from the store this time. A tampered, truncated
+//!   [`ObjectStore::forget`], which drops the blocks here, then reads it
+//!   once more with [`ObjectStore::get_range_fresh`], which goes to the
+//!   store whatever this cache holds. A tampered, truncated
 //!   or stale block (re-sealed by a rotation in another process) costs one
 //!   refetch, never wrong bytes and never an `EIO` the store could avoid.
 //!
-//! Layout: `DIR/<volume id hex>/` holds `lock` (flock: one mount per
+//! Layout: `DIR/<name>/` (the caller names it: volume id and store,
+//! see `cli::mount::disk_cache::dir_name`) holds `lock` (flock: one mount per
 //! volume and host uses the cache; another runs without it), `tmp/`, and
 //! `data/xx/<pack id>.<block>`, one file per block of [`BLOCK`] bytes of a
 //! pack (see [`index`] for the prefix rule). A file is written whole to
@@ -26,8 +30,8 @@
 //! at worst a torn tail, which authentication catches. At open the
 //! directory is scanned on a thread of its own while the mount serves
 //! (20,000 blocks, a 20 GiB cache, took 0.4 s cold), and the index rebuilt
-//! below the blocks in use, least recently used first (a hit sets its
-//! file's modification time); until a block is found, a read of it goes
+//! below the blocks in use, least recently used first (the first hit of
+//! a block in a mount sets its file's modification time); until a block is found, a read of it goes
 //! to the store and rewrites it.
 //!
 //! Reads: blocks covering the range that hold what the range needs are
@@ -35,17 +39,20 @@
 //! one ranged GET that starts where the first one's prefix ends. Writes of
 //! packs by this mount go to disk as they upload (write-through), so a
 //! read after the RAM cache evicted them stays local too. The index lock
-//! is held for index changes and block writes, never across store I/O.
+//! is held for index changes, renames, unlinks and appends to a prefix,
+//! never across store I/O: a whole block is written to `tmp/` without it.
 
+mod fsat;
 mod index;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use log::{info, warn};
 
@@ -76,7 +83,12 @@ pub struct DiskCacheStats {
 
 /// The cache directory of one volume, locked for this process.
 pub struct DiskCache {
+    /// For messages only: every operation goes through the descriptors.
     root: PathBuf,
+    tmp: OwnedFd,
+    data: OwnedFd,
+    /// `data/xx`, by `xx`, opened (and checked) on first use.
+    subdirs: Vec<OnceLock<OwnedFd>>,
     block: u64,
     index: Mutex<Index>,
     hits: AtomicU64,
@@ -127,18 +139,17 @@ impl DiskCache {
         let root = dir.join(volume_hex);
         let shown = root.clone();
         let err = |e| DiskCacheError::Io(shown.clone(), e);
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(root.join("tmp"))
-            .map_err(err)?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(root.join("lock"))
-            .map_err(err)?;
+        let top = check_dir(dir).map_err(|e| DiskCacheError::Io(dir.to_owned(), e))?;
+        let root_fd = fsat::private_subdir(top.as_fd(), volume_hex, &root).map_err(err)?;
+        let sub = |name: &str| fsat::private_subdir(root_fd.as_fd(), name, &root.join(name));
+        let (tmp, data) = (sub("tmp").map_err(err)?, sub("data").map_err(err)?);
+        let lock = fsat::open_file(
+            root_fd.as_fd(),
+            "lock",
+            libc::O_WRONLY | libc::O_CREAT,
+            0o600,
+        )
+        .map_err(err)?;
         // SAFETY: flock on a descriptor this function owns.
         if unsafe {
             libc::flock(
@@ -149,17 +160,18 @@ impl DiskCache {
         {
             return Err(DiskCacheError::Busy(root));
         }
-        for dir in [dir, &root] {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(err)?;
-        }
         // Left by a writer that died; no one else writes here (the lock).
-        for e in fs::read_dir(root.join("tmp")).map_err(err)? {
-            let _ = fs::remove_file(e.map_err(err)?.path());
+        for e in fsat::list(tmp.as_fd()).map_err(err)?.flatten() {
+            if let Some(name) = e.file_name().to_str() {
+                let _ = fsat::unlink(tmp.as_fd(), name);
+            }
         }
         let cache = Arc::new(DiskCache {
             index: Mutex::new(Index::new(limit)),
             root,
+            tmp,
+            data,
+            subdirs: (0..256).map(|_| OnceLock::new()).collect(),
             block,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -208,55 +220,99 @@ impl DiskCache {
         self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Where block `id`'s file is, for messages and tests.
+    #[cfg(test)]
     fn path(&self, id: &BlockId) -> PathBuf {
         self.root.join(format!("{}.{}", id.0, id.1))
     }
 
-    /// Scans the directory: every block file enters the index by age
-    /// (its modification time), below the blocks in use, and files that
-    /// overflow the limit are evicted.
+    /// The directory `data/xx` of block `id` and the file's name in it.
+    fn place(&self, id: &BlockId) -> io::Result<(BorrowedFd<'_>, String)> {
+        // Only `cacheable` keys reach here: `data/xx/<32 hex>`.
+        let (xx, pack) = (&id.0[5..7], &id.0[8..]);
+        Ok((self.subdir(xx)?, format!("{pack}.{}", id.1)))
+    }
+
+    fn subdir(&self, xx: &str) -> io::Result<BorrowedFd<'_>> {
+        let n = u8::from_str_radix(xx, 16).map_err(|_| io::Error::other("bad prefix"))?;
+        let slot = &self.subdirs[n as usize];
+        if slot.get().is_none() {
+            let shown = self.root.join("data").join(xx);
+            let fd = fsat::private_subdir(self.data.as_fd(), xx, &shown)?;
+            // A concurrent first use may have set it: either is the same directory.
+            let _ = slot.set(fd);
+        }
+        Ok(slot.get().expect("set above").as_fd())
+    }
+
+    fn remove_file(&self, id: &BlockId) {
+        if let Ok((dir, name)) = self.place(id) {
+            let _ = fsat::unlink(dir, &name);
+        }
+    }
+
+    /// Scans the directory: every block file enters the index as it is
+    /// found (so the bound counts it at once), below the blocks in use,
+    /// and files that overflow the limit are evicted; then the ones found
+    /// are ranked by age (modification time). An entry that vanishes
+    /// while scanned is skipped; anything but a directory of blocks or a
+    /// regular block file is never followed.
     fn rebuild(&self) -> io::Result<()> {
         let mut found = Vec::new();
-        let data = self.root.join("data");
-        if data.is_dir() {
-            for sub in fs::read_dir(&data)? {
-                let sub = sub?;
-                let Some(xx) = sub.file_name().to_str().map(str::to_owned) else {
+        for sub in fsat::list(self.data.as_fd())?.flatten() {
+            let Some(xx) = sub.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let is_dir = sub.file_type().is_ok_and(|t| t.is_dir());
+            if !is_dir || xx.len() != 2 || !xx.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            let Ok(dir) = self.subdir(&xx) else {
+                continue;
+            };
+            let Ok(entries) = fsat::list(dir) else {
+                continue;
+            };
+            let mut batch = Vec::new();
+            for f in entries.flatten() {
+                let Some(name) = f.file_name().to_str().map(str::to_owned) else {
                     continue;
                 };
-                if !sub.file_type()?.is_dir() {
+                // From the entry, not following a link (lstat).
+                let Ok(meta) = f.metadata() else {
                     continue;
-                }
-                for f in fs::read_dir(sub.path())? {
-                    let f = f?;
-                    let name = f.file_name();
-                    let parsed =
-                        name.to_str()
-                            .and_then(|n| n.rsplit_once('.'))
-                            .and_then(|(pack, n)| {
-                                Some((format!("data/{xx}/{pack}"), n.parse::<u64>().ok()?))
-                            });
-                    let meta = f.metadata()?;
-                    match parsed {
-                        Some((key, n)) if cacheable(&key) && meta.len() <= self.block => {
-                            let age = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
-                            found.push((age, (key, n), meta.len()));
-                        }
-                        _ => {
-                            let _ = fs::remove_file(f.path());
-                        }
+                };
+                let parsed = name.rsplit_once('.').and_then(|(pack, n)| {
+                    Some((format!("data/{xx}/{pack}"), n.parse::<u64>().ok()?))
+                });
+                match parsed {
+                    Some((key, n))
+                        if cacheable(&key) && meta.is_file() && meta.len() <= self.block =>
+                    {
+                        let age = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                        batch.push((age, (key, n), meta.len()));
                     }
+                    _ if !meta.is_dir() => {
+                        let _ = fsat::unlink(dir, &name);
+                    }
+                    _ => {}
                 }
             }
+            let mut ix = self.index();
+            for (_, id, len) in &batch {
+                for gone in ix.insert_older(id.clone(), *len) {
+                    self.remove_file(&gone);
+                }
+            }
+            drop(ix);
+            found.extend(batch.into_iter().map(|(age, id, _)| (age, id)));
         }
-        found.sort_by_key(|(age, _, _)| *age);
+        found.sort_by_key(|(age, _)| *age);
         // In batches: readers wait for the lock no longer than one takes.
         for batch in found.chunks(1024) {
             let mut ix = self.index();
-            for (_, id, len) in batch {
-                for gone in ix.insert_older(id.clone(), *len) {
-                    let _ = fs::remove_file(self.path(&gone));
-                }
+            for (_, id) in batch {
+                ix.rank_older(id);
             }
         }
         let ix = self.index();
@@ -282,7 +338,7 @@ impl DiskCache {
         // A huge range (the whole object) walks the object's blocks only.
         for id in ix.blocks_of(key) {
             if (first..=last).contains(&id.1) && ix.remove(&id) {
-                let _ = fs::remove_file(self.path(&id));
+                self.remove_file(&id);
                 any = true;
             }
         }
@@ -294,17 +350,19 @@ impl DiskCache {
         let mut ix = self.index();
         let ids = ix.remove_object(key);
         for id in &ids {
-            let _ = fs::remove_file(self.path(id));
+            self.remove_file(id);
         }
         !ids.is_empty()
     }
 
     /// Appends bytes `from .. to` of block `id` to `out`; false (and
     /// `out` as it was, the block dropped) if its file does not hold them.
-    fn read_block(&self, id: &BlockId, from: u64, to: u64, out: &mut Vec<u8>) -> bool {
+    /// `touch`: set the file's modification time (the first hit this mount).
+    fn read_block(&self, id: &BlockId, from: u64, to: u64, touch: bool, out: &mut Vec<u8>) -> bool {
         let at = out.len();
         let mut read = || -> io::Result<()> {
-            let mut f = File::open(self.path(id))?;
+            let (dir, name) = self.place(id)?;
+            let mut f = fsat::open_file(dir, &name, libc::O_RDONLY, 0)?;
             f.seek(SeekFrom::Start(from))?;
             // Straight into `out`'s spare capacity: no zeroing, no copy.
             let n = (&mut f).take(to - from).read_to_end(out)?;
@@ -315,91 +373,163 @@ impl DiskCache {
                 ));
             }
             // The next mount's index orders blocks by this time.
-            let _ = f.set_modified(std::time::SystemTime::now());
+            if touch {
+                let _ = f.set_modified(std::time::SystemTime::now());
+            }
             Ok(())
         };
         match read() {
             Ok(()) => true,
             Err(e) => {
                 out.truncate(at);
+                let mut ix = self.index();
+                // Evicted or dropped since it was looked up: not a fault.
+                if e.kind() == io::ErrorKind::NotFound && ix.peek(id).is_none() {
+                    return false;
+                }
                 warn!(
                     "disk cache: block {} of {} unreadable ({e}); dropped, fetching from the store",
                     id.1, id.0
                 );
                 self.dropped.fetch_add(1, Ordering::Relaxed);
-                let mut ix = self.index();
                 if ix.remove(id) {
-                    let _ = fs::remove_file(self.path(id));
+                    self.remove_file(id);
                 }
                 false
             }
         }
     }
 
-    /// Stores `bytes` as bytes `at ..` of block `id`: the whole prefix
-    /// when `at` is 0, else what extends the prefix held now (a concurrent
-    /// read may have extended it since `at` was looked up). Skipped when
-    /// the block holds as much already, or too little to join on.
-    fn store_block(&self, id: BlockId, at: u64, bytes: &[u8]) {
-        let mut ix = self.index();
-        let held = ix.peek(&id).unwrap_or(0);
+    /// Stores `bytes` as bytes `at ..` of block `id`. `Fetched(seen)`:
+    /// bytes a read fetched after noting generation `seen`; the whole
+    /// prefix when `at` is 0, else what extends the prefix held now (a
+    /// concurrent read may have extended it since `at` was looked up).
+    /// Skipped when the block holds as much already, or too little to join
+    /// on, or its object was dropped since (the GET may hold old bytes).
+    /// `Written`: the object as this process just wrote it, replacing
+    /// whatever is held.
+    fn store_block(&self, id: BlockId, at: u64, bytes: &[u8], how: Store) {
         let new_len = at + bytes.len() as u64;
-        if held >= new_len || held < at {
+        // Whether to store, and how, decided under the lock and decided
+        // again there after a whole block was written to `tmp/` without it.
+        let wanted = |ix: &Index| -> Option<u64> {
+            match how {
+                Store::Written => Some(0),
+                Store::Fetched(seen) => {
+                    let held = ix.peek(&id).unwrap_or(0);
+                    let skip = held >= new_len || held < at || ix.dropped_since(&id.0, seen);
+                    (!skip).then_some(held)
+                }
+            }
+        };
+        let Some(held) = wanted(&self.index()) else {
+            return;
+        };
+        let Ok((dir, name)) = self.place(&id) else {
+            return;
+        };
+        if held == 0 && at == 0 {
+            // The data goes to disk while readers use the index.
+            let tmp = match self.write_tmp(bytes) {
+                Ok(tmp) => tmp,
+                Err(e) => {
+                    warn!("disk cache: cannot write block {} of {} ({e})", id.1, id.0);
+                    return;
+                }
+            };
+            let mut ix = self.index();
+            let still = matches!(how, Store::Written) || wanted(&ix).is_some();
+            if !still || fsat::rename(self.tmp.as_fd(), &tmp, dir, &name).is_err() {
+                drop(ix);
+                let _ = fsat::unlink(self.tmp.as_fd(), &tmp);
+                return;
+            }
+            for gone in ix.insert(id, new_len) {
+                self.remove_file(&gone);
+            }
             return;
         }
-        let path = self.path(&id);
-        let written = match held {
-            0 => self.write_whole(&path, bytes),
-            _ => append(&path, held, &bytes[(held - at) as usize..]),
+        // Extending a prefix depends on its length now: under the lock.
+        let mut ix = self.index();
+        let held = match wanted(&ix) {
+            Some(held) if held > 0 => held,
+            _ => return,
         };
-        if let Err(e) = written {
+        if let Err(e) = append(dir, &name, held, &bytes[(held - at) as usize..]) {
             warn!("disk cache: cannot write block {} of {} ({e})", id.1, id.0);
             ix.remove(&id);
-            let _ = fs::remove_file(&path);
+            self.remove_file(&id);
             return;
         }
         for gone in ix.insert(id, new_len) {
-            let _ = fs::remove_file(self.path(&gone));
+            self.remove_file(&gone);
         }
     }
 
-    fn write_whole(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    /// Writes `bytes` to a new file in `tmp/`; returns its name.
+    fn write_tmp(&self, bytes: &[u8]) -> io::Result<String> {
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
-        let tmp = self
-            .root
-            .join("tmp")
-            .join(format!("{}.{n}", std::process::id()));
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
+        let tmp = format!("{}.{n}", std::process::id());
+        let mut f = fsat::create_new(self.tmp.as_fd(), &tmp)?;
+        let written = f.write_all(bytes);
         drop(f);
-        if let Some(parent) = path.parent() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)?;
-        }
-        fs::rename(&tmp, path).inspect_err(|_| {
-            let _ = fs::remove_file(&tmp);
+        written.map(|()| tmp.clone()).inspect_err(|_| {
+            let _ = fsat::unlink(self.tmp.as_fd(), &tmp);
         })
     }
 
-    /// Caches a whole object just written.
+    /// Caches a whole object just written. Its old blocks are dropped
+    /// first, which also turns away a read's store of bytes it fetched
+    /// before now.
     fn store_object(&self, key: &str, body: &[u8]) {
         self.drop_object(key);
         for (n, part) in body.chunks(self.block as usize).enumerate() {
-            self.store_block((key.to_owned(), n as u64), 0, part);
+            self.store_block((key.to_owned(), n as u64), 0, part, Store::Written);
         }
+    }
+
+    /// What a read notes before its GET (see [`Store::Fetched`]).
+    fn generation(&self) -> u64 {
+        self.index().generation()
     }
 }
 
-/// Extends the file at `path`, which must hold exactly `at` bytes.
-fn append(path: &Path, at: u64, bytes: &[u8]) -> io::Result<()> {
-    let mut f = OpenOptions::new().append(true).open(path)?;
+/// How [`DiskCache::store_block`] treats what the block holds.
+#[derive(Clone, Copy)]
+enum Store {
+    Fetched(u64),
+    Written,
+}
+
+/// Checks the directory the user named (and the CLI canonicalized) and
+/// opens it: a real directory, of this user or root, that others cannot
+/// write unless it is sticky (like `/tmp`: then no one else can rename or
+/// remove the per-volume directory this user owns inside). Never changed.
+pub fn check_dir(dir: &Path) -> io::Result<OwnedFd> {
+    let fd = fsat::open_dir_path(dir).map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
+            io::Error::other("not a directory (a symlink is refused)")
+        }
+        _ => e,
+    })?;
+    let meta = File::from(fd.try_clone()?).metadata()?;
+    if meta.uid() != fsat::euid() && meta.uid() != 0 {
+        return Err(io::Error::other(format!(
+            "owned by uid {}, not this user or root",
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+        return Err(io::Error::other(
+            "other users can write it and it is not sticky (chmod go-w, or +t)",
+        ));
+    }
+    Ok(fd)
+}
+
+/// Extends file `name` in `dir`, which must hold exactly `at` bytes.
+fn append(dir: BorrowedFd, name: &str, at: u64, bytes: &[u8]) -> io::Result<()> {
+    let mut f = fsat::open_file(dir, name, libc::O_WRONLY | libc::O_APPEND, 0)?;
     let len = f.metadata()?.len();
     if len != at {
         return Err(io::Error::other(format!("holds {len} bytes, not {at}")));
@@ -441,11 +571,13 @@ impl<S: ObjectStore> DiskCachedStore<S> {
         let id = |n: u64| (key.to_owned(), n);
         // Bytes of block n that this read needs, counted from the block's start.
         let need = |n: u64| range.end.min((n + 1) * b) - n * b;
-        let held: Vec<u64> = {
+        let (held, touch, seen): (Vec<u64>, Vec<bool>, u64) = {
             let mut ix = c.index();
-            (first..=last)
+            let held = (first..=last)
                 .map(|n| ix.get(&id(n)).unwrap_or(0))
-                .collect()
+                .collect();
+            let touch = (first..=last).map(|n| ix.first_touch(&id(n))).collect();
+            (held, touch, ix.generation())
         };
         let held_of = |n: u64| held[(n - first) as usize];
         let missing: Vec<u64> = (first..=last).filter(|&n| held_of(n) < need(n)).collect();
@@ -467,7 +599,7 @@ impl<S: ObjectStore> DiskCachedStore<S> {
         if fetch_start == range.start && fetch_end == range.end {
             if let Some(f) = fetched {
                 // All of it came from the store (a cold read): no copy.
-                self.keep(key, fetch_start, &f);
+                self.keep(key, fetch_start, &f, seen);
                 return Ok(f);
             }
         }
@@ -490,20 +622,22 @@ impl<S: ObjectStore> DiskCachedStore<S> {
             if pos < fetch_start {
                 to = to.min(fetch_start);
             }
-            if !c.read_block(&id(n), pos - n * b, to - n * b, &mut out) {
+            let touch = touch[(n - first) as usize];
+            if !c.read_block(&id(n), pos - n * b, to - n * b, touch, &mut out) {
                 // Unreadable, and dropped: the store answers for it all.
                 return self.inner.get_range(key, range);
             }
             pos = to;
         }
         if let Some(f) = &fetched {
-            self.keep(key, fetch_start, f);
+            self.keep(key, fetch_start, f, seen);
         }
         Ok(out)
     }
 
-    /// Stores `fetched`, bytes `start ..` of `key`, block by block.
-    fn keep(&self, key: &str, start: u64, fetched: &[u8]) {
+    /// Stores `fetched`, bytes `start ..` of `key` fetched after noting
+    /// generation `seen`, block by block.
+    fn keep(&self, key: &str, start: u64, fetched: &[u8], seen: u64) {
         let b = self.cache.block;
         let end = start + fetched.len() as u64;
         let mut at = start;
@@ -512,7 +646,7 @@ impl<S: ObjectStore> DiskCachedStore<S> {
             let to = end.min((n + 1) * b);
             let part = &fetched[(at - start) as usize..(to - start) as usize];
             self.cache
-                .store_block((key.to_owned(), n), at - n * b, part);
+                .store_block((key.to_owned(), n), at - n * b, part, Store::Fetched(seen));
             at = to;
         }
     }
@@ -579,16 +713,29 @@ impl<S: ObjectStore> ObjectStore for DiskCachedStore<S> {
     fn space(&self) -> Option<(u64, u64)> {
         self.inner.space()
     }
+    /// True for every object this cache could have answered for, found
+    /// or not: a concurrent reader may have dropped the bad blocks (or an
+    /// eviction the file) between this caller's read and now, and the
+    /// caller must still read once more, fresh, not report `Integrity`.
     fn forget(&self, key: &str, range: Range<u64>) -> bool {
-        let dropped = self.cache.drop_blocks(key, &range);
-        if dropped {
+        if self.cache.drop_blocks(key, &range) {
             self.cache.dropped.fetch_add(1, Ordering::Relaxed);
             warn!(
                 "disk cache: cached bytes {}..{} of {key} failed authentication; dropped, fetching from the store",
                 range.start, range.end
             );
         }
-        self.inner.forget(key, range) || dropped
+        self.inner.forget(key, range) || cacheable(key)
+    }
+    fn get_range_fresh(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
+        let seen = self.cache.generation();
+        let fetched = self.inner.get_range_fresh(key, range.clone())?;
+        if cacheable(key) && !fetched.is_empty() {
+            // What the store holds now replaces whatever was held.
+            self.cache.drop_blocks(key, &range);
+            self.keep(key, range.start, &fetched, seen);
+        }
+        Ok(fetched)
     }
 }
 

@@ -37,6 +37,7 @@ mod s3;
 pub use counting::{CountingStore, OpCounts};
 pub use disk_cache::{
     BLOCK as DISK_CACHE_BLOCK, DiskCache, DiskCacheError, DiskCacheStats, DiskCachedStore,
+    check_dir as check_disk_cache_dir,
 };
 pub use fault::{FaultPlan, FaultStore, Op};
 pub use local::{LocalLock, LocalStore};
@@ -316,13 +317,21 @@ pub trait ObjectStore: Send + Sync {
         None
     }
     /// The caller found bytes `range` of `key` it read failing
-    /// authentication: a decorator that answered from a copy of its own
-    /// (the disk cache) drops that part of it and returns true, and the
-    /// caller reads once more, from the store. False: nothing here was a
-    /// copy; a re-read would see the same bytes.
+    /// authentication: a decorator that may have answered from a copy of
+    /// its own (the disk cache) drops that part of it, if still held, and
+    /// returns true, and the caller reads once more with
+    /// [`ObjectStore::get_range_fresh`]. False: nothing here was a copy; a
+    /// re-read would see the same bytes.
     fn forget(&self, key: &str, range: Range<u64>) -> bool {
         let _ = (key, range);
         false
+    }
+    /// Bytes `range` of `key` as the store holds them now: a decorator
+    /// with a copy of its own (the disk cache) does not answer from it,
+    /// and may replace it with what was fetched. For the read after
+    /// [`ObjectStore::forget`], and for a probe that must see the store.
+    fn get_range_fresh(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
+        self.get_range(key, range)
     }
 }
 
@@ -368,5 +377,8 @@ impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
     }
     fn forget(&self, key: &str, range: Range<u64>) -> bool {
         (**self).forget(key, range)
+    }
+    fn get_range_fresh(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
+        (**self).get_range_fresh(key, range)
     }
 }

@@ -239,6 +239,11 @@ impl ObjectStore for RetryingStore {
     fn forget(&self, key: &str, range: Range<u64>) -> bool {
         self.inner.forget(key, range)
     }
+    fn get_range_fresh(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
+        self.run("get", key, || {
+            self.inner.get_range_fresh(key, range.clone())
+        })
+    }
 }
 
 #[cfg(test)]

@@ -249,4 +249,20 @@ fn cache_dir_mistakes_are_refused(backend: Backend) {
     let out = v.try_mount(&["--cache-dir-size", "1G"]);
     let msg = assert_cli_error(&out, 1);
     assert!(msg.contains("needs --cache-dir"), "{msg}");
+    // A directory other users can write (not sticky) is refused and left
+    // as it is; a symlink in its place is refused.
+    use std::os::unix::fs::PermissionsExt;
+    let open = v.dir.path().join("open-to-all");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = v.try_mount(&["--cache-dir", open.to_str().unwrap()]);
+    let msg = assert_cli_error(&out, 1);
+    assert!(msg.contains("not sticky"), "{msg}");
+    let mode = std::fs::metadata(&open).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o777);
+    let link = v.dir.path().join("link");
+    std::os::unix::fs::symlink(&cache, &link).unwrap();
+    let out = v.try_mount(&["--cache-dir", link.to_str().unwrap()]);
+    let msg = assert_cli_error(&out, 1);
+    assert!(msg.contains("is a symlink"), "{msg}");
 }

@@ -5,9 +5,12 @@
 //! error and exit 1: the flag is refused for a local volume (its packs are
 //! on local disk already), and for a directory inside the mountpoint
 //! (the mount would hide it, and the cache would recurse into itself).
-//! The directory is created (0700) if missing. Opened in the daemon: a
-//! cache that another mount of the same volume holds, or that cannot be
-//! opened, is a one-line warning and the mount runs without it.
+//! The directory is created (0700) if missing, and never changed if it
+//! exists: one other users can write that is not sticky (like `/tmp`),
+//! one owned by another user, or a symlink, refuses the mount. Opened in
+//! the daemon: a cache that another mount of the same volume holds, or
+//! whose per-volume directory is not a private directory of this user (a
+//! planted one), is a one-line warning and the mount runs without it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -60,7 +63,15 @@ pub fn choose(
     std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
         .create(dir)
         .map_err(bad)?;
+    // A link planted where the user's directory should be would send the
+    // cache (and a root daemon's writes) wherever it points.
+    if std::fs::symlink_metadata(dir).map_err(bad)?.is_symlink() {
+        return Err(CliError::usage(format!(
+            "--cache-dir {shown} is a symlink: name the directory itself"
+        )));
+    }
     let dir = dir.canonicalize().map_err(bad)?;
+    crate::store::check_disk_cache_dir(&dir).map_err(bad)?;
     let limit = settings
         .cache_dir_size
         .unwrap_or_else(|| default_size(&dir));
@@ -104,14 +115,46 @@ fn free_bytes(dir: &Path) -> Option<u64> {
     Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
-/// Opens the chosen cache for volume `volume_id`, or says in one line why
-/// this mount runs without one.
-pub fn open(choice: &Choice, volume_id: &[u8; 16]) -> Option<Arc<DiskCache>> {
-    match DiskCache::open(&choice.dir, &hex::encode(volume_id), choice.limit) {
+/// The cache directory's name for volume `volume_id` at store `location`:
+/// keyed by both, so a replica of the volume (same id, another bucket)
+/// mounted on this host never shares, and never vouches for, the blocks
+/// of the primary's packs.
+pub fn dir_name(volume_id: &[u8; 16], location: &str) -> String {
+    use sha2::Digest;
+    let at = sha2::Sha256::digest(location.as_bytes());
+    format!("{}-{}", hex::encode(volume_id), hex::encode(&at[..8]))
+}
+
+/// Opens the chosen cache for volume `volume_id` at store `location`, or
+/// says in one line why this mount runs without one.
+pub fn open(choice: &Choice, volume_id: &[u8; 16], location: &str) -> Option<Arc<DiskCache>> {
+    match DiskCache::open(&choice.dir, &dir_name(volume_id, location), choice.limit) {
         Ok(c) => Some(c),
         Err(e) => {
             warn!("{e}: this mount runs without a disk cache");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dir_name;
+
+    #[test]
+    fn a_replica_of_a_volume_has_a_directory_of_its_own() {
+        let id = [0xab; 16];
+        let primary = dir_name(&id, "s3://vol/ at https://s3.example");
+        assert_eq!(primary, dir_name(&id, "s3://vol/ at https://s3.example"));
+        assert_ne!(
+            primary,
+            dir_name(&id, "s3://vol-replica/ at https://s3.example")
+        );
+        assert_ne!(
+            primary,
+            dir_name(&[0xac; 16], "s3://vol/ at https://s3.example")
+        );
+        assert!(primary.starts_with(&"ab".repeat(16)));
+        assert_eq!(primary.len(), 32 + 1 + 16);
     }
 }

@@ -15,8 +15,14 @@
 //!   the entry the newest. Blocks found on disk at open come in through
 //!   [`Index::insert_older`], below every block this process used, so the
 //!   scan can run while the mount serves.
+//! - Every drop of a whole object (a re-seal or delete) bumps a
+//!   generation. A read notes the generation before its GET, and what it
+//!   fetched is stored only if its object was not dropped since: a GET
+//!   that raced a re-seal or delete may hold the old bytes. The last
+//!   [`RECENT_DROPS`] drops are remembered; a read older than all of them
+//!   stores nothing (a miss next time, never a stale block).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// One cached block: (object key, block number).
 pub type BlockId = (String, u64);
@@ -25,6 +31,9 @@ pub type BlockId = (String, u64);
 struct Entry {
     len: u64,
     tick: u64,
+    /// Its file's modification time was set by this process: it orders
+    /// the next mount's scan, which needs no finer grain than a mount.
+    touched: bool,
 }
 
 #[derive(Debug, Default)]
@@ -37,7 +46,13 @@ pub struct Index {
     tick: u64,
     /// Ticks of blocks found on disk: from 0 up, always below `tick`'s.
     older_tick: u64,
+    generation: u64,
+    /// (generation it made, object) of the latest whole-object drops.
+    recent_drops: VecDeque<(u64, String)>,
 }
+
+/// Whole-object drops remembered for [`Index::dropped_since`].
+pub const RECENT_DROPS: usize = 1024;
 
 /// Where this process's own ticks start, above any the scan hands out.
 const LIVE_TICKS: u64 = 1 << 62;
@@ -85,10 +100,24 @@ impl Index {
     pub fn insert(&mut self, id: BlockId, len: u64) -> Vec<BlockId> {
         self.remove(&id);
         let tick = self.next_tick();
-        self.entries.insert(id.clone(), Entry { len, tick });
+        let touched = true;
+        self.entries
+            .insert(id.clone(), Entry { len, tick, touched });
         self.lru.insert(tick, id.clone());
         self.total += len;
         self.evict_for(&id)
+    }
+
+    /// True the first time it is asked for a block found on disk: its
+    /// file's modification time is then set (a hit), once per mount.
+    pub fn first_touch(&mut self, id: &BlockId) -> bool {
+        match self.entries.get_mut(id) {
+            Some(e) if !e.touched => {
+                e.touched = true;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Evicts the oldest blocks but `keep` until the total fits the limit.
@@ -120,10 +149,28 @@ impl Index {
         }
         self.older_tick += 1;
         let tick = self.older_tick;
-        self.entries.insert(id.clone(), Entry { len, tick });
+        let touched = false;
+        self.entries
+            .insert(id.clone(), Entry { len, tick, touched });
         self.lru.insert(tick, id.clone());
         self.total += len;
         self.evict_for(&id)
+    }
+
+    /// Makes a block found on disk the newest of those found, still below
+    /// every block this process used: the scan indexes blocks as it finds
+    /// them, then ranks them by age. A block used since is left as it is.
+    pub fn rank_older(&mut self, id: &BlockId) {
+        let Some(e) = self.entries.get_mut(id) else {
+            return;
+        };
+        if e.tick >= LIVE_TICKS {
+            return;
+        }
+        self.lru.remove(&e.tick);
+        self.older_tick += 1;
+        e.tick = self.older_tick;
+        self.lru.insert(e.tick, id.clone());
     }
 
     /// Forgets `id`; true if it was held.
@@ -146,8 +193,35 @@ impl Index {
             .collect()
     }
 
-    /// Forgets every block of object `key`, and returns them.
+    /// The generation now: what a read notes before its GET.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// True if object `key` was dropped after generation `since` (or may
+    /// have been: `since` is older than every drop remembered).
+    pub fn dropped_since(&self, key: &str, since: u64) -> bool {
+        match self.recent_drops.front() {
+            None => false,
+            Some(&(first, _)) if first > since + 1 => true,
+            Some(_) => self
+                .recent_drops
+                .iter()
+                .rev()
+                .take_while(|(g, _)| *g > since)
+                .any(|(_, k)| k == key),
+        }
+    }
+
+    /// Forgets every block of object `key`, and returns them; a read of
+    /// it whose GET began before this stores nothing.
     pub fn remove_object(&mut self, key: &str) -> Vec<BlockId> {
+        self.generation += 1;
+        self.recent_drops
+            .push_back((self.generation, key.to_owned()));
+        if self.recent_drops.len() > RECENT_DROPS {
+            self.recent_drops.pop_front();
+        }
         let ids = self.blocks_of(key);
         for id in &ids {
             self.remove(id);
@@ -246,5 +320,42 @@ mod tests {
         assert!(!ix.remove(&id("data/aa/1", 0)));
         assert!(ix.remove(&id("data/aa/2", 1)));
         assert_eq!(ix.total(), 50);
+    }
+
+    #[test]
+    fn a_read_begun_before_an_objects_drop_stores_nothing() {
+        let mut ix = Index::new(1 << 20);
+        let before = ix.generation();
+        assert!(!ix.dropped_since("a", before));
+        ix.remove_object("a");
+        assert!(ix.dropped_since("a", before));
+        assert!(!ix.dropped_since("b", before), "another object");
+        assert!(!ix.dropped_since("a", ix.generation()), "begun after");
+        let old = ix.generation();
+        for n in 0..RECENT_DROPS as u64 + 1 {
+            ix.remove_object(&format!("x{n}"));
+        }
+        assert!(ix.dropped_since("b", old), "older than every drop kept");
+        assert!(!ix.dropped_since("b", ix.generation() - 1));
+    }
+
+    #[test]
+    fn blocks_found_count_at_once_and_rank_by_age_after() {
+        let mut ix = Index::new(300);
+        // Found in directory order, each counted against the bound.
+        for n in 0..3 {
+            assert!(ix.insert_older(id("disk", n), 100).is_empty());
+        }
+        assert_eq!(ix.total(), 300);
+        // By age, 2 is the oldest, then 0, then 1.
+        for n in [2, 0, 1] {
+            ix.rank_older(&id("disk", n));
+        }
+        assert_eq!(ix.insert(id("live", 0), 100), vec![id("disk", 2)]);
+        assert_eq!(ix.insert(id("live", 1), 100), vec![id("disk", 0)]);
+        // A block used since the scan found it keeps its place.
+        ix.get(&id("disk", 1));
+        ix.rank_older(&id("disk", 1));
+        assert_eq!(ix.insert(id("live", 2), 100), vec![id("live", 0)]);
     }
 }
