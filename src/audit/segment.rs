@@ -127,24 +127,10 @@ mod tests {
     fn sealed_under_its_name() {
         let keys = Keys::derive(&MasterKey::generate(), &[1; 16]);
         let seg = Segment {
-            chain: WRITER_CHAIN.into(),
             seq: 3,
             prev_hash: [2; 32],
             count_before: 10,
-            host: "h".into(),
-            writer: [7; 8],
-            first_index: 0,
-            records: vec![Record {
-                time_ms: 1,
-                uid: 1000,
-                gid: 1000,
-                pid: 42,
-                process: "cat".into(),
-                op: Op::Open { flags: 0 },
-                path: "/patients/a.txt".into(),
-                path2: None,
-                errno: 0,
-            }],
+            ..one_record("/patients/a.txt")
         };
         let (sealed, digest) = seal(&keys.audit, &[1; 16], &seg);
         assert_eq!(

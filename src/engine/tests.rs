@@ -84,19 +84,22 @@ fn remove_file(e: &Engine, name: &str, ino: u64) -> CommitId {
         .unwrap()
 }
 
+/// The extent of `ino`'s first chunk, and its pack's unit count.
+fn first_extent(e: &Engine, ino: u64) -> (crate::data::Extent, u32) {
+    let txn = e.lock();
+    let (_, extent) = txn
+        .ns()
+        .get(ino)
+        .unwrap()
+        .chunks()
+        .unwrap()
+        .extent_at(0)
+        .unwrap();
+    (extent, txn.ns().pack(&extent.pack).unwrap().units)
+}
+
 fn read(e: &Engine, ino: u64) -> Vec<u8> {
-    let (extent, units) = {
-        let txn = e.lock();
-        let (_, extent) = txn
-            .ns()
-            .get(ino)
-            .unwrap()
-            .chunks()
-            .unwrap()
-            .extent_at(0)
-            .unwrap();
-        (extent, txn.ns().pack(&extent.pack).unwrap().units)
-    };
+    let (extent, units) = first_extent(e, ino);
     e.read_run(&extent, 0, 1, units).unwrap().remove(0)
 }
 
@@ -438,18 +441,7 @@ fn a_cached_copy_that_fails_authentication_is_read_again_from_the_store() {
     assert_eq!(cache.stats().dropped, 1);
 
     // The same through the neighbours' read, segment by segment.
-    let (extent, units) = {
-        let txn = e.lock();
-        let (_, extent) = txn
-            .ns()
-            .get(ino)
-            .unwrap()
-            .chunks()
-            .unwrap()
-            .extent_at(0)
-            .unwrap();
-        (extent, txn.ns().pack(&extent.pack).unwrap().units)
-    };
+    let (extent, units) = first_extent(&e, ino);
     let mut bytes = std::fs::read(&blocks[0]).unwrap();
     bytes[200] ^= 1;
     std::fs::write(&blocks[0], &bytes).unwrap();
