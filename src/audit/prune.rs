@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::query::chains;
-use super::segment::{self, AUDIT_PREFIX, AUDIT_VERSION, MAX_SEGMENT_BYTES};
+use super::segment::{self, AUDIT_PREFIX, MAX_SEGMENT_BYTES};
 use crate::crypto::{self, CryptoError, SubKey, UnitAd};
 use crate::store::{ObjectStore, StoreError, StoreResult};
 
@@ -34,13 +34,18 @@ pub struct Base {
     pub before_ms: u64,
 }
 
+/// First byte of a base's plaintext. Bases are not padded (a base says
+/// nothing about what was recorded) and keep their own version, apart from
+/// the segments'.
+const BASE_VERSION: u8 = 1;
+
 pub fn base_key(chain: &str) -> String {
     format!("{AUDIT_PREFIX}{chain}/base")
 }
 
 fn seal_base(key: &SubKey, volume_id: &[u8; 16], base: &Base) -> Vec<u8> {
     let object = base_key(&base.chain);
-    let mut plain = vec![AUDIT_VERSION];
+    let mut plain = vec![BASE_VERSION];
     plain.extend(postcard::to_allocvec(base).expect("a base always encodes"));
     crypto::seal(key, &UnitAd::whole(volume_id, &object), &plain)
 }
@@ -62,7 +67,7 @@ pub fn read_base(
     let bad = |why: String| CryptoError::Malformed(format!("{object}: {why}"));
     let opened = crypto::open(key, &UnitAd::whole(volume_id, &object), &sealed).and_then(|plain| {
         let base: Base = match plain.split_first() {
-            Some((&AUDIT_VERSION, body)) => {
+            Some((&BASE_VERSION, body)) => {
                 postcard::from_bytes(body).map_err(|e| bad(format!("undecodable: {e}")))?
             }
             _ => return Err(bad("unknown version".into())),

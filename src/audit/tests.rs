@@ -136,3 +136,29 @@ fn records_whose_upload_failed_stay_in_the_spool_for_the_next_mount() {
     assert_eq!(pids(&*memory, &master), [1, 2]);
     assert!(intact(&*memory, &master));
 }
+
+#[test]
+fn a_base_written_before_padded_segments_still_reads() {
+    // Builds before audit segment version 2 wrote bases as `01` ‖ postcard,
+    // and bases never took the segments' version bump.
+    let master = MasterKey::generate();
+    let store = MemoryStore::new();
+    let base = prune::Base {
+        chain: "w".into(),
+        first_seq: 3,
+        prev_hash: [5; 32],
+        count_before: 7,
+        before_ms: 1,
+    };
+    let object = prune::base_key("w");
+    let mut plain = vec![1u8];
+    plain.extend(postcard::to_allocvec(&base).unwrap());
+    let sealed = crate::crypto::seal(
+        &key(&master),
+        &crate::crypto::UnitAd::whole(&VID, &object),
+        &plain,
+    );
+    store.put(&object, &sealed).unwrap();
+    let read = prune::read_base(&store, &key(&master), &VID, "w").unwrap();
+    assert_eq!(read.unwrap(), Some(base));
+}
