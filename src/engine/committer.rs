@@ -9,7 +9,8 @@
 //!   batch it follows (the tree lock is held from taking the batch to
 //!   taking the checkpoint's shards, copy-on-write: `meta::table`), then
 //!   encoded, sealed and written outside the lock. If the commit
-//!   fails, its shards are marked dirty again; if the checkpoint fails,
+//!   fails, its shards are marked dirty again and the next batch carries
+//!   the checkpoint (so `checkpoint_now` is not left waiting); if the checkpoint fails,
 //!   the journal still holds everything and a later one tries again.
 //! - A stalled batch (its PUT failed) is retried before anything else and
 //!   never carries a checkpoint: the tree has moved on since it was taken.
@@ -90,7 +91,7 @@ impl Engine {
                     Ok(b) => b,
                     Err(e) => {
                         if let Some((_, dirty, _)) = prepared {
-                            self.tree().mark_dirty(dirty);
+                            self.checkpoint_lost(dirty);
                         }
                         self.journal.put_back(batch, &e);
                         return Err(e.into());
@@ -110,7 +111,7 @@ impl Engine {
             Ok(c) => c,
             Err(e) => {
                 if let Some((_, dirty, _)) = prepared {
-                    self.tree().mark_dirty(dirty);
+                    self.checkpoint_lost(dirty);
                 }
                 return Err(e);
             }
@@ -164,6 +165,15 @@ type Prepared = Option<(
 )>;
 
 impl Engine {
+    /// The commit that was to carry a checkpoint failed: its shards are
+    /// dirty again and the next batch carries the checkpoint instead (a
+    /// stalled batch, retried, never does).
+    fn checkpoint_lost(&self, dirty: std::collections::BTreeSet<u64>) {
+        self.tree().mark_dirty(dirty);
+        self.retention().checkpoint_again();
+        self.journal.force_segment();
+    }
+
     /// The checkpoint to write after `batch`, taken now while the tree is
     /// exactly the state after it (the caller holds the tree lock).
     fn checkpoint_if_due(

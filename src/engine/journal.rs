@@ -426,6 +426,13 @@ impl Journal {
         self.cv.notify_all();
     }
 
+    /// A segment is due even if nothing is pending, but a stalled batch's
+    /// pause still holds (unlike `request_segment`).
+    pub fn force_segment(&self) {
+        self.state().forced = true;
+        self.cv.notify_all();
+    }
+
     pub fn shutdown(&self) {
         let mut s = self.state();
         s.shutdown = true;

@@ -85,6 +85,13 @@ impl Retention {
         self.checkpoints[0].1.clone()
     }
 
+    /// The commit that carried a checkpoint failed before the checkpoint
+    /// was written: the next batch carries one again, so a caller of
+    /// `checkpoint_now` waiting on it is not left waiting for good.
+    pub fn checkpoint_again(&mut self) {
+        self.forced = true;
+    }
+
     pub fn checkpoint_failed(&mut self) {
         self.failed += 1;
     }

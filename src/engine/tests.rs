@@ -628,3 +628,34 @@ fn a_rotation_probes_the_store_not_a_cached_copy() {
     assert_eq!(report.packs, 1, "{report:?}");
     assert_ne!(vol.mem.get(&key).unwrap(), before);
 }
+
+/// A commit that was to carry a forced checkpoint fails once: the next
+/// batch carries it, and `checkpoint_now` returns instead of waiting for
+/// a checkpoint no batch will carry (a stalled batch, retried, never does).
+#[test]
+fn a_checkpoint_whose_commit_failed_is_carried_by_the_next_batch() {
+    let vol = Vol::new();
+    let faulty = FaultStore::new(vol.mem.clone());
+    let plan = faulty.plan();
+    let e = vol.open_on(
+        Arc::new(faulty),
+        EngineOptions {
+            commit_interval: Duration::from_millis(20),
+            ..EngineOptions::default()
+        },
+    );
+    let (ino, id) = add_file(&e, "a", b"before the checkpoint");
+    e.wait_durable(id).unwrap();
+    plan.fail_matching(&[Op::PutIfAbsent], "meta/journal/", 1);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = Arc::clone(&e);
+    std::thread::spawn(move || tx.send(waiter.checkpoint_now()).unwrap());
+    // Hang detection only: the checkpoint takes milliseconds.
+    let seq = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("checkpoint_now still waiting")
+        .unwrap();
+    let cut = checkpoint::read(&vol.mem, &e.keys.get().unwrap(), &vol.header.volume_id, seq);
+    assert!(cut.unwrap().ns.get(ino).is_some());
+    e.shutdown().unwrap();
+}
