@@ -11,6 +11,9 @@
 //! - A segment is opened only when all of its bytes are in, and the tag is
 //!   checked before its plaintext is used. One failed segment fails the
 //!   whole run (`finish`): no byte of such a run is returned.
+//! - The key is asked for per segment ([`KeySource`]), never held across
+//!   the GET: a lock or a rotation waits for one segment's opening, not
+//!   for a transfer (and its retries) that can take minutes.
 //! - A retried GET sends the range again from its start: bytes land where
 //!   they belong again, and bytes for a segment already opened are ignored
 //!   (packs are immutable, so they are the same bytes).
@@ -31,8 +34,12 @@ struct Seg {
     opened: bool,
 }
 
+/// Runs `f` with the key segments open under and returns true, or
+/// returns false (`f` not run) when the keys are locked.
+pub type KeySource<'a> = &'a dyn Fn(&mut dyn FnMut(&SubKey)) -> bool;
+
 pub struct StreamedRun<'a> {
-    key: &'a SubKey,
+    key: KeySource<'a>,
     volume_id: &'a [u8; 16],
     pack: PackId,
     object: String,
@@ -43,12 +50,14 @@ pub struct StreamedRun<'a> {
     plain_len: usize,
     segs: Vec<Seg>,
     failed: Option<CryptoError>,
+    /// A segment could not be opened: the keys were locked.
+    locked: bool,
 }
 
 impl<'a> StreamedRun<'a> {
     /// Segments `skip .. skip + n` of `extent`, in a pack of `units` units.
     pub fn new(
-        key: &'a SubKey,
+        key: KeySource<'a>,
         volume_id: &'a [u8; 16],
         extent: &Extent,
         skip: u32,
@@ -77,6 +86,7 @@ impl<'a> StreamedRun<'a> {
             plain_len: extent.plain_len as usize,
             segs,
             failed: None,
+            locked: false,
         }
     }
 
@@ -134,13 +144,29 @@ impl<'a> StreamedRun<'a> {
         let ad = segment_ad(self.volume_id, &self.object, unit, unit + 1 == self.units);
         let seg = &mut self.segs[i];
         seg.opened = true;
-        match open_in_place(self.key, &ad, &seg.nonce, &mut seg.body, &seg.tag) {
-            Ok(()) => trim(&mut seg.body, self.plain_len),
-            Err(e) => {
+        let mut opened = None;
+        let unlocked = (self.key)(&mut |key| {
+            opened = Some(open_in_place(key, &ad, &seg.nonce, &mut seg.body, &seg.tag));
+        });
+        match opened {
+            Some(Ok(())) => trim(&mut seg.body, self.plain_len),
+            Some(Err(e)) => {
                 seg.body = Vec::new();
                 self.failed.get_or_insert(e);
             }
+            None => {
+                seg.body = Vec::new();
+                self.locked |= !unlocked;
+                self.failed
+                    .get_or_insert(CryptoError::Malformed("the keys are locked".into()));
+            }
         }
+    }
+
+    /// Whether the keys were locked while the run came in (its `finish`
+    /// then fails, and that is no sign of tampering).
+    pub fn locked(&self) -> bool {
+        self.locked
     }
 
     /// The plaintext of every segment, or the first failure.
@@ -189,6 +215,13 @@ mod tests {
 
     const VOL: [u8; 16] = [7; 16];
 
+    fn with(key: &SubKey) -> impl Fn(&mut dyn FnMut(&SubKey)) -> bool + '_ {
+        move |f| {
+            f(key);
+            true
+        }
+    }
+
     /// A pack of three 9,000 B chunks (padded in their segments) and the
     /// extent over it.
     fn pack(keys: &Keys) -> (Vec<u8>, Extent, Vec<Vec<u8>>) {
@@ -221,15 +254,16 @@ mod tests {
     #[test]
     fn opens_what_open_segment_opens_however_the_bytes_are_cut() {
         let keys = keys();
+        let key = with(&keys.data);
         let (body, extent, chunks) = pack(&keys);
         for step in [1, 7, 24, 40, 4096, extent.cipher_len as usize, body.len()] {
-            let mut run = StreamedRun::new(&keys.data, &VOL, &extent, 0, 3, 3);
+            let mut run = StreamedRun::new(&key, &VOL, &extent, 0, 3, 3);
             feed(&mut run, &body, step);
             assert_eq!(run.finish().unwrap(), chunks, "pieces of {step} B");
         }
         // From the middle of the extent: segments 1 and 2 only.
         let len = extent.cipher_len as usize;
-        let mut run = StreamedRun::new(&keys.data, &VOL, &extent, 1, 2, 3);
+        let mut run = StreamedRun::new(&key, &VOL, &extent, 1, 2, 3);
         feed(&mut run, &body[len..], 1000);
         let want = open_segment(
             &keys.data,
@@ -249,8 +283,9 @@ mod tests {
     #[test]
     fn a_retry_from_the_start_gives_the_same_plaintext() {
         let keys = keys();
+        let key = with(&keys.data);
         let (body, extent, chunks) = pack(&keys);
-        let mut run = StreamedRun::new(&keys.data, &VOL, &extent, 0, 3, 3);
+        let mut run = StreamedRun::new(&key, &VOL, &extent, 0, 3, 3);
         feed(&mut run, &body[..body.len() / 2 + 5], 333);
         feed(&mut run, &body, 1024);
         assert_eq!(run.finish().unwrap(), chunks);
@@ -259,13 +294,14 @@ mod tests {
     #[test]
     fn one_altered_byte_fails_the_run_and_returns_nothing() {
         let keys = keys();
+        let key = with(&keys.data);
         let (body, extent, _) = pack(&keys);
         let len = extent.cipher_len as usize;
         // A nonce byte, a ciphertext byte, a tag byte, of the middle unit.
         for at in [len + 3, len + 100, 2 * len - 1] {
             let mut bad = body.clone();
             bad[at] ^= 1;
-            let mut run = StreamedRun::new(&keys.data, &VOL, &extent, 0, 3, 3);
+            let mut run = StreamedRun::new(&key, &VOL, &extent, 0, 3, 3);
             feed(&mut run, &bad, 4096);
             let err = run.finish().unwrap_err();
             assert!(
@@ -274,7 +310,7 @@ mod tests {
             );
         }
         // Another unit's place (wrong `last` flag) fails too.
-        let mut run = StreamedRun::new(&keys.data, &VOL, &extent, 0, 3, 4);
+        let mut run = StreamedRun::new(&key, &VOL, &extent, 0, 3, 4);
         feed(&mut run, &body, 4096);
         assert!(run.finish().is_err());
     }
@@ -282,9 +318,21 @@ mod tests {
     #[test]
     fn a_run_that_did_not_arrive_whole_is_an_error() {
         let keys = keys();
+        let key = with(&keys.data);
         let (body, extent, _) = pack(&keys);
-        let mut run = StreamedRun::new(&keys.data, &VOL, &extent, 0, 3, 3);
+        let mut run = StreamedRun::new(&key, &VOL, &extent, 0, 3, 3);
         feed(&mut run, &body[..body.len() - 1], 4096);
         assert!(matches!(run.finish(), Err(CryptoError::Malformed(_))));
+    }
+
+    #[test]
+    fn locked_keys_fail_the_run_as_locked_not_as_tampering() {
+        let keys = keys();
+        let (body, extent, _) = pack(&keys);
+        let locked = |_: &mut dyn FnMut(&SubKey)| false;
+        let mut run = StreamedRun::new(&locked, &VOL, &extent, 0, 3, 3);
+        run.put(0, &body[..3 * extent.cipher_len as usize]);
+        assert!(run.locked());
+        assert!(run.finish().is_err());
     }
 }

@@ -101,12 +101,25 @@ impl Engine {
             None => {
                 // Each segment is opened as its bytes arrive.
                 let key = extent.pack.key();
+                // The keys are taken per segment, never across the GET.
+                let data_key = |f: &mut dyn FnMut(&crate::crypto::SubKey)| match self.keys.get() {
+                    Ok(keys) => {
+                        f(&keys.data);
+                        true
+                    }
+                    Err(_) => false,
+                };
                 let streamed = || -> EngineResult<Vec<Vec<u8>>> {
-                    let keys = self.keys.get()?;
+                    if self.keys.is_locked() {
+                        return Err(EngineError::Locked);
+                    }
                     let mut run =
-                        StreamedRun::new(&keys.data, &self.volume_id, extent, skip, n, units);
+                        StreamedRun::new(&data_key, &self.volume_id, extent, skip, n, units);
                     self.store
                         .get_range_to(&key, range.clone(), &mut |at, b| run.put(at, b))?;
+                    if run.locked() {
+                        return Err(EngineError::Locked);
+                    }
                     run.finish().map_err(EngineError::Integrity)
                 };
                 return match streamed() {
