@@ -16,7 +16,7 @@ use super::error::{EngineError, EngineResult};
 use crate::data::{Extent, PackId, Placed, SegRef, StreamedRun, open_segment, seal_pack};
 use crate::meta::Record;
 
-/// Plaintext of a full pack (the writeback's target): packs this large
+/// Sealed body of a full pack (the writeback's target): packs this large
 /// all have about the same size and are left unpadded.
 const FULL_PACK: usize = 8 << 20;
 

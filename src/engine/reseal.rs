@@ -198,7 +198,7 @@ impl Walk<'_> {
         )))
     }
 
-    /// Every kept checkpoint: its index first (as version 2, whose shard
+    /// Every kept checkpoint: its index first (as version 2 or later, whose shard
     /// links survive re-sealing the shards), then its shards.
     fn checkpoints(&mut self) -> EngineResult<()> {
         let meta = self.key(|k| &k.meta)?;
@@ -222,7 +222,7 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// Rewrites index `seq` under the current epoch as version 2 unless it
+    /// Rewrites index `seq` under the current epoch by content digest (version 2 or later) unless it
     /// is that already; returns its shard refs.
     fn index(&mut self, seq: u64) -> EngineResult<Vec<ShardRef>> {
         self.check()?;

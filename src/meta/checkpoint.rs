@@ -151,7 +151,7 @@ fn decode_index(key: &str, plain: &[u8]) -> Result<ReadIndex, MetaError> {
     }
 }
 
-/// Seals `index` (version 2) for its object.
+/// Seals `index` (version 3: by content digest, padded) for its object.
 pub fn seal_index(keys: &Keys, volume_id: &[u8; 16], index: &Index) -> Vec<u8> {
     let key = index_key(index.seq);
     crypto::seal(
