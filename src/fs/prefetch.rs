@@ -19,6 +19,8 @@
 //! - A run is entered in the cache's fetch table before it is queued, so
 //!   a reader of its chunks waits for it instead of fetching them again;
 //!   its entry ends however the run ends (done, failed, dropped).
+//! - A queued run whose handle has closed, or whose stream has ended, is
+//!   dropped when a thread takes it, unfetched.
 //! - [`READ_AHEAD_GETS`] threads run the fetches. They take no inode lock:
 //!   a reader holding its file's shared lock may be waiting for them.
 //!   Fetched bytes are cached only if the chunk map still points at the
@@ -58,6 +60,12 @@ struct Run {
     ino: u64,
     chunk: u64,
     n: u64,
+    /// The handle whose stream asked for it, and where that stream began:
+    /// a run still queued when its handle closed or its stream ended is
+    /// dropped unfetched (`head` over many large files would otherwise
+    /// queue GETs nobody reads).
+    fh: u64,
+    stream_start: u64,
 }
 
 /// What a streaming read asks for: chunks `from .. until`, in runs that
@@ -173,17 +181,27 @@ impl Fs {
                 let want = run.min(first + e.count as u64 - c).min(last - c);
                 let n = cache.begin_fetch((ino, c), want);
                 cache.reserve(run_bytes(n, cs));
-                runs.push(Run { ino, chunk: c, n });
+                runs.push(Run {
+                    ino,
+                    chunk: c,
+                    n,
+                    fh,
+                    stream_start: 0,
+                });
                 c += n;
                 run = (run * 2).min(max_run);
             }
         }
-        self.handles.with(fh, |h| {
+        let stream_start = self.handles.with(fh, |h| {
             if h.run != 0 {
                 h.ahead = h.ahead.max(c);
                 h.run = run as u32;
             }
+            h.stream_start
         });
+        for r in &mut runs {
+            r.stream_start = stream_start.unwrap_or(u64::MAX);
+        }
         let tx = self.prefetch.tx.lock().unwrap_or_else(|p| p.into_inner());
         for r in runs {
             if let Err(unsent) = tx.send(r) {
@@ -204,6 +222,12 @@ impl Fs {
         let _done = RunDone { fs: self, run: &r };
         if self.shut.load(std::sync::atomic::Ordering::Relaxed) {
             return;
+        }
+        let wanted = self
+            .handles
+            .with(r.fh, |h| h.run != 0 && h.stream_start == r.stream_start);
+        if wanted != Some(true) {
+            return; // readers of its chunks, if any, fetch them themselves
         }
         if let Err(e) = self.fetch_run(r.ino, r.chunk, r.n, false) {
             log::debug!(
