@@ -109,21 +109,10 @@ pub fn open_segment(
     sealed: &[u8],
     plain_len: u32,
 ) -> Result<Vec<u8>, crypto::CryptoError> {
-    let mut plain = open_padded(key, volume_id, id, unit, last, sealed)?;
+    let object = id.key();
+    let mut plain = crypto::open(key, &segment_ad(volume_id, &object, unit, last), sealed)?;
     super::streamed::trim(&mut plain, plain_len as usize);
     Ok(plain)
-}
-
-/// A segment's whole plaintext, padding included.
-fn open_padded(
-    key: &SubKey,
-    volume_id: &[u8; 16],
-    id: PackId,
-    unit: u32,
-    last: bool,
-    sealed: &[u8],
-) -> Result<Vec<u8>, crypto::CryptoError> {
-    crypto::open(key, &segment_ad(volume_id, &id.key(), unit, last), sealed)
 }
 
 /// Opens one whole segment under any epoch `key` holds and seals it again
@@ -137,13 +126,10 @@ pub fn reseal_segment(
     last: bool,
     sealed: &[u8],
 ) -> Result<Vec<u8>, crypto::CryptoError> {
-    let plain = zeroize::Zeroizing::new(open_padded(key, volume_id, id, unit, last, sealed)?);
     let object = id.key();
-    Ok(crypto::seal(
-        key,
-        &segment_ad(volume_id, &object, unit, last),
-        &plain,
-    ))
+    let ad = segment_ad(volume_id, &object, unit, last);
+    let plain = zeroize::Zeroizing::new(crypto::open(key, &ad, sealed)?);
+    Ok(crypto::seal(key, &ad, &plain))
 }
 
 /// Whether a segment is sealed under `key`'s own epoch.
