@@ -155,6 +155,10 @@ impl Fs {
         }
         let cs = self.chunk_size as u64;
         let max_run = (MAX_RUN / cs).clamp(1, self.ahead_cap());
+        // Set by `stream` before this plan; a handle already gone gets no runs.
+        let Some(stream_start) = self.handles.with(fh, |h| h.stream_start) else {
+            return;
+        };
         let mut runs = Vec::new();
         let (mut c, mut run) = (plan.from, plan.run);
         {
@@ -186,22 +190,18 @@ impl Fs {
                     chunk: c,
                     n,
                     fh,
-                    stream_start: 0,
+                    stream_start,
                 });
                 c += n;
                 run = (run * 2).min(max_run);
             }
         }
-        let stream_start = self.handles.with(fh, |h| {
+        self.handles.with(fh, |h| {
             if h.run != 0 {
                 h.ahead = h.ahead.max(c);
                 h.run = run as u32;
             }
-            h.stream_start
         });
-        for r in &mut runs {
-            r.stream_start = stream_start.unwrap_or(u64::MAX);
-        }
         let tx = self.prefetch.tx.lock().unwrap_or_else(|p| p.into_inner());
         for r in runs {
             if let Err(unsent) = tx.send(r) {
