@@ -47,20 +47,8 @@ fn mount_cached(v: &mut Volume, cache: &Path, extra: &[&str]) {
     ];
     args.extend_from_slice(extra);
     v.mount_with(&args);
-    wait_quiet(v);
+    v.proxy().wait_until_quiet();
     v.proxy().reset_request_kinds();
-}
-
-fn wait_quiet(v: &Volume) {
-    let mut seen = v.proxy().requests();
-    loop {
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        let now = v.proxy().requests();
-        if now == seen {
-            return;
-        }
-        seen = now;
-    }
 }
 
 /// Drops the kernel's page cache of `path`, so the next read reaches the

@@ -139,6 +139,23 @@ impl Proxy {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// Waits until no request reached the proxy for half a second (a
+    /// mount's background work is done).
+    #[allow(dead_code)]
+    pub fn wait_until_quiet(&self) {
+        let start = std::time::Instant::now();
+        let mut seen = self.requests();
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let now = self.requests();
+            if now == seen {
+                return;
+            }
+            assert!(start.elapsed().as_secs() < 30, "the mount never went quiet");
+            seen = now;
+        }
+    }
+
     /// Requests seen so far by kind: the method, with ` list` for a
     /// listing, ` delete` for a batch delete (GET and POST with a query).
     #[allow(dead_code)] // request counts are an e2e concern only

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 
 use crate::harness::*;
-use crate::proxy::Proxy;
 
 fn get(counts: &BTreeMap<String, usize>, kind: &str) -> usize {
     counts.get(kind).copied().unwrap_or(0)
@@ -15,21 +14,6 @@ fn get(counts: &BTreeMap<String, usize>, kind: &str) -> usize {
 
 fn total(counts: &BTreeMap<String, usize>) -> usize {
     counts.values().sum()
-}
-
-/// Waits until no request reached the proxy for half a second.
-fn wait_until_quiet(proxy: &Proxy) {
-    let start = std::time::Instant::now();
-    let mut seen = proxy.requests();
-    loop {
-        std::thread::sleep(std::time::Duration::from_millis(500));
-        let now = proxy.requests();
-        if now == seen {
-            return;
-        }
-        assert!(start.elapsed().as_secs() < 30, "the mount never went quiet");
-        seen = now;
-    }
 }
 
 per_backend!(request_counts_of_common_operations: s3_proxy);
@@ -51,7 +35,7 @@ fn request_counts_of_common_operations(backend: Backend) {
     v.mount();
     // The mount's one-off garbage scan (a listing, checkpoint reads) runs
     // in the background: let it finish so the counts are the stats' own.
-    wait_until_quiet(v.proxy());
+    v.proxy().wait_until_quiet();
     v.proxy().reset_request_kinds();
     for i in 0..1000 {
         std::fs::metadata(v.path(&format!("f{i:04}"))).unwrap();
@@ -112,7 +96,7 @@ fn small_files_read_cold_come_in_together(backend: Backend) {
     }
     v.unmount();
     v.mount();
-    wait_until_quiet(v.proxy());
+    v.proxy().wait_until_quiet();
     v.proxy().reset_request_kinds();
     for i in 0..300 {
         let got = std::fs::read(dir.join(format!("f{i:04}"))).unwrap();
@@ -138,7 +122,7 @@ fn small_fsyncs_cost_one_put_each(backend: Backend) {
     let db = v.path("db");
     std::fs::write(&db, vec![7u8; 256 << 10]).unwrap();
     sh(&format!("sync '{}'", db.display()));
-    wait_until_quiet(v.proxy());
+    v.proxy().wait_until_quiet();
     v.proxy().reset_request_kinds();
     let rounds = 20;
     sh(&format!(
