@@ -356,6 +356,20 @@ impl Cache {
         self.dirty_bytes.saturating_sub(self.flying)
     }
 
+    /// The version the next change will get: two readings differ when
+    /// something was written between them.
+    pub fn version_now(&self) -> u64 {
+        self.next_version
+    }
+
+    /// Whether a chunk no flush has taken has been dirty since before
+    /// `version` was current.
+    pub fn waiting_since(&self, version: u64) -> bool {
+        self.dirty
+            .values()
+            .any(|d| d.in_flight != Some(d.version) && d.born < version)
+    }
+
     /// Dirty bytes taken by flushes under way.
     pub fn flying_bytes(&self) -> u64 {
         self.flying

@@ -3,10 +3,11 @@
 //! Each flusher thread takes up to [`PACK_TARGET`] bytes of dirty chunks,
 //! has the engine seal and upload them as one pack, and only then maps
 //! them with records (a pack is durable before anything points at it).
-//! They run when asked (`fsync`, backpressure, unmount), when a pack's
-//! worth is dirty, or every commit interval while anything is dirty; two
-//! of them keep two packs in flight. When idle the first lets the engine
-//! compact mostly-dead packs.
+//! Two of them keep two packs in flight: they take full packs as soon as a
+//! pack's worth waits, and the first also cuts what is left every commit
+//! interval, unless a writer is still filling it. When idle the first lets
+//! the engine compact mostly-dead packs. `fsync`, `sync_all` and unmount
+//! flush from their own threads.
 //!
 //! Rules:
 //! - A chunk taken for a flush stays dirty until the pack is durable; a
@@ -20,6 +21,10 @@
 //!   the segment's PUT alone.
 //! - Waits are on `cache_cv`, notified by every change that can end one:
 //!   a chunk settled or put back, a failure, a fence. Nothing polls.
+//! - Only a timer tick cuts a pack short, and only of data that is quiet
+//!   (nothing written since the last tick) or old (dirty since before it):
+//!   a stream being written goes out in full packs, and what a slow writer
+//!   leaves is at most two intervals old.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +45,7 @@ pub const PACK_TARGET: u64 = 8 << 20;
 /// a few chunks. Larger flushes go to packs, as do the flusher's.
 pub const CARRY_MAX: u64 = 256 << 10;
 
-/// The flusher's work queue, and what waiters need to know of failures.
+/// The flushers' work queue, and what waiters need to know of failures.
 #[derive(Default)]
 pub struct Writeback {
     state: Mutex<Requests>,
@@ -54,11 +59,15 @@ pub struct Writeback {
 
 #[derive(Default)]
 struct Requests {
-    /// Inodes someone waits on, flushed first.
-    wanted: Vec<u64>,
-    /// Flush everything now (backpressure, sync_all).
-    all: bool,
+    /// A pack's worth waits: upload it now, not at the next tick.
+    pack_ready: bool,
     stop: bool,
+}
+
+/// Why a flusher woke.
+enum Wake {
+    PackReady,
+    Tick,
 }
 
 impl Writeback {
@@ -66,16 +75,12 @@ impl Writeback {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn request(&self, ino: Option<u64>) {
-        let mut s = self.requests();
-        match ino {
-            Some(i) => s.wanted.push(i),
-            None => s.all = true,
-        }
-        self.cv.notify_all();
+    fn pack_ready(&self) {
+        self.requests().pack_ready = true;
+        self.cv.notify_one();
     }
 
-    /// Stops the flusher and waits for it (unless called on it).
+    /// Stops the flushers and waits for them (unless called on one).
     pub fn stop(&self) {
         self.requests().stop = true;
         self.cv.notify_all();
@@ -87,25 +92,27 @@ impl Writeback {
         }
     }
 
-    /// Waits for work; returns (preferred inode, urgent), or `None` on stop.
-    fn wait(&self, interval: Duration) -> Option<(Option<u64>, bool)> {
+    /// Waits for work, or for `tick` to pass when given; `None` on stop.
+    fn wait(&self, tick: Option<Duration>) -> Option<Wake> {
         let mut s = self.requests();
-        if !s.stop && s.wanted.is_empty() && !s.all {
-            s = self
-                .cv
-                .wait_timeout(s, interval)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+        if !s.stop && !s.pack_ready {
+            s = match tick {
+                Some(t) => {
+                    self.cv
+                        .wait_timeout(s, t)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+                None => self.cv.wait(s).unwrap_or_else(|p| p.into_inner()),
+            };
         }
         if s.stop {
             return None;
         }
-        let urgent = s.all || !s.wanted.is_empty();
-        let ino = s.wanted.pop();
-        if s.wanted.is_empty() {
-            s.all = false;
-        }
-        Some((ino, urgent))
+        Some(match std::mem::take(&mut s.pack_ready) {
+            true => Wake::PackReady,
+            false => Wake::Tick,
+        })
     }
 }
 
@@ -120,9 +127,10 @@ pub fn start(fs: &Arc<Fs>) {
     for n in 0..FLUSHERS {
         let weak = Arc::downgrade(fs);
         let wb = Arc::clone(&fs.writeback);
+        let tick = (n == 0).then_some(interval);
         let handle = std::thread::Builder::new()
             .name(format!("flusher-{n}"))
-            .spawn(move || flusher(weak, wb, interval, n == 0))
+            .spawn(move || flusher(weak, wb, tick))
             .unwrap_or_else(|e| panic!("cannot start a flusher thread: {e}"));
         handles.push(handle);
     }
@@ -132,39 +140,53 @@ pub fn start(fs: &Arc<Fs>) {
         .unwrap_or_else(|p| p.into_inner()) = handles;
 }
 
-/// One flusher; the `first` also compacts when idle (one at a time).
-fn flusher(weak: Weak<Fs>, wb: Arc<Writeback>, interval: Duration, first: bool) {
-    while let Some((ino, urgent)) = wb.wait(interval) {
+/// One flusher. The one with a `tick` also cuts short packs and compacts
+/// when idle, so neither happens twice at once.
+fn flusher(weak: Weak<Fs>, wb: Arc<Writeback>, tick: Option<Duration>) {
+    // The cache's version at the last tick: what was written since.
+    let mut last_tick = 0;
+    while let Some(wake) = wb.wait(tick) {
         let Some(fs) = weak.upgrade() else { return };
         if fs.engine.sticky_failure().is_some() {
             // Fenced or failed: nothing may reach the store any more.
             fs.cache_cv.notify_all();
             continue;
         }
-        if !urgent && fs.cache().dirty_bytes() == 0 {
-            // Idle: tidy up mostly-dead packs, one pack's worth per tick,
-            // unless the store is in trouble.
-            if first && fs.engine.failure().is_none() {
-                if let Err(e) = fs.engine.compact_once() {
-                    log::warn!("compaction failed: {e}");
+        if let Wake::Tick = wake {
+            let due = {
+                let cache = fs.cache();
+                let (now, since) = (cache.version_now(), last_tick);
+                last_tick = now;
+                if cache.dirty_bytes() == 0 {
+                    None
+                } else {
+                    // Something flying means the other flusher is taking
+                    // full packs of a stream: the next tick takes the rest.
+                    Some(cache.flying_bytes() == 0 && (now == since || cache.waiting_since(since)))
+                }
+            };
+            match due {
+                None => {
+                    // Idle: tidy up mostly-dead packs, one pack's worth per
+                    // tick, unless the store is in trouble.
+                    if fs.engine.failure().is_none() {
+                        if let Err(e) = fs.engine.compact_once() {
+                            log::warn!("compaction failed: {e}");
+                        }
+                    }
+                    continue;
+                }
+                Some(false) => continue,
+                Some(true) => {
+                    if fs.flush_pack(None, false).is_err() {
+                        continue;
+                    }
                 }
             }
-            continue;
         }
-        if !urgent && fs.cache().flying_bytes() > 0 {
-            // The other flusher is uploading, and loops while a pack's
-            // worth waits: a tick now would cut a short pack out of data
-            // still being written. The next tick takes what is left.
-            continue;
-        }
-        loop {
-            match fs.flush_pack(ino, false) {
-                Ok(true) if ino.is_some() || fs.cache().waiting_bytes() >= PACK_TARGET => continue,
-                Ok(_) => break,
-                // Counted and logged by `flush_pack`; the next round retries.
-                Err(_) => break,
-            }
-        }
+        // Failures are counted and logged by `flush_pack`; the next round
+        // retries.
+        while let Ok(true) = fs.flush_full_pack() {}
     }
 }
 
@@ -174,6 +196,25 @@ impl Fs {
     /// whether anything was taken.
     pub(crate) fn flush_pack(&self, ino: Option<u64>, only: bool) -> FsResult<bool> {
         let items = self.cache().take_for_flush(PACK_TARGET, ino, only);
+        self.upload(items, only)
+    }
+
+    /// Flushes one full pack if a pack's worth waits (checked and taken
+    /// under one lock, so two flushers never split one into short packs).
+    fn flush_full_pack(&self) -> FsResult<bool> {
+        let items = {
+            let mut cache = self.cache();
+            if cache.waiting_bytes() < PACK_TARGET {
+                return Ok(false);
+            }
+            cache.take_for_flush(PACK_TARGET, None, false)
+        };
+        self.upload(items, false)
+    }
+
+    /// Seals and uploads `items` as one pack, then maps what is still
+    /// current. Returns whether there was anything to upload.
+    fn upload(&self, items: Vec<crate::data::FlushItem>, only: bool) -> FsResult<bool> {
         if items.is_empty() {
             return Ok(false);
         }
@@ -323,7 +364,7 @@ impl Fs {
             // A pack's worth no flush has taken is ready: upload it now,
             // not at the next tick (and not a short one beside a flush
             // under way).
-            self.writeback.request(None);
+            self.writeback.pack_ready();
         }
         if dirty <= limit {
             return Ok(());

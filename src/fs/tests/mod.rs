@@ -8,6 +8,7 @@ mod model;
 mod opcount;
 mod padding;
 mod scale;
+mod writeback;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;

@@ -336,9 +336,9 @@ fn writing_64_mib_uploads_each_chunk_once() {
         n.bytes_written,
         c.explain(from)
     );
-    // Eight full packs and the tail; the fsync's own flush may close one
-    // more short pack beside the flushers' last upload.
-    assert!(n.put <= 10, "{} pack PUTs", n.put);
+    // Eight packs' worth: the flushers take full packs while the stream
+    // runs (the timer cuts none short under it), the fsync takes the tail.
+    assert!(n.put <= 9, "{} pack PUTs", n.put);
     assert!(
         n.bytes_written < BIG as u64 * 11 / 10,
         "{} bytes written for {BIG}",
