@@ -362,14 +362,6 @@ impl Cache {
         self.next_version
     }
 
-    /// Whether a chunk no flush has taken has been dirty since before
-    /// `version` was current.
-    pub fn waiting_since(&self, version: u64) -> bool {
-        self.dirty
-            .values()
-            .any(|d| d.in_flight != Some(d.version) && d.born < version)
-    }
-
     /// Dirty bytes taken by flushes under way.
     pub fn flying_bytes(&self) -> u64 {
         self.flying
@@ -393,12 +385,14 @@ impl Cache {
         let Some(d) = self.dirty.get_mut(&key) else {
             return false;
         };
-        if d.born > version {
-            return false;
-        }
+        // The upload is over either way: a re-born chunk that kept counting
+        // as flying would make the flushers wait on it for good.
         if d.in_flight == Some(version) {
             d.in_flight = None;
             self.flying -= std::mem::take(&mut d.flight_len);
+        }
+        if d.born > version {
+            return false;
         }
         if d.version == version {
             let d = self.dirty.remove(&key).expect("present");
@@ -501,6 +495,8 @@ mod tests {
         let v2 = c.take_for_flush(u64::MAX, None, false)[0].version;
         c.clamp((1, 0), 5);
         assert!(!c.settle((1, 0), v2));
+        assert_eq!(c.flying_bytes(), 0, "the upload is over");
+        assert!(!c.any_in_flight());
         // Removed (punch): nothing to apply.
         c.remove_range(1, 0, 1);
         assert!(!c.settle((1, 0), v2));

@@ -21,16 +21,17 @@
 //!   the segment's PUT alone.
 //! - Waits are on `cache_cv`, notified by every change that can end one:
 //!   a chunk settled or put back, a failure, a fence. Nothing polls.
-//! - Only a timer tick cuts a pack short, and only of data that is quiet
-//!   (nothing written since the last tick) or old (dirty since before it):
-//!   a stream being written goes out in full packs, and what a slow writer
-//!   leaves is at most two intervals old.
+//! - Only a timer tick cuts a pack short. A tick passes while a writer is
+//!   filling what it would cut (something was written since the last one)
+//!   or a pack is in flight, but never [`TICKS_PASSED`] in a row: a stream
+//!   goes out in full packs, and nothing waits more than that many
+//!   intervals and one for its upload, however it is rewritten.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Fs, FsError, FsResult};
 use crate::data::Cache;
@@ -44,6 +45,9 @@ pub const PACK_TARGET: u64 = 8 << 20;
 /// pack of their own (one PUT instead of two): a database's commit rewrites
 /// a few chunks. Larger flushes go to packs, as do the flusher's.
 pub const CARRY_MAX: u64 = 256 << 10;
+
+/// Ticks in a row that may pass without cutting what waits.
+const TICKS_PASSED: u32 = 2;
 
 /// The flushers' work queue, and what waiters need to know of failures.
 #[derive(Default)]
@@ -92,27 +96,30 @@ impl Writeback {
         }
     }
 
-    /// Waits for work, or for `tick` to pass when given; `None` on stop.
-    fn wait(&self, tick: Option<Duration>) -> Option<Wake> {
+    /// Waits for a pack's worth, or until `tick` is due when given;
+    /// `None` on stop. Wakeups for neither (spurious, or a request the
+    /// other flusher took first) wait on.
+    fn wait(&self, tick: Option<Instant>) -> Option<Wake> {
         let mut s = self.requests();
-        if !s.stop && !s.pack_ready {
+        loop {
+            if s.stop {
+                return None;
+            }
+            if std::mem::take(&mut s.pack_ready) {
+                return Some(Wake::PackReady);
+            }
             s = match tick {
-                Some(t) => {
-                    self.cv
-                        .wait_timeout(s, t)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
+                Some(due) => {
+                    let now = Instant::now();
+                    if now >= due {
+                        return Some(Wake::Tick);
+                    }
+                    let wait = self.cv.wait_timeout(s, due - now);
+                    wait.unwrap_or_else(|p| p.into_inner()).0
                 }
                 None => self.cv.wait(s).unwrap_or_else(|p| p.into_inner()),
             };
         }
-        if s.stop {
-            return None;
-        }
-        Some(match std::mem::take(&mut s.pack_ready) {
-            true => Wake::PackReady,
-            false => Wake::Tick,
-        })
     }
 }
 
@@ -143,9 +150,15 @@ pub fn start(fs: &Arc<Fs>) {
 /// One flusher. The one with a `tick` also cuts short packs and compacts
 /// when idle, so neither happens twice at once.
 fn flusher(weak: Weak<Fs>, wb: Arc<Writeback>, tick: Option<Duration>) {
-    // The cache's version at the last tick: what was written since.
-    let mut last_tick = 0;
-    while let Some(wake) = wb.wait(tick) {
+    let next = || tick.map(|t| Instant::now() + t);
+    let mut due_at = next();
+    // The cache's version at the last tick (what was written since), and
+    // the ticks passed in a row.
+    let (mut last_version, mut passed) = (0, 0);
+    while let Some(wake) = wb.wait(due_at) {
+        if let Wake::Tick = wake {
+            due_at = next();
+        }
         let Some(fs) = weak.upgrade() else { return };
         if fs.engine.sticky_failure().is_some() {
             // Fenced or failed: nothing may reach the store any more.
@@ -155,14 +168,17 @@ fn flusher(weak: Weak<Fs>, wb: Arc<Writeback>, tick: Option<Duration>) {
         if let Wake::Tick = wake {
             let due = {
                 let cache = fs.cache();
-                let (now, since) = (cache.version_now(), last_tick);
-                last_tick = now;
+                let version = cache.version_now();
+                let busy = version != last_version || cache.flying_bytes() > 0;
+                last_version = version;
                 if cache.dirty_bytes() == 0 {
                     None
+                } else if busy && passed < TICKS_PASSED {
+                    passed += 1;
+                    Some(false)
                 } else {
-                    // Something flying means the other flusher is taking
-                    // full packs of a stream: the next tick takes the rest.
-                    Some(cache.flying_bytes() == 0 && (now == since || cache.waiting_since(since)))
+                    passed = 0;
+                    Some(true)
                 }
             };
             match due {

@@ -1,8 +1,9 @@
 //! The flushers' timer: what nobody fsyncs still goes out on its own, a
 //! stream goes out in full packs (see `opcount`), and a writer that never
-//! pauses does not hold its oldest data back.
+//! pauses, however it rewrites its data, does not hold it back.
 
 use super::*;
+use crate::fs::SetAttr;
 
 /// Ticks (50 ms each) to wait before calling data stuck: far beyond the
 /// two a tick-cut needs, so a loaded machine does not fail the test.
@@ -50,6 +51,34 @@ fn a_writer_that_never_pauses_does_not_hold_back_its_oldest_data() {
             i < 5 * PATIENCE as u64,
             "chunk 0 stayed dirty through {i} writes"
         );
+        std::thread::sleep(Duration::from_millis(10));
+        i += 1;
+    }
+    fs.release(attr.ino, o.fh).unwrap();
+    fs.shutdown().unwrap();
+}
+
+/// A status file rewritten from scratch (truncate, write) faster than the
+/// timer ticks is never quiet and its chunk is always new: its content
+/// must still reach a pack while the rewriting goes on, or a crash after
+/// hours of it leaves the file empty.
+#[test]
+fn a_file_rewritten_faster_than_the_timer_still_goes_out() {
+    let vol = Vol::new();
+    let fs = vol.mount();
+    let (attr, o) = fs
+        .create(&ME, ROOT, os("status"), 0o644, 0, libc::O_WRONLY)
+        .unwrap();
+    let mut i = 0;
+    while vol.mem.list("data/").unwrap().is_empty() {
+        assert!(i < 5 * PATIENCE, "no pack after {i} rewrites");
+        let empty = SetAttr {
+            size: Some(0),
+            ..SetAttr::default()
+        };
+        fs.setattr(&ME, attr.ino, Some(o.fh), empty).unwrap();
+        fs.write(&ME, attr.ino, o.fh, 0, format!("state {i}").as_bytes())
+            .unwrap();
         std::thread::sleep(Duration::from_millis(10));
         i += 1;
     }
