@@ -84,11 +84,24 @@ struct State {
 /// the chain (a writer that took over, a stopped one resuming).
 const RACES: usize = 8;
 
-/// Records per segment at most. A flush after a long store outage takes
-/// what piled up in several segments: each stays far below what a reader
-/// accepts (`MAX_SEGMENT_BYTES`, even with 4 KiB paths), and one failed PUT
-/// costs one piece again, not the whole backlog.
+/// Records per segment at most, and their bytes (as counted by
+/// [`Record::size_hint`]). A flush after a long store outage takes what
+/// piled up in several segments: each stays far below what a reader
+/// accepts (`MAX_SEGMENT_BYTES`), and one failed PUT costs one piece
+/// again, not the whole backlog.
 const SEGMENT_RECORDS: usize = 16_384;
+const SEGMENT_BYTES: usize = 32 << 20;
+
+/// How many of `records`, from the first, make the next segment: at least
+/// one, and within both bounds above.
+fn piece_len(records: &[Record]) -> usize {
+    let mut bytes = 0;
+    let fits = records.iter().take(SEGMENT_RECORDS).take_while(|r| {
+        bytes += r.size_hint();
+        bytes <= SEGMENT_BYTES
+    });
+    fits.count().max(1).min(records.len())
+}
 
 impl Auditor {
     /// Opens `chain` of the volume's trail: finds its head in the store,
@@ -187,7 +200,7 @@ impl Auditor {
     }
 
     /// Uploads every record taken so far, in segments of at most
-    /// [`SEGMENT_RECORDS`]; returns the chain's head (the newest segment,
+    /// [`SEGMENT_RECORDS`] and [`SEGMENT_BYTES`]; returns the chain's head (the newest segment,
     /// uploaded now or before).
     pub fn flush(&self) -> StoreResult<ChainHead> {
         let _one = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
@@ -208,7 +221,7 @@ impl Auditor {
         };
         let mut failed = None;
         while !rest.is_empty() {
-            let tail = rest.split_off(rest.len().min(SEGMENT_RECORDS));
+            let tail = rest.split_off(piece_len(&rest));
             let piece = std::mem::replace(&mut rest, tail);
             match self.upload(piece, first_index) {
                 Ok((head, n)) => {

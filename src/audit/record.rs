@@ -120,6 +120,19 @@ pub struct Record {
 }
 
 impl Record {
+    /// About the bytes the record takes encoded: its strings and a bound
+    /// for the rest.
+    pub fn size_hint(&self) -> usize {
+        let path2 = self.path2.as_ref().map_or(0, String::len);
+        let what = match &self.op {
+            Op::Admin { what } => what.len(),
+            _ => 0,
+        };
+        64 + self.process.len() + self.path.len() + path2 + what
+    }
+}
+
+impl Record {
     /// An administrative record (`what` happened) made by this process.
     pub fn admin(what: &str) -> Record {
         // SAFETY: neither call can fail.

@@ -194,3 +194,22 @@ fn a_backlog_goes_out_in_bounded_segments_and_a_failed_piece_is_retried() {
     assert_eq!(pids(&*memory, &master), (0..n).collect::<Vec<_>>());
     assert!(intact(&*memory, &master));
 }
+
+#[test]
+fn pieces_are_bounded_by_bytes_as_well_as_by_records() {
+    let long = |pid| Record {
+        path: "p".repeat(1 << 20),
+        ..rec(pid)
+    };
+    let records: Vec<Record> = (0..100).map(long).collect();
+    let n = piece_len(&records);
+    assert!((16..=32).contains(&n), "{n} records of 1 MiB in a piece");
+    let small: Vec<Record> = (0..20_000).map(rec).collect();
+    assert_eq!(piece_len(&small), SEGMENT_RECORDS);
+    assert_eq!(piece_len(&records[..1]), 1);
+    let huge = Record {
+        path: "p".repeat(SEGMENT_BYTES + 1),
+        ..rec(0)
+    };
+    assert_eq!(piece_len(&[huge]), 1, "a record always fits a piece alone");
+}

@@ -26,6 +26,9 @@ use crate::meta::ROOT_INO;
 /// Names looked up, kept for paths: about 64 k entries.
 const NAMES_MAX: usize = 65_536;
 
+/// Bytes of a path a record names in full (the kernel's PATH_MAX).
+const AUDIT_PATH_MAX: usize = 4096;
+
 /// (inode → its parent and name), as the kernel last looked it up.
 #[derive(Default)]
 pub(crate) struct Names {
@@ -171,19 +174,27 @@ impl Fs {
         format!("{dir}{sep}{}", String::from_utf8_lossy(name))
     }
 
-    /// A path of `ino` as the namespace names it now.
+    /// A path of `ino` as the namespace names it now. A path longer than
+    /// [`AUDIT_PATH_MAX`] (a tree built deeper with `openat`) is named from
+    /// the inode where it passes that: `<inode N>/rest`, so one record
+    /// stays small whatever a user builds.
     pub(crate) fn inode_path(&self, l: &Locked<'_>, ino: u64) -> String {
         let mut parts: Vec<String> = Vec::new();
+        let mut len = 0;
         let mut at = ino;
         while at != ROOT_INO {
             let Some((parent, name)) = self.name_of(l, at) else {
                 return format!("<inode {ino}>");
             };
-            parts.push(String::from_utf8_lossy(&name).into_owned());
-            at = parent;
-            if parts.len() > 4096 {
-                return format!("<inode {ino}>");
+            let name = String::from_utf8_lossy(&name).into_owned();
+            if len + name.len() + 1 > AUDIT_PATH_MAX {
+                parts.push(format!("<inode {at}>"));
+                parts.reverse();
+                return parts.join("/");
             }
+            len += name.len() + 1;
+            parts.push(name);
+            at = parent;
         }
         parts.reverse();
         format!("/{}", parts.join("/"))
