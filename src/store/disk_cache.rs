@@ -651,11 +651,6 @@ impl<S: ObjectStore> DiskCachedStore<S> {
 /// is whole (the last one as far as it came). A block goes to the page
 /// cache, not to the disk, so storing it on the receiving thread costs
 /// less than holding the whole range to store it after.
-///
-/// A GET that starts inside a block can only extend what that block holds
-/// (`DiskCache::store_block`), and the GET before it, which brings the
-/// block's start, is often still under way: that first piece waits until
-/// this GET is done.
 struct Keeper<'a, S> {
     store: &'a DiskCachedStore<S>,
     key: &'a str,
@@ -663,8 +658,6 @@ struct Keeper<'a, S> {
     start: u64,
     buf_at: u64,
     buf: Vec<u8>,
-    /// The piece of a block the GET started inside, and where it starts.
-    head: Option<(u64, Vec<u8>)>,
     seen: u64,
 }
 
@@ -676,7 +669,6 @@ impl<'a, S: ObjectStore> Keeper<'a, S> {
             start,
             buf_at: start,
             buf: Vec::new(),
-            head: None,
             seen,
         }
     }
@@ -707,29 +699,18 @@ impl<'a, S: ObjectStore> Keeper<'a, S> {
         if self.buf.is_empty() {
             return;
         }
-        let at = self.buf_at;
-        self.buf_at += self.buf.len() as u64;
-        if at == self.start && at % self.store.cache.block != 0 {
-            self.head = Some((at, std::mem::take(&mut self.buf)));
-            return;
-        }
-        self.store_piece(at, &self.buf);
-        self.buf.clear();
-    }
-
-    fn store_piece(&self, at: u64, bytes: &[u8]) {
         let b = self.store.cache.block;
-        let n = at / b;
+        let n = self.buf_at / b;
         let how = Store::Fetched(self.seen);
         let id = (self.key.to_owned(), n);
-        self.store.cache.store_block(id, at - n * b, bytes, how);
+        let at = self.buf_at - n * b;
+        self.store.cache.store_block(id, at, &self.buf, how);
+        self.buf_at += self.buf.len() as u64;
+        self.buf.clear();
     }
 
     fn finish(mut self) {
         self.flush();
-        if let Some((at, bytes)) = self.head.take() {
-            self.store_piece(at, &bytes);
-        }
     }
 }
 

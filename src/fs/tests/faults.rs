@@ -483,8 +483,9 @@ struct Gate {
 #[derive(Default)]
 struct GateState {
     closed: bool,
-    /// Held PUTs allowed through.
+    /// Held PUTs allowed through, and those that went.
     passes: u32,
+    passed: u32,
     waiting: u32,
     /// Held PUTs go on, to fail by the plan (the process died).
     dead: bool,
@@ -511,6 +512,8 @@ impl Gate {
                 s.waiting -= 1;
                 if !s.dead {
                     s.passes -= 1;
+                    s.passed += 1;
+                    cv.notify_all();
                 }
             }
         });
@@ -533,17 +536,26 @@ impl Gate {
         self.with(|s| s.dead = true);
     }
 
+    /// Lets one held PUT through, and waits until it has gone.
     fn pass_one(&self) {
-        self.with(|s| s.passes += 1);
+        let gone = self.with(|s| {
+            s.passes += 1;
+            s.passed + 1
+        });
+        self.wait_until("the PUT never left the gate", |s| s.passed >= gone);
     }
 
     /// Waits until `n` PUTs are held.
     fn wait_held(&self, n: u32) {
+        self.wait_until("no upload reached the gate", |s| s.waiting >= n);
+    }
+
+    fn wait_until(&self, what: &str, done: impl Fn(&GateState) -> bool) {
         let (m, cv) = &*self.state;
         let mut s = m.lock().unwrap();
-        while s.waiting < n {
+        while !done(&s) {
             let (g, t) = cv.wait_timeout(s, Duration::from_secs(30)).unwrap();
-            assert!(!t.timed_out(), "no upload reached the gate");
+            assert!(!t.timed_out(), "{what}");
             s = g;
         }
     }
