@@ -35,7 +35,7 @@
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{ObjectInfo, ObjectStore, StoreError, StoreResult};
+use super::{ObjectInfo, ObjectStore, RangeSink, StoreError, StoreResult};
 
 /// The kinds of store call, as named in faults and plans.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,6 +307,15 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
     }
     fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
         self.call(Op::GetRange, key, |s| s.get_range(key, range))
+    }
+    fn get_range_to(&self, key: &str, range: Range<u64>, sink: &mut RangeSink) -> StoreResult<()> {
+        self.call(Op::GetRange, key, |s| s.get_range_to(key, range, sink))
+    }
+    fn get_range_fresh(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
+        self.call(Op::GetRange, key, |s| s.get_range_fresh(key, range))
+    }
+    fn forget(&self, key: &str, range: Range<u64>) -> bool {
+        self.inner.forget(key, range)
     }
     fn put(&self, key: &str, body: &[u8]) -> StoreResult<()> {
         self.call(Op::Put, key, |s| s.put(key, body))
