@@ -1,7 +1,7 @@
 //! Modes, owners and timestamps: chmod/chown/utimensat surviving a
 //! remount, times before 1970 and after 2038 (and clamped past 1697-2242),
-//! setuid/setgid cleared by
-//! chown, and which operations move mtime and ctime.
+//! setuid/setgid cleared by chown, and which operations move mtime and
+//! ctime.
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
