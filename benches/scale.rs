@@ -8,7 +8,9 @@
 //! would and prints: open time, heap and RSS per inode after a `stat` of
 //! every inode and an `ls -lR`-like walk, store calls those cost, bytes a
 //! 10-file commit and the checkpoint after it write, and the longest a
-//! `stat` waited for the tree while a checkpoint or compaction ran.
+//! `stat` waited for the tree while a checkpoint or compaction ran. Last,
+//! in a child process, the per-pack costs of a 10 TB volume: a pack table
+//! entry and a large file's extent, a million of each.
 //!
 //! Heap bytes are counted by a wrapping global allocator (live bytes as
 //! asked, not counting malloc's own rounding); RSS is from /proc and
@@ -22,9 +24,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sealedfs::crypto::{KdfParams, KeyRing, MasterKey};
+use sealedfs::data::{Extent, PackId};
 use sealedfs::engine::PackRecords;
 use sealedfs::fs::{Attr, Caller, DirPlusReplier, Fs, FsOptions, ROOT, SetAttr, TimeSet};
-use sealedfs::meta::{InodeAttr, Kind, Record, checkpoint};
+use sealedfs::meta::{InodeAttr, Kind, Namespace, Record, checkpoint};
 use sealedfs::store::{CountingStore, LocalStore, ObjectStore, OpCounts};
 use sealedfs::volume::VolumeHeader;
 
@@ -459,6 +462,58 @@ fn measure(dir: &Path, files: u64) {
     );
 }
 
+/// Per-pack costs, for the 10 TB projection (1.3 M packs of 8 MiB):
+/// the pack table's entry, and one extent of a large file per pack it
+/// spans. Measured on a bare namespace so nothing else is counted.
+fn measure_packs(packs: u32) {
+    let segment = 64u32 << 10;
+    let cipher_len = segment + sealedfs::crypto::SEAL_OVERHEAD as u32;
+    let units = 128u32;
+    let ids: Vec<PackId> = (0..packs).map(|_| PackId::random()).collect();
+    let (heap0, rss0) = (LIVE.load(Ordering::Relaxed), rss_bytes());
+    let mut ns = Namespace::new(segment, InodeAttr::new(Kind::Dir, 0o755, 0, 0));
+    for id in &ids {
+        let size = units as u64 * cipher_len as u64;
+        ns.apply(&Record::Pack {
+            id: *id,
+            size,
+            units,
+        })
+        .expect("pack");
+    }
+    let (heap1, rss1) = (LIVE.load(Ordering::Relaxed), rss_bytes());
+    let ino = ns.alloc_ino();
+    let attr = InodeAttr::new(Kind::File, 0o644, 0, 0);
+    ns.apply(&Record::Inode { ino, attr }).expect("file");
+    for (i, id) in ids.iter().enumerate() {
+        let extent = Extent {
+            count: units,
+            pack: *id,
+            first_unit: 0,
+            cipher_off: 0,
+            cipher_len,
+            plain_len: segment,
+        };
+        let first = i as u64 * units as u64;
+        ns.apply(&Record::Chunks { ino, first, extent })
+            .expect("extent");
+    }
+    let (heap2, rss2) = (LIVE.load(Ordering::Relaxed), rss_bytes());
+    let per = |a: usize, b: usize| (b - a) as f64 / packs as f64;
+    let perr = |a: u64, b: u64| b.saturating_sub(a) as f64 / packs as f64;
+    println!(
+        "| pack table, {packs} packs | {:.0} B heap, {:.0} B RSS per pack |",
+        per(heap0, heap1),
+        perr(rss0, rss1)
+    );
+    println!(
+        "| one file spanning them all, one extent per pack | {:.0} B heap, {:.0} B RSS per extent |",
+        per(heap1, heap2),
+        perr(rss1, rss2)
+    );
+    drop(ns);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -472,6 +527,9 @@ fn main() {
     if std::env::var_os("SCALE_PHASE").is_some_and(|p| p == "gen") {
         return generate(&dir, files);
     }
+    if std::env::var_os("SCALE_PHASE").is_some_and(|p| p == "packs") {
+        return measure_packs(1_000_000);
+    }
     if !dir.join("volume").exists() {
         // Generated in a child so its garbage is not in this process's RSS.
         let status = std::process::Command::new(std::env::current_exe().expect("exe"))
@@ -482,4 +540,11 @@ fn main() {
         assert!(status.success(), "generator failed");
     }
     measure(&dir, files);
+    // In a child: memory the namespace above freed would hide RSS growth.
+    let status = std::process::Command::new(std::env::current_exe().expect("exe"))
+        .args([files.to_string(), dir.display().to_string()])
+        .env("SCALE_PHASE", "packs")
+        .status()
+        .expect("pack measurer");
+    assert!(status.success(), "pack measurer failed");
 }

@@ -13,6 +13,7 @@ pub mod carried;
 pub mod checkpoint;
 pub mod inode;
 pub mod journal;
+mod name;
 pub mod namespace;
 pub mod pad;
 pub mod record;

@@ -1,6 +1,7 @@
 //! Modes, owners and timestamps: chmod/chown/utimensat surviving a
-//! remount, times before 1970 and after 2038, setuid/setgid cleared by
-//! chown, and which operations move mtime and ctime.
+//! remount, times before 1970 and after 2038 (and clamped past 1697-2242),
+//! setuid/setgid cleared by chown, and which operations move mtime and
+//! ctime.
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
@@ -129,6 +130,25 @@ fn timestamps_before_1970_and_after_2038() {
         );
         v.remount();
     }
+}
+
+/// Times are held in 34-bit seconds (1697 to 2242): past that span they
+/// clamp to its ends, as ext4 clamps to its own, and stay so after a
+/// remount.
+#[test]
+fn timestamps_past_the_held_span_clamp_to_its_ends() {
+    let mut v = Volume::local();
+    v.mount();
+    let f = v.path("f");
+    fs::write(&f, b"x").unwrap();
+    let (min, max) = (-(1i64 << 33), (1i64 << 33) - 1);
+    utimensat(&f, ts(-(1 << 40), 5), ts(1 << 40, 5), 0);
+    for round in ["before remount", "after remount"] {
+        assert_eq!(times(&f)[..2], [(min, 0), (max, 999_999_999)], "{round}");
+        v.remount();
+    }
+    utimensat(&f, ts(min, 1), ts(max, 2), 0);
+    assert_eq!(times(&f)[..2], [(min, 1), (max, 2)], "the ends themselves");
 }
 
 #[test]
