@@ -285,6 +285,14 @@ impl Fs {
         }
     }
 
+    /// The allocator's heap bytes in use, measured by the daemon: what is
+    /// not the cache's own counts against its budget
+    /// (`Cache::set_heap_in_use`). Writers waiting for room may now fit.
+    pub fn note_heap_in_use(&self, in_use: u64) {
+        self.cache().set_heap_in_use(in_use);
+        self.cache_cv.notify_all();
+    }
+
     /// Flushes all dirty data and commits every change so far.
     pub fn sync_all(&self) -> FsResult<()> {
         if self.opts.read_only() {
