@@ -128,10 +128,13 @@ impl Cache {
     /// Takes the allocator's count of heap bytes in use: what is not the
     /// cache's own buffers counts against the budget from now on. Buffers
     /// of a MiB and more are mapped apart from the heap (chunk sizes of
-    /// 1 MiB), so they are not subtracted beyond what is in use.
-    pub fn set_heap_in_use(&mut self, in_use: u64) {
+    /// 1 MiB), so they are not subtracted beyond what is in use. Returns
+    /// whether the room grew (writers waiting for it may go on).
+    pub fn set_heap_in_use(&mut self, in_use: u64) -> bool {
+        let before = self.room();
         self.outside = in_use.saturating_sub(self.clean_bytes + self.dirty_bytes);
         self.evict();
+        self.room() > before
     }
 
     /// Dirty bytes plus what flushes under way hold: the writers' share.
@@ -641,17 +644,17 @@ mod tests {
         c.put_clean((1, 0), Arc::new(vec![0; 40]));
         c.put_clean((1, 1), Arc::new(vec![0; 40]));
         // 80 B of buffers and 30 B of namespace in use: over by 10.
-        c.set_heap_in_use(110);
+        assert!(!c.set_heap_in_use(110));
         assert_eq!((c.outside_bytes(), c.room()), (30, 70));
         assert!(c.get((1, 0)).is_none(), "room made by evicting clean data");
         assert_eq!(c.clean_bytes(), 40);
         // However large the rest grows, the cache keeps a quarter.
-        c.set_heap_in_use(1000);
+        assert!(!c.set_heap_in_use(1000));
         assert_eq!(c.room(), 25);
         c.put_clean((1, 2), Arc::new(vec![0; 20]));
         assert!(c.get((1, 2)).is_some());
         // It shrinks again: the room comes back.
-        c.set_heap_in_use(20);
+        assert!(c.set_heap_in_use(20), "writers are woken");
         assert_eq!(c.room(), 100);
     }
 

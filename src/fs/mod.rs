@@ -65,7 +65,8 @@ use live::Core;
 
 #[derive(Clone, Debug)]
 pub struct FsOptions {
-    /// Plaintext cache budget in bytes (clean + dirty + read-ahead).
+    /// Memory budget in bytes: clean + dirty + read-ahead data, less the
+    /// heap held outside the cache (`Cache::set_heap_in_use`).
     pub cache_bytes: u64,
     /// How the volume is opened and kept (read-only, commit interval,
     /// checkpoints, garbage, rollback checks, snapshots).
@@ -289,8 +290,9 @@ impl Fs {
     /// not the cache's own counts against its budget
     /// (`Cache::set_heap_in_use`). Writers waiting for room may now fit.
     pub fn note_heap_in_use(&self, in_use: u64) {
-        self.cache().set_heap_in_use(in_use);
-        self.cache_cv.notify_all();
+        if self.cache().set_heap_in_use(in_use) {
+            self.cache_cv.notify_all();
+        }
     }
 
     /// Flushes all dirty data and commits every change so far.
