@@ -188,25 +188,27 @@ impl Fs {
                 return got;
             }
         }
-        match self.fetch_run(ino, chunk, run, true) {
+        match self.fetch_run(ino, chunk, run, None) {
             // Compaction may have moved the chunk and retired its old pack
             // between our map lookup and the GET: look again, once.
-            Err(FsError::Store(e)) if e.is_not_found() => self.fetch_run(ino, chunk, run, true),
+            Err(FsError::Store(e)) if e.is_not_found() => self.fetch_run(ino, chunk, run, None),
             other => other,
         }
     }
 
     /// Fetches up to `readahead` chunks from `chunk` with one ranged GET,
     /// caches them while the map still points at them, and returns the
-    /// first. `report`: a failure raises an alert (a reader's own fetch;
-    /// read-ahead leaves that to the reader).
+    /// first. A reader's own fetch (`held` is `None`) raises an alert when
+    /// it fails; read-ahead leaves that to the reader, and gives back the
+    /// bytes `held` for the run as its chunks are cached.
     pub(super) fn fetch_run(
         &self,
         ino: u64,
         chunk: u64,
         readahead: u64,
-        report: bool,
+        held: Option<&std::sync::atomic::AtomicU64>,
     ) -> FsResult<Option<Buf>> {
+        let report = held.is_none();
         let (extent, skip, n, units) = {
             let l = self.lock();
             let size = self.inode_attr(&l, ino)?.size;
@@ -238,6 +240,9 @@ impl Fs {
             // a fetch that was under way must not fill it again.
             if self.is_locked() {
                 return Ok(first_buf);
+            }
+            if let Some(h) = held {
+                cache.release(h.swap(0, std::sync::atomic::Ordering::Relaxed));
             }
             for (i, buf) in bufs.into_iter().enumerate() {
                 cache.put_clean((ino, chunk + i as u64), buf);
