@@ -17,6 +17,9 @@
 //!   chunk; the cache's own lock is never held across store I/O.
 //! - Clean chunks count their buffers' capacity against the budget (what
 //!   they hold in memory); dirty ones their length (what a pack takes).
+//! - A chunk made clean by its flush is the first to go: it enters the LRU
+//!   at its cold end, so a long write does not evict what readers fetched
+//!   and have not read yet.
 //! - Background read-ahead reserves the bytes its fetches hold while under
 //!   way (the sealed body and its plaintext); reserved bytes count against
 //!   the budget like cached ones, so streaming never takes the daemon's
@@ -468,6 +471,10 @@ impl Cache {
             self.dirty_bytes -= d.data.len() as u64;
             self.flying -= d.flight_len;
             self.put_clean(key, d.data);
+            // At the cold end: a writer streaming through the cache does
+            // not push out read-ahead its reader has not taken yet (a read
+            // moves what it takes to the warm end).
+            self.clean.demote(&key);
         }
         true
     }
@@ -671,6 +678,19 @@ mod tests {
         assert!(c.reserve_flush(20));
         assert!(c.reserve_flush(20), "30 + 40 leaves a quarter");
         assert!(c.get((2, 0)).is_some());
+    }
+
+    #[test]
+    fn flushed_chunks_go_before_fetched_ones() {
+        let mut c = Cache::new(100);
+        c.put_clean((1, 0), Arc::new(vec![0; 30]));
+        c.put_dirty((2, 0), vec![0; 30]);
+        let v = c.take_for_flush(u64::MAX, None, false)[0].version;
+        assert!(c.settle((2, 0), v));
+        c.put_clean((1, 1), Arc::new(vec![0; 30]));
+        c.put_clean((1, 2), Arc::new(vec![0; 30]));
+        assert!(c.get((2, 0)).is_none(), "the flushed chunk went first");
+        assert!(c.get((1, 0)).is_some() && c.get((1, 2)).is_some());
     }
 
     #[test]
