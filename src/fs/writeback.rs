@@ -354,12 +354,13 @@ impl Fs {
         }
     }
 
-    /// Plaintext bytes per pack: [`PACK_TARGET`], or a sixteenth of a
-    /// cache under 128 MiB (at least 1 MiB), so that a flush's reservation
-    /// (twice its sealed body) leaves writers room to go on while it runs
-    /// and clean data its share.
+    /// Plaintext bytes per pack: [`PACK_TARGET`], or an eighth of a cache
+    /// under 64 MiB (at least 1 MiB), so that a flush's reservation (twice
+    /// its sealed body) leaves writers a pack's worth and clean data its
+    /// share. Such packs are short, so padded to a size class (up to
+    /// 12.5 % more bytes in the store).
     pub(crate) fn pack_target(&self) -> u64 {
-        PACK_TARGET.min(self.opts.cache_bytes / 16).max(1 << 20)
+        PACK_TARGET.min(self.opts.cache_bytes / 8).max(1 << 20)
     }
 
     /// Waits until the cache lets a flush reserve `bytes` (see
