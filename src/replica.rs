@@ -350,7 +350,7 @@ fn put_checked(
 mod tests {
     use super::*;
     use crate::crypto::{KdfParams, MasterKey};
-    use crate::store::{CountingStore, MemoryStore};
+    use crate::store::{CountingStore, FaultStore, MemoryStore, Op};
 
     fn volume(store: &MemoryStore) -> Vec<u8> {
         let header = VolumeHeader::new(
@@ -384,54 +384,21 @@ mod tests {
     /// A source where a checkpoint (landing a new pack first) is written
     /// the moment the packs to copy are listed (the run's second listing of
     /// `data/`; the first is what the source held at the start).
-    struct CheckpointDuringCopy {
-        inner: MemoryStore,
-        pack_listings: AtomicU64,
-    }
-
-    impl ObjectStore for CheckpointDuringCopy {
-        fn get(&self, key: &str) -> crate::store::StoreResult<Vec<u8>> {
-            self.inner.get(key)
-        }
-        fn get_range(
-            &self,
-            key: &str,
-            range: std::ops::Range<u64>,
-        ) -> crate::store::StoreResult<Vec<u8>> {
-            self.inner.get_range(key, range)
-        }
-        fn put(&self, key: &str, body: &[u8]) -> crate::store::StoreResult<()> {
-            self.inner.put(key, body)
-        }
-        fn put_if_absent(&self, key: &str, body: &[u8]) -> crate::store::StoreResult<()> {
-            self.inner.put_if_absent(key, body)
-        }
-        fn put_if_match(
-            &self,
-            key: &str,
-            body: &[u8],
-            etag: &str,
-        ) -> crate::store::StoreResult<()> {
-            self.inner.put_if_match(key, body, etag)
-        }
-        fn delete(&self, key: &str) -> crate::store::StoreResult<()> {
-            self.inner.delete(key)
-        }
-        fn list(&self, prefix: &str) -> crate::store::StoreResult<Vec<ObjectInfo>> {
-            let listed = self.inner.list(prefix);
-            if prefix == "data/" && self.pack_listings.fetch_add(1, Ordering::SeqCst) == 1 {
-                self.inner.put("data/dd/landed", &[4; 400]).unwrap();
+    fn checkpoint_during_copy(inner: MemoryStore) -> FaultStore<MemoryStore> {
+        let store = FaultStore::new(inner.clone());
+        let pack_listings = AtomicU64::new(0);
+        store.plan().after_each(move |op, prefix| {
+            if op == Op::List
+                && prefix == "data/"
+                && pack_listings.fetch_add(1, Ordering::SeqCst) == 1
+            {
+                inner.put("data/dd/landed", &[4; 400]).unwrap();
                 let cp = "meta/checkpoint/0000000000000009";
-                self.inner
-                    .put(&format!("{cp}/000000"), b"names landed")
-                    .unwrap();
-                self.inner.put(&format!("{cp}/index"), b"index 9").unwrap();
+                inner.put(&format!("{cp}/000000"), b"names landed").unwrap();
+                inner.put(&format!("{cp}/index"), b"index 9").unwrap();
             }
-            listed
-        }
-        fn head(&self, key: &str) -> crate::store::StoreResult<Option<ObjectInfo>> {
-            self.inner.head(key)
-        }
+        });
+        store
     }
 
     /// A checkpoint written while the packs are being copied is not copied
@@ -440,10 +407,7 @@ mod tests {
     fn a_checkpoint_written_during_the_copy_never_lacks_its_packs() {
         let (inner, dst) = (MemoryStore::new(), MemoryStore::new());
         volume(&inner);
-        let src = CheckpointDuringCopy {
-            inner,
-            pack_listings: AtomicU64::new(0),
-        };
+        let src = checkpoint_during_copy(inner);
         replicate(&src, &dst, OPTS, &|_, _| {}).unwrap();
         let copied = dst.keys();
         let has = |k: &str| copied.iter().any(|c| c == k);

@@ -84,6 +84,12 @@ struct State {
 /// the chain (a writer that took over, a stopped one resuming).
 const RACES: usize = 8;
 
+/// Records per segment at most. A flush after a long store outage takes
+/// what piled up in several segments: each stays far below what a reader
+/// accepts (`MAX_SEGMENT_BYTES`, even with 4 KiB paths), and one failed PUT
+/// costs one piece again, not the whole backlog.
+const SEGMENT_RECORDS: usize = 16_384;
+
 impl Auditor {
     /// Opens `chain` of the volume's trail: finds its head in the store,
     /// and adopts what dead mounts left in the spool directory (the
@@ -180,11 +186,12 @@ impl Auditor {
         }
     }
 
-    /// Uploads every record taken so far as one segment; returns the
-    /// chain's head (the newest segment, uploaded now or before).
+    /// Uploads every record taken so far, in segments of at most
+    /// [`SEGMENT_RECORDS`]; returns the chain's head (the newest segment,
+    /// uploaded now or before).
     pub fn flush(&self) -> StoreResult<ChainHead> {
         let _one = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut records, first_index) = {
+        let (mut rest, mut first_index) = {
             let mut s = self.state();
             if s.pending.is_empty() {
                 return Ok(s.head);
@@ -199,11 +206,57 @@ impl Auditor {
             s.first_pending = s.next_index;
             (std::mem::take(&mut s.pending), first)
         };
-        let mut result = Err(StoreError::io(
-            "audit",
-            std::io::ErrorKind::Other,
-            "no attempt",
-        ));
+        let mut failed = None;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(SEGMENT_RECORDS));
+            let piece = std::mem::replace(&mut rest, tail);
+            match self.upload(piece, first_index) {
+                Ok((head, n)) => {
+                    self.state().head = head;
+                    first_index += n;
+                }
+                Err((e, mut piece)) => {
+                    piece.append(&mut rest);
+                    rest = piece;
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let mut s = self.state();
+        let Some(e) = failed else {
+            s.spool.uploaded();
+            if std::mem::take(&mut s.failing) {
+                log::info!("AUDIT: uploads work again; the trail is in the store");
+            }
+            return Ok(s.head);
+        };
+        if let Err(e) = s.spool.make_durable() {
+            crate::alert::raise(
+                crate::alert::Alert::Audit,
+                format_args!("cannot make the spool durable ({e})"),
+            );
+        }
+        if !std::mem::replace(&mut s.failing, true) {
+            let msg = format_args!("an upload failed, records wait in the spool: {e}");
+            crate::alert::raise(crate::alert::Alert::Audit, msg);
+        }
+        // Back in front of what came since; the spool still has them (and
+        // the pieces uploaded already, which the next mount skips by index).
+        rest.append(&mut s.pending);
+        s.pending = rest;
+        s.first_pending = first_index;
+        Err(e)
+    }
+
+    /// Uploads `records` as the chain's next segment, retrying at the new
+    /// head when another auditor took the seq. Returns the new head and
+    /// how many records it took, or the records back with the error.
+    fn upload(
+        &self,
+        mut records: Vec<Record>,
+        first_index: u64,
+    ) -> Result<(ChainHead, u64), (StoreError, Vec<Record>)> {
         for _ in 0..RACES {
             let head = self.head();
             let seg = Segment {
@@ -219,52 +272,31 @@ impl Auditor {
             let (sealed, digest) = segment::seal(&self.key(), &self.volume_id, &seg);
             let key = segment::key(&self.chain, seg.seq);
             records = seg.records;
-            result = self.store.put_if_absent(&key, &sealed).map(|()| ChainHead {
-                seq: seg.seq,
-                hash: digest,
-                count: seg.count_before + records.len() as u64,
-            });
-            match &result {
+            let n = records.len() as u64;
+            match self.store.put_if_absent(&key, &sealed) {
+                Ok(()) => {
+                    let head = ChainHead {
+                        seq: seg.seq,
+                        hash: digest,
+                        count: seg.count_before + n,
+                    };
+                    return Ok((head, n));
+                }
                 Err(StoreError::AlreadyExists { .. }) => {
                     match find_head(&*self.store, &self.key(), &self.volume_id, &self.chain) {
                         Ok(h) => self.state().head = h,
-                        Err(e) => {
-                            result = Err(e);
-                            break;
-                        }
+                        Err(e) => return Err((e, records)),
                     }
                 }
-                _ => break,
+                Err(e) => return Err((e, records)),
             }
         }
-        let mut s = self.state();
-        match result {
-            Ok(head) => {
-                s.head = head;
-                s.spool.uploaded();
-                if std::mem::take(&mut s.failing) {
-                    log::info!("AUDIT: uploads work again; the trail is in the store");
-                }
-                Ok(head)
-            }
-            Err(e) => {
-                if let Err(e) = s.spool.make_durable() {
-                    crate::alert::raise(
-                        crate::alert::Alert::Audit,
-                        format_args!("cannot make the spool durable ({e})"),
-                    );
-                }
-                if !std::mem::replace(&mut s.failing, true) {
-                    let msg = format_args!("an upload failed, records wait in the spool: {e}");
-                    crate::alert::raise(crate::alert::Alert::Audit, msg);
-                }
-                // Back in front of what came since; the spool still has them.
-                records.append(&mut s.pending);
-                s.pending = records;
-                s.first_pending = first_index;
-                Err(e)
-            }
-        }
+        let e = StoreError::io(
+            "audit",
+            std::io::ErrorKind::Other,
+            format!("{RACES} other auditors took the next segment first"),
+        );
+        Err((e, records))
     }
 
     /// Removes the records older than `before_ms` from every chain

@@ -162,3 +162,35 @@ fn a_base_written_before_padded_segments_still_reads() {
     let read = prune::read_base(&store, &key(&master), &VID, "w").unwrap();
     assert_eq!(read.unwrap(), Some(base));
 }
+
+/// What piles up during an outage goes out in segments of bounded size;
+/// a piece whose PUT fails is retried by the next flush, after the pieces
+/// before it, and nothing is lost or recorded twice.
+#[test]
+fn a_backlog_goes_out_in_bounded_segments_and_a_failed_piece_is_retried() {
+    let master = MasterKey::generate();
+    let memory: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let faulty = crate::store::FaultStore::new(Arc::clone(&memory));
+    let plan = faulty.plan();
+    let puts = std::sync::atomic::AtomicU32::new(0);
+    let failing = plan.clone();
+    plan.before_each(move |op, key| {
+        let second = op == crate::store::Op::PutIfAbsent
+            && key.starts_with("audit/")
+            && puts.fetch_add(1, Ordering::SeqCst) == 1;
+        if second {
+            failing.fail_matching(&[op], key, 1);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let a = Auditor::open(Arc::new(faulty), key(&master), VID, "w", dir.path()).unwrap();
+    let n = 2 * SEGMENT_RECORDS as u32 + 5;
+    for pid in 0..n {
+        a.record(rec(pid));
+    }
+    assert!(a.flush().is_err(), "the second piece fails");
+    assert_eq!(memory.list("audit/").unwrap().len(), 1, "the first is up");
+    assert_eq!(a.flush().unwrap().seq, 3);
+    assert_eq!(pids(&*memory, &master), (0..n).collect::<Vec<_>>());
+    assert!(intact(&*memory, &master));
+}

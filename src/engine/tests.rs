@@ -472,20 +472,27 @@ fn a_cached_copy_that_fails_authentication_is_read_again_from_the_store() {
 
 /// Holds the first PUT of a checkpoint shard once armed, until released:
 /// the tree changes while a checkpoint is being written.
+#[derive(Default)]
 struct ShardGate {
-    inner: MemoryStore,
     /// (armed, holding, released)
     state: std::sync::Mutex<(bool, bool, bool)>,
     changed: std::sync::Condvar,
 }
 
 impl ShardGate {
-    fn new(inner: MemoryStore) -> ShardGate {
-        ShardGate {
-            inner,
-            state: std::sync::Mutex::new((false, false, false)),
-            changed: std::sync::Condvar::new(),
-        }
+    /// `inner` behind a gate.
+    fn over(inner: MemoryStore) -> (Arc<ShardGate>, Arc<FaultStore<MemoryStore>>) {
+        let gate = Arc::new(ShardGate::default());
+        let store = FaultStore::new(inner);
+        let held = Arc::clone(&gate);
+        store.plan().before_each(move |op, key| {
+            let shard = key.starts_with(checkpoint::CHECKPOINT_PREFIX) && !key.ends_with("index");
+            if op == Op::Put && shard && std::mem::take(&mut held.state.lock().unwrap().0) {
+                held.set(|s| s.1 = true);
+                held.wait_until(|s| s.2);
+            }
+        });
+        (gate, Arc::new(store))
     }
 
     fn wait_until(&self, done: impl Fn(&(bool, bool, bool)) -> bool) {
@@ -501,55 +508,19 @@ impl ShardGate {
     }
 }
 
-impl ObjectStore for ShardGate {
-    fn get(&self, key: &str) -> crate::store::StoreResult<Vec<u8>> {
-        self.inner.get(key)
-    }
-    fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> crate::store::StoreResult<Vec<u8>> {
-        self.inner.get_range(key, range)
-    }
-    fn put(&self, key: &str, body: &[u8]) -> crate::store::StoreResult<()> {
-        let shard = key.starts_with(checkpoint::CHECKPOINT_PREFIX) && !key.ends_with("index");
-        if shard && std::mem::take(&mut self.state.lock().unwrap().0) {
-            self.set(|s| s.1 = true);
-            self.wait_until(|s| s.2);
-        }
-        self.inner.put(key, body)
-    }
-    fn put_if_absent(&self, key: &str, body: &[u8]) -> crate::store::StoreResult<()> {
-        self.inner.put_if_absent(key, body)
-    }
-    fn put_if_match(&self, key: &str, body: &[u8], etag: &str) -> crate::store::StoreResult<()> {
-        self.inner.put_if_match(key, body, etag)
-    }
-    fn delete(&self, key: &str) -> crate::store::StoreResult<()> {
-        self.inner.delete(key)
-    }
-    fn list(&self, prefix: &str) -> crate::store::StoreResult<Vec<crate::store::ObjectInfo>> {
-        self.inner.list(prefix)
-    }
-    fn head(&self, key: &str) -> crate::store::StoreResult<Option<crate::store::ObjectInfo>> {
-        self.inner.head(key)
-    }
-}
-
 /// A checkpoint is the state at the seq it names, whatever changes while it
 /// is written (those land in the journal after it, then in the next
 /// checkpoint), and a crash between the two replays them.
 #[test]
 fn a_checkpoint_is_a_consistent_cut_and_later_writes_replay_after_a_crash() {
     let vol = Vol::new();
-    let gate = Arc::new(ShardGate::new(vol.mem.clone()));
+    let (gate, store) = ShardGate::over(vol.mem.clone());
     let opts = EngineOptions {
         commit_interval: Duration::from_millis(20),
         retire_grace: Duration::ZERO,
         ..EngineOptions::default()
     };
-    let e = vol.open_on(gate.clone(), opts.clone());
+    let e = vol.open_on(store, opts.clone());
     let (a, id) = add_file(&e, "a", b"before the checkpoint");
     e.wait_durable(id).unwrap();
 

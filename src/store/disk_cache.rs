@@ -56,7 +56,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use log::{info, warn};
 
-use super::{ObjectInfo, ObjectStore, StoreResult};
+use super::{ObjectInfo, ObjectStore, RangeSink, StoreResult};
 use index::{BlockId, Index};
 
 /// Bytes of an object per cache file: mountpoint-s3's block size, and an
@@ -562,9 +562,17 @@ impl<S: ObjectStore> DiskCachedStore<S> {
         DiskCachedStore { inner, cache }
     }
 
-    /// The bytes `range` of pack `key`, from disk where the blocks hold
-    /// them, else with one ranged GET for the missing blocks.
-    fn cached_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>> {
+    /// Hands the bytes `range` of pack `key` to `sink` in order: from disk
+    /// where the blocks hold them, else with one ranged GET for the missing
+    /// blocks, kept on disk block by block as they pass. Never more than a
+    /// block is held here, so a run costs the cache only what the reader
+    /// reserved for it.
+    fn cached_range_to(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        sink: &mut RangeSink,
+    ) -> StoreResult<()> {
         let c = &self.cache;
         let b = c.block;
         let (first, last) = (range.start / b, (range.end - 1) / b);
@@ -581,73 +589,146 @@ impl<S: ObjectStore> DiskCachedStore<S> {
         };
         let held_of = |n: u64| held[(n - first) as usize];
         let missing: Vec<u64> = (first..=last).filter(|&n| held_of(n) < need(n)).collect();
-        let (fetched, fetch_start) = match (missing.first(), missing.last()) {
+        let fetch = match (missing.first(), missing.last()) {
             (Some(&m1), Some(&m2)) => {
                 c.misses.fetch_add(1, Ordering::Relaxed);
-                let start = m1 * b + held_of(m1);
-                let end = range.end.min((m2 + 1) * b);
-                (Some(self.inner.get_range(key, start..end)?), start)
+                m1 * b + held_of(m1)..range.end.min((m2 + 1) * b)
             }
             _ => {
                 c.hits.fetch_add(1, Ordering::Relaxed);
-                (None, range.end)
+                range.end..range.end
             }
         };
-        let fetch_end = fetched
-            .as_ref()
-            .map_or(fetch_start, |f| fetch_start + f.len() as u64);
-        if fetch_start == range.start && fetch_end == range.end {
-            if let Some(f) = fetched {
-                // All of it came from the store (a cold read): no copy.
-                self.keep(key, fetch_start, &f, seen);
-                return Ok(f);
-            }
-        }
-        let mut out = Vec::with_capacity((range.end - range.start) as usize);
+        let mut block = Vec::new();
         let mut pos = range.start;
         while pos < range.end {
-            if let Some(f) = fetched
-                .as_ref()
-                .filter(|_| (fetch_start..fetch_end).contains(&pos))
-            {
-                let to = fetch_end.min(range.end);
-                out.extend_from_slice(
-                    &f[(pos - fetch_start) as usize..(to - fetch_start) as usize],
-                );
-                pos = to;
+            if fetch.contains(&pos) {
+                // The GET starts where the first missing block's prefix
+                // ends, which may be before `range`: those bytes are kept
+                // but not handed over.
+                let mut keeper = Keeper::new(self, key, fetch.start, seen);
+                self.inner
+                    .get_range_to(key, fetch.clone(), &mut |at, bytes| {
+                        keeper.take(at, bytes);
+                        let at = fetch.start + at;
+                        let cut = range.start.saturating_sub(at).min(bytes.len() as u64);
+                        if cut < bytes.len() as u64 {
+                            sink(at + cut - range.start, &bytes[cut as usize..]);
+                        }
+                    })?;
+                keeper.finish();
+                pos = fetch.end;
                 continue;
             }
             let n = pos / b;
             let mut to = range.end.min((n + 1) * b);
-            if pos < fetch_start {
-                to = to.min(fetch_start);
+            if pos < fetch.start {
+                to = to.min(fetch.start);
             }
+            block.clear();
             let touch = touch[(n - first) as usize];
-            if !c.read_block(&id(n), pos - n * b, to - n * b, touch, &mut out) {
-                // Unreadable, and dropped: the store answers for it all.
-                return self.inner.get_range(key, range);
+            if !c.read_block(&id(n), pos - n * b, to - n * b, touch, &mut block) {
+                // Unreadable, and dropped: the store answers for it all,
+                // from the start (a sink takes bytes again from 0).
+                return self.inner.get_range_to(key, range, sink);
             }
+            sink(pos - range.start, &block);
             pos = to;
         }
-        if let Some(f) = &fetched {
-            self.keep(key, fetch_start, f, seen);
-        }
-        Ok(out)
+        Ok(())
     }
 
     /// Stores `fetched`, bytes `start ..` of `key` fetched after noting
     /// generation `seen`, block by block.
     fn keep(&self, key: &str, start: u64, fetched: &[u8], seen: u64) {
-        let b = self.cache.block;
-        let end = start + fetched.len() as u64;
-        let mut at = start;
-        while at < end {
-            let n = at / b;
-            let to = end.min((n + 1) * b);
-            let part = &fetched[(at - start) as usize..(to - start) as usize];
-            self.cache
-                .store_block((key.to_owned(), n), at - n * b, part, Store::Fetched(seen));
-            at = to;
+        let mut keeper = Keeper::new(self, key, start, seen);
+        keeper.take(0, fetched);
+        keeper.finish();
+    }
+}
+
+/// Collects the bytes of a GET as they pass and stores each block once it
+/// is whole (the last one as far as it came). A block goes to the page
+/// cache, not to the disk, so storing it on the receiving thread costs
+/// less than holding the whole range to store it after.
+///
+/// A GET that starts inside a block can only extend what that block holds
+/// (`DiskCache::store_block`), and the GET before it, which brings the
+/// block's start, is often still under way: that first piece waits until
+/// this GET is done.
+struct Keeper<'a, S> {
+    store: &'a DiskCachedStore<S>,
+    key: &'a str,
+    /// Where the GET starts in the object, and where `buf` does.
+    start: u64,
+    buf_at: u64,
+    buf: Vec<u8>,
+    /// The piece of a block the GET started inside, and where it starts.
+    head: Option<(u64, Vec<u8>)>,
+    seen: u64,
+}
+
+impl<'a, S: ObjectStore> Keeper<'a, S> {
+    fn new(store: &'a DiskCachedStore<S>, key: &'a str, start: u64, seen: u64) -> Self {
+        Keeper {
+            store,
+            key,
+            start,
+            buf_at: start,
+            buf: Vec::new(),
+            head: None,
+            seen,
+        }
+    }
+
+    /// Takes `bytes` at offset `at` of the GET.
+    fn take(&mut self, at: u64, mut bytes: &[u8]) {
+        let mut pos = self.start + at;
+        if pos != self.buf_at + self.buf.len() as u64 {
+            // A retried GET starts again: the blocks stored stay (they
+            // are skipped when offered again), the partial one is rebuilt.
+            self.buf.clear();
+            self.buf_at = pos;
+        }
+        let b = self.store.cache.block;
+        while !bytes.is_empty() {
+            let block_end = (pos / b + 1) * b;
+            let take = ((block_end - pos) as usize).min(bytes.len());
+            self.buf.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            pos += take as u64;
+            if pos == block_end {
+                self.flush();
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let at = self.buf_at;
+        self.buf_at += self.buf.len() as u64;
+        if at == self.start && at % self.store.cache.block != 0 {
+            self.head = Some((at, std::mem::take(&mut self.buf)));
+            return;
+        }
+        self.store_piece(at, &self.buf);
+        self.buf.clear();
+    }
+
+    fn store_piece(&self, at: u64, bytes: &[u8]) {
+        let b = self.store.cache.block;
+        let n = at / b;
+        let how = Store::Fetched(self.seen);
+        let id = (self.key.to_owned(), n);
+        self.store.cache.store_block(id, at - n * b, bytes, how);
+    }
+
+    fn finish(mut self) {
+        self.flush();
+        if let Some((at, bytes)) = self.head.take() {
+            self.store_piece(at, &bytes);
         }
     }
 }
@@ -663,7 +744,18 @@ impl<S: ObjectStore> ObjectStore for DiskCachedStore<S> {
         if !cacheable(key) || range.start >= range.end {
             return self.inner.get_range(key, range);
         }
-        self.cached_range(key, range)
+        let mut out = Vec::with_capacity((range.end - range.start) as usize);
+        self.cached_range_to(key, range, &mut |at, b| {
+            out.truncate(at as usize);
+            out.extend_from_slice(b);
+        })?;
+        Ok(out)
+    }
+    fn get_range_to(&self, key: &str, range: Range<u64>, sink: &mut RangeSink) -> StoreResult<()> {
+        if !cacheable(key) || range.start >= range.end {
+            return self.inner.get_range_to(key, range, sink);
+        }
+        self.cached_range_to(key, range, sink)
     }
     fn put(&self, key: &str, body: &[u8]) -> StoreResult<()> {
         self.inner.put(key, body)?;

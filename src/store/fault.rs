@@ -26,6 +26,11 @@
 //!    is returned and the lost answer is still spent.
 //!
 //! `heal` clears all three; the count of injected faults survives it.
+//!
+//! A test can also run steps of its own at each call, outside the plan's
+//! lock: [`FaultPlan::before_each`] (hold a call at a gate, then let the
+//! rules above decide it) and [`FaultPlan::after_each`] (change the inner
+//! store once the call has read it, racing the caller).
 
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -72,6 +77,20 @@ struct PlanState {
     /// Pending lost answers: (op, key prefix), each spent by one call.
     lost_answers: Vec<(Op, String)>,
     injected: u64,
+    before: Option<Hook>,
+    after: Option<Hook>,
+}
+
+/// A test's step at a call: its op and key (for `list`, the prefix).
+#[derive(Clone)]
+struct Hook(Arc<HookFn>);
+
+type HookFn = dyn Fn(Op, &str) + Send + Sync;
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
 }
 
 #[derive(Debug)]
@@ -134,6 +153,23 @@ impl FaultPlan {
     /// whose key starts with `key_prefix`.
     pub fn lose_answer_on_next_matching(&self, op: Op, key_prefix: &str) {
         self.state().lost_answers.push((op, key_prefix.into()));
+    }
+
+    /// Runs `hook` before each call, ahead of the rules: it may block.
+    /// Replaces an earlier one; `heal` keeps it.
+    pub fn before_each(&self, hook: impl Fn(Op, &str) + Send + Sync + 'static) {
+        self.state().before = Some(Hook(Arc::new(hook)));
+    }
+
+    /// Runs `hook` after each call that reached the inner store, before
+    /// its answer returns. Replaces an earlier one; `heal` keeps it.
+    pub fn after_each(&self, hook: impl Fn(Op, &str) + Send + Sync + 'static) {
+        self.state().after = Some(Hook(Arc::new(hook)));
+    }
+
+    fn hooks(&self) -> (Option<Hook>, Option<Hook>) {
+        let state = self.state();
+        (state.before.clone(), state.after.clone())
     }
 
     /// Clear every planned fault.
@@ -240,14 +276,24 @@ impl<S: ObjectStore> FaultStore<S> {
             op,
             key: key.into(),
         };
+        let (before, after) = self.plan.hooks();
+        if let Some(Hook(hook)) = before {
+            hook(op, key);
+        }
+        let reached = |answer: StoreResult<T>| {
+            if let Some(Hook(hook)) = &after {
+                hook(op, key);
+            }
+            answer
+        };
         match self.plan.decide(op, key) {
-            Verdict::Pass => f(&self.inner),
+            Verdict::Pass => reached(f(&self.inner)),
             Verdict::Fail => Err(injected()),
             Verdict::Deny => Err(StoreError::AccessDenied {
                 key: key.into(),
                 reason: format!("injected refusal of {op:?}"),
             }),
-            Verdict::LoseAnswer => f(&self.inner).and_then(|_| Err(injected())),
+            Verdict::LoseAnswer => reached(f(&self.inner)).and_then(|_| Err(injected())),
         }
     }
 }
@@ -450,5 +496,39 @@ mod tests {
         assert!(store.get("a").is_err());
         assert!(store.get("a").is_ok());
         assert!(Op::Delete.is_mutation() && !Op::Head.is_mutation());
+    }
+
+    #[test]
+    fn hooks_run_before_the_rules_and_after_the_inner_call() {
+        let (mem, fault, plan) = fresh();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let before_mem = mem.clone();
+        plan.before_each(move |op, key| {
+            log.lock().unwrap().push(format!("{op:?} {key}"));
+            if op == Op::Get {
+                before_mem.put(key, b"made before").unwrap();
+            }
+        });
+        let after_mem = mem.clone();
+        plan.after_each(move |op, prefix| {
+            if op == Op::List {
+                after_mem.put(&format!("{prefix}late"), b"").unwrap();
+            }
+        });
+        assert_eq!(fault.get("g").unwrap(), b"made before");
+        assert_eq!(fault.list("p/").unwrap().len(), 0, "listed before the hook");
+        assert_eq!(fault.list("p/").unwrap().len(), 1);
+        plan.fail_matching(&[Op::Put], "", 1);
+        assert!(is_injected(fault.put("q", b"1"), Op::Put, "q"));
+        assert!(
+            mem.list("q").unwrap().is_empty(),
+            "the failed put never reached the store"
+        );
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["Get g", "List p/", "List p/", "Put q"],
+            "the before-hook runs for failed calls too"
+        );
     }
 }

@@ -270,8 +270,9 @@ pub trait ObjectStore: Send + Sync {
     fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Vec<u8>>;
     /// [`ObjectStore::get_range`], handing the bytes to `sink` as they
     /// arrive: `sink(at, bytes)` with `at` counted from `range.start`, in
-    /// order. A retried attempt starts again from `at = 0`, so a sink must
-    /// take bytes it has seen before. Lets a reader open each sealed
+    /// order. A retried attempt starts again from an earlier `at` (0, or
+    /// where a cache's part of the range ended), so a sink must take bytes
+    /// it has seen before. Lets a reader open each sealed
     /// segment while the rest is still on the wire, with no buffer for the
     /// whole range. Wrappers forward it; the default reads the whole range
     /// first.

@@ -443,6 +443,29 @@ fn range_total(content_range: Option<&str>) -> Option<u64> {
     content_range?.rsplit_once('/')?.1.parse().ok()
 }
 
+/// `bytes a-b/total` → the first and last byte sent.
+fn range_sent(content_range: &str) -> Option<(u64, u64)> {
+    let (span, _) = content_range.strip_prefix("bytes ")?.split_once('/')?;
+    let (a, b) = span.split_once('-')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// A ranged answer must start where asked and end inside the range: bytes
+/// from elsewhere would be fed to the reader as if they were the range.
+fn check_range_sent(key: &str, range: &Range<u64>, content_range: Option<&str>) -> StoreResult<()> {
+    let Some(header) = content_range else {
+        return Ok(());
+    };
+    match range_sent(header) {
+        Some((a, b)) if a == range.start && b < range.end && a <= b => Ok(()),
+        _ => Err(StoreError::io(
+            key,
+            io::ErrorKind::InvalidData,
+            format!("the server answered {header:?} for bytes {range:?}"),
+        )),
+    }
+}
+
 impl ObjectStore for S3Store {
     fn get(&self, key: &str) -> StoreResult<Vec<u8>> {
         check_key(key)?;
@@ -526,20 +549,26 @@ impl ObjectStore for S3Store {
             async move {
                 let out = req.send().await.map_err(classify)?;
                 let total = range_total(out.content_range());
+                if let Err(e) =
+                    check_range_sent(key, &(range.start..range.end), out.content_range())
+                {
+                    return Ok(Err(e));
+                }
                 // No Content-Range: the server sent the whole object.
                 let skip = match total {
                     Some(_) => 0,
                     None => range.start,
                 };
                 let sent = body::stream(out.body, skip, len, sink).await?;
-                Ok(match total {
+                Ok(Ok(match total {
                     Some(t) => (t, sent),
                     None => (sent, sent.saturating_sub(skip).min(len)),
-                })
+                }))
             }
         });
         match res {
-            Ok((total, got)) => {
+            Ok(Err(misplaced)) => Err(misplaced),
+            Ok(Ok((total, got))) => {
                 check_range(key, &range, total)?;
                 if got != len {
                     return Err(StoreError::io(

@@ -17,7 +17,7 @@ use std::time::Duration;
 use super::*;
 use crate::fs::{FsError, FsResult, Kind};
 use crate::meta::journal::journal_key;
-use crate::store::{FaultStore, MemoryStore, Op};
+use crate::store::{FaultPlan, FaultStore, MemoryStore, Op};
 
 /// What the workload has promised so far; read after a crash.
 #[derive(Clone, Debug, Default)]
@@ -472,11 +472,11 @@ fn replayed_journal_segment_fails_the_mount() {
     fs.shutdown().unwrap();
 }
 
-/// A store whose PUTs under `data/` can be held at a gate, so a test can
-/// change a file while its pack upload is in flight.
+/// PUTs under `data/` held at a gate, so a test can change a file while its
+/// pack upload is in flight.
 #[derive(Clone, Default)]
 struct Gate {
-    inner: MemoryStore,
+    plan: FaultPlan,
     state: Arc<(Mutex<GateState>, std::sync::Condvar)>,
 }
 
@@ -486,11 +486,37 @@ struct GateState {
     /// Held PUTs allowed through.
     passes: u32,
     waiting: u32,
-    /// Held and later PUTs fail (the process died).
+    /// Held PUTs go on, to fail by the plan (the process died).
     dead: bool,
 }
 
 impl Gate {
+    /// `inner` behind the gate.
+    fn over(inner: MemoryStore) -> (Gate, FaultStore<MemoryStore>) {
+        let gate = Gate::default();
+        let store = FaultStore::with_plan(inner, gate.plan.clone());
+        let state = Arc::clone(&gate.state);
+        gate.plan.before_each(move |op, key| {
+            if op != Op::Put || !key.starts_with("data/") {
+                return;
+            }
+            let (m, cv) = &*state;
+            let mut s = m.lock().unwrap();
+            if s.closed && !s.dead {
+                s.waiting += 1;
+                cv.notify_all();
+                while !s.dead && s.passes == 0 {
+                    s = cv.wait(s).unwrap();
+                }
+                s.waiting -= 1;
+                if !s.dead {
+                    s.passes -= 1;
+                }
+            }
+        });
+        (gate, store)
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut GateState) -> T) -> T {
         let r = f(&mut self.state.0.lock().unwrap());
         self.state.1.notify_all();
@@ -501,7 +527,9 @@ impl Gate {
         self.with(|s| s.closed = true);
     }
 
+    /// The held PUTs and every later one under `data/` fail.
     fn kill(&self) {
+        self.plan.fail_matching(&[Op::Put], "data/", u32::MAX);
         self.with(|s| s.dead = true);
     }
 
@@ -521,57 +549,6 @@ impl Gate {
     }
 }
 
-impl crate::store::ObjectStore for Gate {
-    fn get(&self, key: &str) -> crate::store::StoreResult<Vec<u8>> {
-        self.inner.get(key)
-    }
-    fn put_if_match(&self, key: &str, body: &[u8], etag: &str) -> crate::store::StoreResult<()> {
-        self.inner.put_if_match(key, body, etag)
-    }
-    fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> crate::store::StoreResult<Vec<u8>> {
-        self.inner.get_range(key, range)
-    }
-    fn put(&self, key: &str, body: &[u8]) -> crate::store::StoreResult<()> {
-        if key.starts_with("data/") {
-            let dead = crate::store::StoreError::Injected {
-                op: Op::Put,
-                key: key.into(),
-            };
-            let (m, cv) = &*self.state;
-            let mut s = m.lock().unwrap();
-            if s.closed || s.dead {
-                s.waiting += 1;
-                cv.notify_all();
-                while !s.dead && s.passes == 0 {
-                    s = cv.wait(s).unwrap();
-                }
-                s.waiting -= 1;
-                if s.dead {
-                    return Err(dead);
-                }
-                s.passes -= 1;
-            }
-        }
-        self.inner.put(key, body)
-    }
-    fn put_if_absent(&self, key: &str, body: &[u8]) -> crate::store::StoreResult<()> {
-        self.inner.put_if_absent(key, body)
-    }
-    fn delete(&self, key: &str) -> crate::store::StoreResult<()> {
-        self.inner.delete(key)
-    }
-    fn list(&self, prefix: &str) -> crate::store::StoreResult<Vec<crate::store::ObjectInfo>> {
-        self.inner.list(prefix)
-    }
-    fn head(&self, key: &str) -> crate::store::StoreResult<Option<crate::store::ObjectInfo>> {
-        self.inner.head(key)
-    }
-}
-
 /// A chunk rewritten while its pack uploads is mapped (older version) but
 /// stays dirty, so the size journaled with it is clamped below the data it
 /// maps. After a crash the file has the clamped size and a chunk map
@@ -579,8 +556,9 @@ impl crate::store::ObjectStore for Gate {
 /// zeros belong. Found by the model test (seed 106, chunk 64 KiB).
 #[test]
 fn crash_never_leaves_mapped_bytes_past_eof() {
-    let gate = Gate::default();
-    let vol = Vol::create(gate.inner.clone(), Arc::new(gate.clone()), 65536);
+    let mem = MemoryStore::new();
+    let (gate, store) = Gate::over(mem.clone());
+    let vol = Vol::create(mem, Arc::new(store), 65536);
     let fs = vol.mount_with(packs_only(quiet()));
     let size = 16 * 65536 + 38_926;
     let f = put_file(&fs, "f", &pattern(size, 1));

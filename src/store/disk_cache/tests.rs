@@ -483,3 +483,38 @@ fn a_hit_sets_a_blocks_time_once_per_mount() {
     assert_eq!(mtime(), long_ago, "later hits leave it");
     assert_eq!(counted.counts().reads(), 0);
 }
+
+/// A streamed read hands bytes over as they come, never more than a block
+/// at a time from disk, and keeps what it fetched for the next one.
+#[test]
+fn streamed_reads_come_block_by_block_and_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = MemoryStore::new();
+    let obj = body(1000, 3);
+    mem.put(KEY, &obj).unwrap();
+    let (s, counted, _) = stack(dir.path(), &mem, 1 << 20, 64);
+    let streamed = |range: Range<u64>| {
+        let (mut got, mut largest) = (Vec::new(), 0);
+        s.get_range_to(KEY, range, &mut |at, b| {
+            assert_eq!(at, got.len() as u64, "in order");
+            got.extend_from_slice(b);
+            largest = largest.max(b.len());
+        })
+        .unwrap();
+        (got, largest)
+    };
+    // A prefix first, so the next read is part disk, part store; its GET
+    // starts where block 1's prefix ends, before the range it serves.
+    assert_eq!(streamed(0..100).0, obj[0..100]);
+    counted.reset();
+    assert_eq!(streamed(110..900).0, obj[110..900]);
+    assert_eq!(counted.counts().bytes_read, 800);
+    counted.reset();
+    assert_eq!(streamed(5..990).0, obj[5..990]);
+    assert_eq!(counted.counts().reads(), 1, "only the tail past 900");
+    counted.reset();
+    let (got, largest) = streamed(0..1000);
+    assert_eq!(got, obj);
+    assert_eq!(counted.counts().reads(), 1, "only the last 10 bytes");
+    assert!(largest <= 64, "{largest} bytes from disk in one piece");
+}

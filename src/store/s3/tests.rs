@@ -467,3 +467,29 @@ fn dropping_the_store_stops_its_threads() {
     drop(store);
     assert!(!threads().contains(&name), "{name} outlived the store");
 }
+
+/// A server that answers a ranged GET with other bytes than those asked
+/// (a broken cache or gateway in front of the bucket) is caught by the
+/// Content-Range it sends, before its bytes reach a reader.
+#[test]
+fn a_content_range_other_than_asked_is_refused() {
+    let asked = 100..200;
+    for fine in ["bytes 100-199/1000", "bytes 100-149/150"] {
+        assert!(check_range_sent("k", &asked, Some(fine)).is_ok(), "{fine}");
+    }
+    assert!(
+        check_range_sent("k", &asked, None).is_ok(),
+        "no header: the whole object"
+    );
+    for wrong in [
+        "bytes 0-99/1000",
+        "bytes 101-200/1000",
+        "bytes 100-299/1000",
+        "bytes 150-120/1000",
+        "bytes */1000",
+        "items 100-199/1000",
+    ] {
+        let e = check_range_sent("k", &asked, Some(wrong)).unwrap_err();
+        assert_eq!(io_kind(e), ErrorKind::InvalidData, "{wrong}");
+    }
+}
