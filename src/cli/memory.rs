@@ -75,7 +75,9 @@ fn govern_loop(limit: u64, heap_in_use: impl Fn(u64) -> bool) {
     const SLOW: Duration = Duration::from_secs(5);
     let mut trim_wait = CHECK;
     let mut since_trim = Duration::ZERO;
-    for check in 0u32.. {
+    let mut check: u32 = 0;
+    loop {
+        check = check.wrapping_add(1);
         std::thread::sleep(CHECK);
         since_trim += CHECK;
         if check % COUNT_EVERY == 0 {
