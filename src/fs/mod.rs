@@ -281,6 +281,7 @@ impl Fs {
             cache_budget_bytes: cache.budget(),
             cache_clean_bytes: cache.clean_bytes(),
             cache_dirty_bytes: cache.dirty_bytes(),
+            cache_outside_bytes: cache.budget() - cache.room(),
             uploading: cache.any_in_flight(),
             open_handles: self.handles.len() as u64,
         }
