@@ -178,6 +178,15 @@ impl Cache {
         self.clean.get(&key).cloned()
     }
 
+    /// Moves clean chunks `first .. end` of `ino` to the LRU's cold end, in
+    /// order (the last one coldest): a streaming reader has taken them,
+    /// and read-ahead it has not taken yet must outlive them.
+    pub fn taken(&mut self, ino: u64, first: u64, end: u64) {
+        for chunk in first..end {
+            self.clean.demote(&(ino, chunk));
+        }
+    }
+
     /// Is `key` held, clean or dirty? Leaves the LRU order alone.
     pub fn contains(&self, key: ChunkKey) -> bool {
         self.dirty.contains_key(&key) || self.clean.contains(&key)

@@ -40,16 +40,29 @@ impl Fs {
         };
         let (window, plan) = self.next_window(fh, &span);
         let window = window as u64;
+        let streaming = plan.is_some();
         if let Some(plan) = plan {
             self.read_ahead(ino, fh, plan);
         }
         let (first, count) = chunk_span(span.offset, span.end - span.offset, self.chunk_size);
-        self.assemble(&span, |chunk| {
+        let out = self.assemble(&span, |chunk| {
             // One GET covers the rest of this request, or the read-ahead
             // window if that is larger.
             let wanted = (first + count - chunk).max(window);
             self.chunk_content(ino, chunk, wanted)
-        })
+        })?;
+        if streaming {
+            self.taken(ino, &span);
+        }
+        Ok(out)
+    }
+
+    /// A streaming reader took `span`: its whole chunks go to the cache's
+    /// cold end, so read-ahead not yet taken is evicted after them.
+    fn taken(&self, ino: u64, span: &Span) {
+        let cs = self.chunk_size as u64;
+        self.cache()
+            .taken(ino, span.offset.div_ceil(cs), span.end / cs);
     }
 
     /// [`Fs::read`] answered from memory alone: `None` when it would wait
