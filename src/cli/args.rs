@@ -382,8 +382,10 @@ pub struct MountArgs {
     /// Mount options, comma separated (every flag has a spelling here).
     #[arg(short = 'o', value_name = "OPTS", long_help = mount_options::long_help())]
     pub options: Vec<String>,
-    /// Plaintext cache budget: clean, dirty and read-ahead data [default:
-    /// 1/16 of RAM, from 32M to 256M].
+    /// Memory budget: cached data (clean, dirty, read-ahead) and what
+    /// the daemon's heap holds besides, such as the namespace (about
+    /// 250 B per inode), which takes from the cache down to a quarter of
+    /// the budget [default: 1/16 of RAM, from 32M to 256M].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub cache_size: Option<u64>,
     /// Keep the ciphertext of data read from S3 (and written to it) in

@@ -48,6 +48,7 @@ pub mod kms;
 pub mod location;
 pub mod lock;
 pub mod logging;
+pub mod memory;
 pub mod mount;
 pub mod mount_options;
 pub mod mounts;
@@ -91,7 +92,7 @@ pub fn main() -> i32 {
         Command::Manpages(a) => help::manpages(&a.dir),
         Command::Init(a) => init::run(a, env_pass, config),
         Command::Mount(a) => {
-            process::limit_malloc_arenas();
+            memory::limit_malloc_arenas();
             mount::run(a, env_pass, config)
         }
         Command::Unmount(a) => unmount::run(a),

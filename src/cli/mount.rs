@@ -48,6 +48,7 @@ use super::config::Config;
 use super::daemon::{self, Forked, Readiness};
 use super::error::{CliError, CliResult, EXIT_BUSY};
 use super::location::{LockGuard, StoreSpec};
+use super::memory;
 use super::mount_options::MountRequest;
 use super::passphrase::Passphrase;
 use super::process::{self, ShutdownSignals};
@@ -253,10 +254,6 @@ fn prepare_mount_point(path: &Path, nonempty: bool) -> CliResult<PathBuf> {
     Ok(canonical)
 }
 
-/// Resident memory beyond the cache budget before the heap is trimmed
-/// (docs/BENCHMARKS.md's bound is the budget + 32 MiB).
-const TRIM_HEADROOM: u64 = 16 << 20;
-
 fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
     let Plan {
         anchors,
@@ -274,9 +271,6 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
     } = plan;
     process::set_process_name();
     let signals = ShutdownSignals::block()?;
-    // The cache's budget plus what the daemon holds beside it (namespace,
-    // threads, replies): freed memory above that goes back to the kernel.
-    process::trim_heap_above(fs_opts.cache_bytes + TRIM_HEADROOM);
 
     // The lease holder renews on its own schedule with single attempts;
     // the filesystem's calls pass the lease's gate on every attempt and
@@ -297,6 +291,7 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
         Some(c) => Arc::new(DiskCachedStore::new(store, Arc::clone(c))),
         None => store,
     };
+    let budget = fs_opts.cache_bytes;
     let fs = match Fs::mount(Arc::clone(&store), &header, &ring, fs_opts) {
         Ok(fs) => fs,
         Err(e) => {
@@ -306,6 +301,13 @@ fn serve(plan: Plan, ready: &mut Readiness) -> CliResult<()> {
             return Err(CliError::from(e));
         }
     };
+    let governed = Arc::downgrade(&fs);
+    memory::govern(budget, move |in_use| {
+        governed
+            .upgrade()
+            .map(|fs| fs.note_heap_in_use(in_use))
+            .is_some()
+    });
     let writer = holder.is_some();
     let audit_key = header.keys(&ring).audit;
     if let Some(h) = &holder {

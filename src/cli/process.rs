@@ -8,8 +8,6 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-#[cfg(target_env = "gnu")]
-use std::time::Duration;
 
 use super::error::{CliError, CliResult};
 
@@ -36,82 +34,6 @@ pub fn forbid_core_dumps() -> CliResult<()> {
         return Err(os_error("cannot mark the process non-dumpable"));
     }
     Ok(())
-}
-
-/// One malloc arena for the whole process. glibc gives each busy thread its
-/// own arena, and chunk buffers freed by another thread than the one that
-/// allocated them leave every arena holding freed memory: with the default,
-/// a daemon with a 256 MiB cache peaked at 465 MiB RSS reading 1 GiB, with
-/// one arena at 284 MiB. The lock is uncontended at a few thousand
-/// allocations a second. Call before any thread exists (inherited by fork).
-pub fn limit_malloc_arenas() {
-    #[cfg(target_env = "gnu")]
-    const MMAP_THRESHOLD: libc::c_int = 1 << 20;
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only changes allocator tunables.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-        // Buffers of a MiB and more (pack bodies, FUSE replies) get their
-        // own mappings, returned whole when freed. glibc's default
-        // threshold rises to the largest buffer freed, after which 8 MiB
-        // pack bodies came from the heap and left holes in it.
-        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-    }
-}
-
-/// Gives freed heap memory back to the kernel whenever the daemon's
-/// resident size passes `limit` bytes. With one arena, chunk buffers of
-/// many sizes (small files' chunks, runs, replies) freed among long-lived
-/// allocations leave pages that are free but resident: a `grep -r` over
-/// 43,000 files held 19 MiB so with a 32 MiB cache. `malloc_trim` returns
-/// whole free pages anywhere in the heap. A check is one read of
-/// /proc/self/statm; a trim that frees little makes the next check wait
-/// longer, so a daemon whose live memory is above the limit (a huge
-/// namespace) does not trim in a loop.
-pub fn trim_heap_above(limit: u64) {
-    #[cfg(target_env = "gnu")]
-    {
-        let spawned = std::thread::Builder::new()
-            .name("heap-trim".into())
-            .spawn(move || trim_loop(limit));
-        if let Err(e) = spawned {
-            log::warn!("cannot start the heap trimmer: {e}");
-        }
-    }
-}
-
-#[cfg(target_env = "gnu")]
-fn trim_loop(limit: u64) {
-    const QUICK: Duration = Duration::from_millis(200);
-    const SLOW: Duration = Duration::from_secs(5);
-    let mut wait = QUICK;
-    loop {
-        std::thread::sleep(wait);
-        let Some(before) = resident_bytes() else {
-            return;
-        };
-        if before <= limit {
-            wait = QUICK;
-            continue;
-        }
-        // SAFETY: malloc_trim only releases free memory of the allocator.
-        unsafe { libc::malloc_trim(0) };
-        let freed = before.saturating_sub(resident_bytes().unwrap_or(before));
-        wait = match freed >= 4 << 20 {
-            true => QUICK,
-            false => (wait * 2).min(SLOW),
-        };
-    }
-}
-
-/// The process's resident size (VmRSS) in bytes.
-#[cfg(target_env = "gnu")]
-fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * u64::try_from(page).ok()?)
 }
 
 /// Names the calling thread (the main thread names the process).

@@ -36,6 +36,10 @@ pub struct StatusReport {
     pub cache_budget_bytes: u64,
     pub cache_clean_bytes: u64,
     pub cache_dirty_bytes: u64,
+    /// What the heap outside the cache (the namespace first) takes off
+    /// the budget (0 from a daemon that does not say).
+    #[serde(default)]
+    pub cache_outside_bytes: u64,
     pub uploading: bool,
     pub open_handles: u64,
     /// Changes applied that no commit has made durable yet.
@@ -138,10 +142,14 @@ fn text(r: &StatusReport) -> String {
         if r.locked { "YES" } else { "no" }
     ));
     out.push(format!(
-        "  cache:     {} dirty, {} clean of {}{}; {} open",
+        "  cache:     {} dirty, {} clean of {}{}{}; {} open",
         human_bytes(r.cache_dirty_bytes),
         human_bytes(r.cache_clean_bytes),
         human_bytes(r.cache_budget_bytes),
+        match r.cache_outside_bytes {
+            0 => String::new(),
+            n => format!(" less {} of other heap", human_bytes(n)),
+        },
         if r.uploading { ", uploading" } else { "" },
         r.open_handles
     ));

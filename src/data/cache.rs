@@ -17,10 +17,21 @@
 //!   chunk; the cache's own lock is never held across store I/O.
 //! - Clean chunks count their buffers' capacity against the budget (what
 //!   they hold in memory); dirty ones their length (what a pack takes).
+//! - A chunk made clean by its flush is the first to go: it enters the LRU
+//!   at its cold end, so a long write does not evict what readers fetched
+//!   and have not read yet.
 //! - Background read-ahead reserves the bytes its fetches hold while under
 //!   way (the sealed body and its plaintext); reserved bytes count against
 //!   the budget like cached ones, so streaming never takes the daemon's
 //!   memory past the budget by the runs in flight.
+//! - What the daemon's heap holds outside the cache (the namespace, the
+//!   cache's own entries and maps, handles, audit records) is measured
+//!   (`set_heap_in_use`) and counted against the budget too: the cache
+//!   gets the `room` left, never less than a quarter of the budget.
+//! - A flush reserves its sealed body (`reserve_flush`) only while dirty
+//!   data and flush reservations together leave a quarter of the room to
+//!   clean data, unless no other flush holds one (so one always goes on):
+//!   with a small cache, read-ahead is not evicted before it is read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -64,6 +75,10 @@ pub struct Cache {
     budget: u64,
     /// Bytes held by read-ahead fetches under way (see the rules above).
     reserved: u64,
+    /// Bytes held by flushes under way: sealed bodies and their copies.
+    flush_reserved: u64,
+    /// Heap bytes in use outside the cache, as last measured.
+    outside: u64,
     next_version: u64,
     /// Ranged GETs under way: (inode, first chunk) → end chunk. Concurrent
     /// readers of one file (the kernel sends several reads at once) wait
@@ -89,6 +104,8 @@ impl Cache {
             flying: 0,
             budget,
             reserved: 0,
+            flush_reserved: 0,
+            outside: 0,
             next_version: 1,
             fetching: BTreeMap::new(),
         }
@@ -96,6 +113,54 @@ impl Cache {
 
     pub fn budget(&self) -> u64 {
         self.budget
+    }
+
+    /// The budget less what the heap holds outside the cache, but at
+    /// least a quarter of it.
+    pub fn room(&self) -> u64 {
+        self.budget
+            .saturating_sub(self.outside)
+            .max(self.budget / 4)
+    }
+
+    /// Heap bytes in use outside the cache, as last measured.
+    pub fn outside_bytes(&self) -> u64 {
+        self.outside
+    }
+
+    /// Takes the allocator's count of heap bytes in use: what is not the
+    /// cache's own buffers counts against the budget from now on. Buffers
+    /// of a MiB and more are mapped apart from the heap (chunk sizes of
+    /// 1 MiB), so they are not subtracted beyond what is in use. Returns
+    /// whether the room grew (writers waiting for it may go on).
+    pub fn set_heap_in_use(&mut self, in_use: u64) -> bool {
+        let before = self.room();
+        self.outside = in_use.saturating_sub(self.clean_bytes + self.dirty_bytes);
+        self.evict();
+        self.room() > before
+    }
+
+    /// Dirty bytes plus what flushes under way hold: the writers' share.
+    pub fn dirty_and_flushing(&self) -> u64 {
+        self.dirty_bytes + self.flush_reserved
+    }
+
+    /// Reserves `bytes` for a flush's sealed body if that leaves a quarter
+    /// of the room to clean data, or if no other flush holds a
+    /// reservation; returns whether it did.
+    pub fn reserve_flush(&mut self, bytes: u64) -> bool {
+        let after = self.dirty_bytes + self.flush_reserved + bytes;
+        if self.flush_reserved > 0 && after > self.room() - self.room() / 4 {
+            return false;
+        }
+        self.flush_reserved += bytes;
+        self.evict();
+        true
+    }
+
+    /// Gives back what [`Cache::reserve_flush`] held.
+    pub fn release_flush(&mut self, bytes: u64) {
+        self.flush_reserved -= bytes.min(self.flush_reserved);
     }
 
     pub fn dirty_bytes(&self) -> u64 {
@@ -111,6 +176,15 @@ impl Cache {
             return Some(d.data.clone());
         }
         self.clean.get(&key).cloned()
+    }
+
+    /// Moves clean chunks `first .. end` of `ino` to the LRU's cold end, in
+    /// order (the last one coldest): a streaming reader has taken them,
+    /// and read-ahead it has not taken yet must outlive them.
+    pub fn taken(&mut self, ino: u64, first: u64, end: u64) {
+        for chunk in first..end {
+            self.clean.demote(&(ino, chunk));
+        }
     }
 
     /// Is `key` held, clean or dirty? Leaves the LRU order alone.
@@ -147,7 +221,8 @@ impl Cache {
     }
 
     fn evict(&mut self) {
-        while self.clean_bytes + self.dirty_bytes + self.reserved > self.budget {
+        let room = self.room();
+        while self.clean_bytes + self.dirty_bytes + self.reserved + self.flush_reserved > room {
             match self.clean.pop_lru() {
                 Some((key, b)) => {
                     self.clean_keys.remove(&key);
@@ -399,6 +474,10 @@ impl Cache {
             self.dirty_bytes -= d.data.len() as u64;
             self.flying -= d.flight_len;
             self.put_clean(key, d.data);
+            // At the cold end: a writer streaming through the cache does
+            // not push out read-ahead its reader has not taken yet (a read
+            // moves what it takes to the warm end).
+            self.clean.demote(&key);
         }
         true
     }
@@ -569,6 +648,54 @@ mod tests {
         let v = c.take_for_flush(u64::MAX, None, false)[0].version;
         assert!(c.settle((2, 0), v));
         assert_eq!(c.clean_bytes(), 50 + 30);
+    }
+
+    #[test]
+    fn heap_held_outside_the_cache_counts_against_its_budget() {
+        let mut c = Cache::new(100);
+        c.put_clean((1, 0), Arc::new(vec![0; 40]));
+        c.put_clean((1, 1), Arc::new(vec![0; 40]));
+        // 80 B of buffers and 30 B of namespace in use: over by 10.
+        assert!(!c.set_heap_in_use(110));
+        assert_eq!((c.outside_bytes(), c.room()), (30, 70));
+        assert!(c.get((1, 0)).is_none(), "room made by evicting clean data");
+        assert_eq!(c.clean_bytes(), 40);
+        // However large the rest grows, the cache keeps a quarter.
+        assert!(!c.set_heap_in_use(1000));
+        assert_eq!(c.room(), 25);
+        c.put_clean((1, 2), Arc::new(vec![0; 20]));
+        assert!(c.get((1, 2)).is_some());
+        // It shrinks again: the room comes back.
+        assert!(c.set_heap_in_use(20), "writers are woken");
+        assert_eq!(c.room(), 100);
+    }
+
+    #[test]
+    fn a_second_flush_waits_while_it_would_crowd_out_clean_data() {
+        let mut c = Cache::new(100);
+        c.put_dirty((1, 0), vec![0; 30]);
+        c.put_clean((2, 0), Arc::new(vec![0; 20]));
+        // The first always goes on, even over the three quarters.
+        assert!(c.reserve_flush(50));
+        assert_eq!(c.dirty_and_flushing(), 80);
+        assert!(!c.reserve_flush(10), "80 + 10 leaves less than 25 clean");
+        c.release_flush(50);
+        assert!(c.reserve_flush(20));
+        assert!(c.reserve_flush(20), "30 + 40 leaves a quarter");
+        assert!(c.get((2, 0)).is_some());
+    }
+
+    #[test]
+    fn flushed_chunks_go_before_fetched_ones() {
+        let mut c = Cache::new(100);
+        c.put_clean((1, 0), Arc::new(vec![0; 30]));
+        c.put_dirty((2, 0), vec![0; 30]);
+        let v = c.take_for_flush(u64::MAX, None, false)[0].version;
+        assert!(c.settle((2, 0), v));
+        c.put_clean((1, 1), Arc::new(vec![0; 30]));
+        c.put_clean((1, 2), Arc::new(vec![0; 30]));
+        assert!(c.get((2, 0)).is_none(), "the flushed chunk went first");
+        assert!(c.get((1, 0)).is_some() && c.get((1, 2)).is_some());
     }
 
     #[test]

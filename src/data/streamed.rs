@@ -192,7 +192,9 @@ impl<'a> StreamedRun<'a> {
 pub(super) fn trim(plain: &mut Vec<u8>, len: usize) {
     plain.truncate(len);
     if plain.capacity() - plain.len() > plain.capacity() / 8 {
-        plain.shrink_to_fit();
+        let exact = plain.clone();
+        zeroize::Zeroize::zeroize(plain);
+        *plain = exact;
     }
 }
 

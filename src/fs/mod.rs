@@ -65,7 +65,8 @@ use live::Core;
 
 #[derive(Clone, Debug)]
 pub struct FsOptions {
-    /// Plaintext cache budget in bytes (clean + dirty + read-ahead).
+    /// Memory budget in bytes: clean + dirty + read-ahead data, less the
+    /// heap held outside the cache (`Cache::set_heap_in_use`).
     pub cache_bytes: u64,
     /// How the volume is opened and kept (read-only, commit interval,
     /// checkpoints, garbage, rollback checks, snapshots).
@@ -280,8 +281,18 @@ impl Fs {
             cache_budget_bytes: cache.budget(),
             cache_clean_bytes: cache.clean_bytes(),
             cache_dirty_bytes: cache.dirty_bytes(),
+            cache_outside_bytes: cache.budget() - cache.room(),
             uploading: cache.any_in_flight(),
             open_handles: self.handles.len() as u64,
+        }
+    }
+
+    /// The allocator's heap bytes in use, measured by the daemon: what is
+    /// not the cache's own counts against its budget
+    /// (`Cache::set_heap_in_use`). Writers waiting for room may now fit.
+    pub fn note_heap_in_use(&self, in_use: u64) {
+        if self.cache().set_heap_in_use(in_use) {
+            self.cache_cv.notify_all();
         }
     }
 

@@ -29,6 +29,7 @@
 //!   compaction never caches stale bytes. A failed run is dropped quietly:
 //!   the reader then fetches the chunk itself and reports the failure.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -66,6 +67,9 @@ struct Run {
     /// queue GETs nobody reads).
     fh: u64,
     stream_start: u64,
+    /// Bytes reserved for it in the cache until its chunks are cached
+    /// (handed over under one lock, so they never count twice) or it ends.
+    held: AtomicU64,
 }
 
 /// What a streaming read asks for: chunks `from .. until`, in runs that
@@ -191,6 +195,7 @@ impl Fs {
                     n,
                     fh,
                     stream_start,
+                    held: AtomicU64::new(run_bytes(n, cs)),
                 });
                 c += n;
                 run = (run * 2).min(max_run);
@@ -211,9 +216,10 @@ impl Fs {
         }
     }
 
-    /// The most chunks a stream keeps ahead: a quarter of the cache.
+    /// The most chunks a stream keeps ahead: a quarter of the cache's
+    /// room (its budget less the heap held outside it).
     pub(super) fn ahead_cap(&self) -> u64 {
-        (self.opts.cache_bytes / 4 / self.chunk_size as u64).max(1)
+        (self.cache().room() / 4 / self.chunk_size as u64).max(1)
     }
 
     fn run_ahead(&self, r: Run) {
@@ -229,7 +235,7 @@ impl Fs {
         if wanted != Some(true) {
             return; // readers of its chunks, if any, fetch them themselves
         }
-        if let Err(e) = self.fetch_run(r.ino, r.chunk, r.n, false) {
+        if let Err(e) = self.fetch_run(r.ino, r.chunk, r.n, Some(&r.held)) {
             log::debug!(
                 "read-ahead of chunks {}..{} of inode {} dropped: {e}",
                 r.chunk,
@@ -241,7 +247,7 @@ impl Fs {
 
     /// Gives back a run's reservation and ends its fetch-table entry.
     fn end_run(&self, r: &Run) {
-        self.cache().release(run_bytes(r.n, self.chunk_size as u64));
+        self.cache().release(r.held.swap(0, Ordering::Relaxed));
         drop(FetchDone::new(self, (r.ino, r.chunk)));
     }
 }

@@ -40,16 +40,29 @@ impl Fs {
         };
         let (window, plan) = self.next_window(fh, &span);
         let window = window as u64;
+        let streaming = plan.is_some();
         if let Some(plan) = plan {
             self.read_ahead(ino, fh, plan);
         }
         let (first, count) = chunk_span(span.offset, span.end - span.offset, self.chunk_size);
-        self.assemble(&span, |chunk| {
+        let out = self.assemble(&span, |chunk| {
             // One GET covers the rest of this request, or the read-ahead
             // window if that is larger.
             let wanted = (first + count - chunk).max(window);
             self.chunk_content(ino, chunk, wanted)
-        })
+        })?;
+        if streaming {
+            self.taken(ino, &span);
+        }
+        Ok(out)
+    }
+
+    /// A streaming reader took `span`: its whole chunks go to the cache's
+    /// cold end, so read-ahead not yet taken is evicted after them.
+    fn taken(&self, ino: u64, span: &Span) {
+        let cs = self.chunk_size as u64;
+        self.cache()
+            .taken(ino, span.offset.div_ceil(cs), span.end / cs);
     }
 
     /// [`Fs::read`] answered from memory alone: `None` when it would wait
@@ -188,25 +201,27 @@ impl Fs {
                 return got;
             }
         }
-        match self.fetch_run(ino, chunk, run, true) {
+        match self.fetch_run(ino, chunk, run, None) {
             // Compaction may have moved the chunk and retired its old pack
             // between our map lookup and the GET: look again, once.
-            Err(FsError::Store(e)) if e.is_not_found() => self.fetch_run(ino, chunk, run, true),
+            Err(FsError::Store(e)) if e.is_not_found() => self.fetch_run(ino, chunk, run, None),
             other => other,
         }
     }
 
     /// Fetches up to `readahead` chunks from `chunk` with one ranged GET,
     /// caches them while the map still points at them, and returns the
-    /// first. `report`: a failure raises an alert (a reader's own fetch;
-    /// read-ahead leaves that to the reader).
+    /// first. A reader's own fetch (`held` is `None`) raises an alert when
+    /// it fails; read-ahead leaves that to the reader, and gives back the
+    /// bytes `held` for the run as its chunks are cached.
     pub(super) fn fetch_run(
         &self,
         ino: u64,
         chunk: u64,
         readahead: u64,
-        report: bool,
+        held: Option<&std::sync::atomic::AtomicU64>,
     ) -> FsResult<Option<Buf>> {
+        let report = held.is_none();
         let (extent, skip, n, units) = {
             let l = self.lock();
             let size = self.inode_attr(&l, ino)?.size;
@@ -238,6 +253,9 @@ impl Fs {
             // a fetch that was under way must not fill it again.
             if self.is_locked() {
                 return Ok(first_buf);
+            }
+            if let Some(h) = held {
+                cache.release(h.swap(0, std::sync::atomic::Ordering::Relaxed));
             }
             for (i, buf) in bufs.into_iter().enumerate() {
                 cache.put_clean((ino, chunk + i as u64), buf);

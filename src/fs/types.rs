@@ -79,6 +79,8 @@ pub struct Usage {
     pub cache_budget_bytes: u64,
     pub cache_clean_bytes: u64,
     pub cache_dirty_bytes: u64,
+    /// Heap held outside the cache, taken off its budget.
+    pub cache_outside_bytes: u64,
     /// Dirty data is being uploaded now.
     pub uploading: bool,
     pub open_handles: u64,

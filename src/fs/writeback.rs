@@ -211,7 +211,7 @@ impl Fs {
     /// `only`, carried in the journal when `only` and small). Returns
     /// whether anything was taken.
     pub(crate) fn flush_pack(&self, ino: Option<u64>, only: bool) -> FsResult<bool> {
-        let items = self.cache().take_for_flush(PACK_TARGET, ino, only);
+        let items = self.cache().take_for_flush(self.pack_target(), ino, only);
         self.upload(items, only)
     }
 
@@ -220,10 +220,11 @@ impl Fs {
     fn flush_full_pack(&self) -> FsResult<bool> {
         let items = {
             let mut cache = self.cache();
-            if cache.waiting_bytes() < PACK_TARGET {
+            let pack = self.pack_target();
+            if cache.waiting_bytes() < pack {
                 return Ok(false);
             }
-            cache.take_for_flush(PACK_TARGET, None, false)
+            cache.take_for_flush(pack, None, false)
         };
         self.upload(items, false)
     }
@@ -247,12 +248,13 @@ impl Fs {
             .iter()
             .map(|c| cipher_len(c.len() as u32) as u64)
             .sum::<u64>();
-        self.cache().reserve(sealed);
+        self.reserve_flush(sealed);
         let result = match only && plain <= self.opts.carry_bytes {
             true => self.engine.carry_pack(&chunks).map(|(w, b)| (w, Some(b))),
             false => self.engine.write_pack(&chunks).map(|w| (w, None)),
         };
-        self.cache().release(sealed);
+        self.cache().release_flush(sealed);
+        self.cache_cv.notify_all();
         let (written, body) = match result {
             Ok(w) => w,
             Err(e) => {
@@ -368,23 +370,47 @@ impl Fs {
         }
     }
 
-    /// Backpressure: a writer waits while dirty data exceeds its share of
-    /// the cache, so a long copy runs at store speed in bounded memory.
+    /// Plaintext bytes per pack: [`PACK_TARGET`], or an eighth of a cache
+    /// under 64 MiB (at least 1 MiB), so that a flush's reservation (twice
+    /// its sealed body) leaves writers a pack's worth and clean data its
+    /// share. Such packs are short, so padded to a size class (up to
+    /// 12.5 % more bytes in the store).
+    pub(crate) fn pack_target(&self) -> u64 {
+        PACK_TARGET.min(self.opts.cache_bytes / 8).max(1 << 20)
+    }
+
+    /// Waits until the cache lets a flush reserve `bytes` (see
+    /// `Cache::reserve_flush`): another flush under way gives back its
+    /// reservation when its upload ends, however it ends.
+    fn reserve_flush(&self, bytes: u64) {
+        let mut cache = self.cache();
+        while !cache.reserve_flush(bytes) {
+            cache = self.cache_cv.wait(cache).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Backpressure: a writer waits while dirty data and the flushes under
+    /// way exceed its share of the cache, so a long copy runs at store
+    /// speed in bounded memory. The share is half the cache's room less
+    /// one flush's reservation (at least a pack): with a flush under way,
+    /// clean data keeps at least half the room.
     pub(crate) fn throttle(&self) -> FsResult<()> {
-        let limit = (self.opts.cache_bytes / 2).max(2 * PACK_TARGET);
-        let (dirty, waiting) = {
+        let pack = self.pack_target();
+        let flush = 2 * cipher_len(pack as u32) as u64;
+        let limit = |c: &Cache| (c.room() / 2).saturating_sub(flush).max(pack);
+        let (over, waiting) = {
             let c = self.cache();
-            (c.dirty_bytes(), c.waiting_bytes())
+            (c.dirty_and_flushing() > limit(&c), c.waiting_bytes())
         };
-        if waiting >= PACK_TARGET {
+        if waiting >= pack {
             // A pack's worth no flush has taken is ready: upload it now,
             // not at the next tick (and not a short one beside a flush
             // under way).
             self.writeback.pack_ready();
         }
-        if dirty <= limit {
+        if !over {
             return Ok(());
         }
-        self.wait_cache(|c| c.dirty_bytes() <= limit)
+        self.wait_cache(|c| c.dirty_and_flushing() <= limit(c))
     }
 }

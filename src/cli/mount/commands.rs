@@ -217,6 +217,7 @@ fn status(d: &Daemon) -> StatusReport {
         cache_budget_bytes: usage.cache_budget_bytes,
         cache_clean_bytes: usage.cache_clean_bytes,
         cache_dirty_bytes: usage.cache_dirty_bytes,
+        cache_outside_bytes: usage.cache_outside_bytes,
         uploading: usage.uploading,
         open_handles: usage.open_handles,
         uncommitted: engine.has_unacknowledged(),

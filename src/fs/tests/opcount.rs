@@ -19,6 +19,8 @@ struct Recorder {
     log: Arc<Mutex<Vec<(Op, String)>>>,
     /// Latency of each ranged GET, in microseconds, like a real store's.
     get_delay_us: Arc<std::sync::atomic::AtomicU64>,
+    /// Latency of each PUT, likewise (a flush holds its reservation).
+    put_delay_us: Arc<std::sync::atomic::AtomicU64>,
     /// Ranged GETs under way now, and the most seen at once.
     gets_now: Arc<AtomicUsize>,
     gets_most: Arc<AtomicUsize>,
@@ -55,6 +57,7 @@ impl ObjectStore for Recorder {
     }
     fn put(&self, key: &str, body: &[u8]) -> StoreResult<()> {
         self.note(Op::Put, key);
+        std::thread::sleep(Duration::from_micros(self.put_delay_us.load(SeqCst)));
         self.inner.put(key, body)
     }
     fn put_if_absent(&self, key: &str, body: &[u8]) -> StoreResult<()> {
@@ -102,8 +105,12 @@ impl Counted {
     /// background work (the garbage collector's scan, which ends with a
     /// listing of `data/`) is done, so later counts are the test's own.
     fn mount(&self) -> Arc<Fs> {
+        self.mount_with(FsOptions::default())
+    }
+
+    fn mount_with(&self, opts: FsOptions) -> Arc<Fs> {
         let from = self.rec.len();
-        let fs = self.vol.mount_with(FsOptions::default());
+        let fs = self.vol.mount_with(opts);
         let start = Instant::now();
         while !self
             .rec
@@ -668,6 +675,63 @@ fn a_tampered_neighbour_fails_only_its_own_read() {
         3,
         "only the tampered file went back to the store: {}",
         c.explain(from)
+    );
+    fs.shutdown().unwrap();
+}
+
+/// A small cache (32 MiB) keeps room for clean data while a writer fills
+/// it: a sequential reader's read-ahead is not evicted before it is read,
+/// so each byte is fetched once. Flushes hold their packs' reservations
+/// while PUTs take 20 ms, GETs 2 ms.
+#[test]
+fn a_small_cache_does_not_refetch_a_sequential_read_while_a_writer_runs() {
+    const SIZE: usize = 32 << 20;
+    const STEP: usize = 128 << 10;
+    let c = Counted::new(65536);
+    let small = || FsOptions {
+        cache_bytes: 32 << 20,
+        ..FsOptions::default()
+    };
+    let fs = c.mount_with(small());
+    let data = pattern(SIZE, 23);
+    let ino = put_file(&fs, "r", &data);
+    fs.shutdown().unwrap();
+    drop(fs);
+    let fs = c.mount_with(small());
+    c.rec.get_delay_us.store(2000, SeqCst);
+    c.rec.put_delay_us.store(20_000, SeqCst);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let read = std::thread::scope(|s| {
+        s.spawn(|| {
+            let (attr, o) = fs
+                .create(&ME, ROOT, os("w"), 0o644, 0o022, libc::O_WRONLY)
+                .unwrap();
+            let piece = pattern(1 << 20, 29);
+            let mut at = 0u64;
+            while !stop.load(SeqCst) && at < 256 << 20 {
+                fs.write(&ME, attr.ino, o.fh, at, &piece).unwrap();
+                at += 1 << 20;
+            }
+            fs.release(attr.ino, o.fh).unwrap();
+        });
+        // Let the writer fill the dirty share first.
+        std::thread::sleep(Duration::from_millis(300));
+        let before = c.counts().bytes_read;
+        let o = fs.open(&ME, ino, libc::O_RDONLY).unwrap();
+        for at in (0..SIZE).step_by(STEP) {
+            let got = fs.read(ino, o.fh, at as u64, STEP as u32).unwrap();
+            assert!(got == data[at..at + STEP], "bytes at {at} differ");
+        }
+        fs.release(ino, o.fh).unwrap();
+        let read = c.counts().bytes_read - before;
+        stop.store(true, SeqCst);
+        read
+    });
+    let sealed = SIZE as u64 * 65_600 / 65_536;
+    eprintln!("sequential read of 32 MiB with a 32 MiB cache and a writer: {read} bytes fetched");
+    assert!(
+        read <= sealed * 11 / 10,
+        "fetched {read} bytes for {sealed}: read-ahead was evicted before it was read"
     );
     fs.shutdown().unwrap();
 }
