@@ -74,6 +74,16 @@ enum Wake {
     Tick,
 }
 
+/// What a tick does with the dirty data it finds.
+enum Tick {
+    /// Nothing dirty: compact instead.
+    Idle,
+    /// A writer is filling it, or a pack is in flight: wait.
+    Pass,
+    /// Cut what waits into a pack, short or not.
+    Cut,
+}
+
 impl Writeback {
     fn requests(&self) -> MutexGuard<'_, Requests> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -166,38 +176,33 @@ fn flusher(weak: Weak<Fs>, wb: Arc<Writeback>, tick: Option<Duration>) {
             continue;
         }
         if let Wake::Tick = wake {
-            let due = {
+            let tick = {
                 let cache = fs.cache();
                 let version = cache.version_now();
                 let busy = version != last_version || cache.flying_bytes() > 0;
                 last_version = version;
                 if cache.dirty_bytes() == 0 {
-                    None
+                    Tick::Idle
                 } else if busy && passed < TICKS_PASSED {
                     passed += 1;
-                    Some(false)
+                    Tick::Pass
                 } else {
                     passed = 0;
-                    Some(true)
+                    Tick::Cut
                 }
             };
-            match due {
-                None => {
-                    // Idle: tidy up mostly-dead packs, one pack's worth per
-                    // tick, unless the store is in trouble.
-                    if fs.engine.failure().is_none() {
-                        if let Err(e) = fs.engine.compact_once() {
-                            log::warn!("compaction failed: {e}");
-                        }
+            match tick {
+                // Idle: tidy up mostly-dead packs, one pack's worth per
+                // tick, unless the store is in trouble.
+                Tick::Idle if fs.engine.failure().is_none() => {
+                    if let Err(e) = fs.engine.compact_once() {
+                        log::warn!("compaction failed: {e}");
                     }
                     continue;
                 }
-                Some(false) => continue,
-                Some(true) => {
-                    if fs.flush_pack(None, false).is_err() {
-                        continue;
-                    }
-                }
+                Tick::Idle | Tick::Pass => continue,
+                Tick::Cut if fs.flush_pack(None, false).is_err() => continue,
+                Tick::Cut => {}
             }
         }
         // Failures are counted and logged by `flush_pack`; the next round

@@ -5,12 +5,18 @@
 use super::*;
 use crate::fs::SetAttr;
 
-/// Ticks (50 ms each) to wait before calling data stuck: far beyond the
-/// two a tick-cut needs, so a loaded machine does not fail the test.
-const PATIENCE: usize = 200;
-
-fn chunk0_dirty(fs: &Fs, ino: u64) -> bool {
-    fs.cache().dirty_bytes_where(ino, |c| c == 0) > 0
+/// Calls `step` with its round number every 10 ms until it returns true,
+/// for up to 10 s: 200 ticks of the tests' 50 ms interval, far beyond the
+/// three a tick-cut needs, so a loaded machine does not fail the test.
+fn within_ten_seconds(what: &str, mut step: impl FnMut(usize) -> bool) {
+    const ROUNDS: usize = 1000;
+    for i in 0..ROUNDS {
+        if step(i) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("{what} after {ROUNDS} rounds");
 }
 
 #[test]
@@ -21,12 +27,9 @@ fn a_write_nobody_syncs_goes_out_on_its_own() {
         .create(&ME, ROOT, os("f"), 0o644, 0, libc::O_WRONLY)
         .unwrap();
     fs.write(&ME, attr.ino, o.fh, 0, &[7; 4096]).unwrap();
-    let mut ticks = 0;
-    while fs.cache().dirty_bytes() > 0 {
-        assert!(ticks < PATIENCE, "the write never left the cache");
-        std::thread::sleep(Duration::from_millis(50));
-        ticks += 1;
-    }
+    within_ten_seconds("the write still in the cache", |_| {
+        fs.cache().dirty_bytes() == 0
+    });
     fs.release(attr.ino, o.fh).unwrap();
     fs.shutdown().unwrap();
 }
@@ -41,19 +44,11 @@ fn a_writer_that_never_pauses_does_not_hold_back_its_oldest_data() {
     let (attr, o) = fs
         .create(&ME, ROOT, os("log"), 0o644, 0, libc::O_WRONLY)
         .unwrap();
-    let mut i = 0u64;
-    loop {
-        fs.write(&ME, attr.ino, o.fh, i * 65536, &[1; 512]).unwrap();
-        if i > 0 && !chunk0_dirty(&fs, attr.ino) {
-            break;
-        }
-        assert!(
-            i < 5 * PATIENCE as u64,
-            "chunk 0 stayed dirty through {i} writes"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-        i += 1;
-    }
+    within_ten_seconds("chunk 0 still dirty", |i| {
+        fs.write(&ME, attr.ino, o.fh, i as u64 * 65536, &[1; 512])
+            .unwrap();
+        i > 0 && fs.cache().dirty_bytes_where(attr.ino, |c| c == 0) == 0
+    });
     fs.release(attr.ino, o.fh).unwrap();
     fs.shutdown().unwrap();
 }
@@ -69,9 +64,10 @@ fn a_file_rewritten_faster_than_the_timer_still_goes_out() {
     let (attr, o) = fs
         .create(&ME, ROOT, os("status"), 0o644, 0, libc::O_WRONLY)
         .unwrap();
-    let mut i = 0;
-    while vol.mem.list("data/").unwrap().is_empty() {
-        assert!(i < 5 * PATIENCE, "no pack after {i} rewrites");
+    within_ten_seconds("no pack", |i| {
+        if !vol.mem.list("data/").unwrap().is_empty() {
+            return true;
+        }
         let empty = SetAttr {
             size: Some(0),
             ..SetAttr::default()
@@ -79,9 +75,8 @@ fn a_file_rewritten_faster_than_the_timer_still_goes_out() {
         fs.setattr(&ME, attr.ino, Some(o.fh), empty).unwrap();
         fs.write(&ME, attr.ino, o.fh, 0, format!("state {i}").as_bytes())
             .unwrap();
-        std::thread::sleep(Duration::from_millis(10));
-        i += 1;
-    }
+        false
+    });
     fs.release(attr.ino, o.fh).unwrap();
     fs.shutdown().unwrap();
 }
