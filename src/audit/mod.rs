@@ -200,8 +200,8 @@ impl Auditor {
     }
 
     /// Uploads every record taken so far, in segments of at most
-    /// [`SEGMENT_RECORDS`] and [`SEGMENT_BYTES`]; returns the chain's head (the newest segment,
-    /// uploaded now or before).
+    /// [`SEGMENT_RECORDS`] and [`SEGMENT_BYTES`]; returns the chain's head
+    /// (the newest segment, uploaded now or before).
     pub fn flush(&self) -> StoreResult<ChainHead> {
         let _one = self.flushing.lock().unwrap_or_else(|p| p.into_inner());
         let (mut rest, mut first_index) = {

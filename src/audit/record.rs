@@ -130,9 +130,7 @@ impl Record {
         };
         64 + self.process.len() + self.path.len() + path2 + what
     }
-}
 
-impl Record {
     /// An administrative record (`what` happened) made by this process.
     pub fn admin(what: &str) -> Record {
         // SAFETY: neither call can fail.

@@ -438,26 +438,35 @@ fn to_system_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
         .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
-/// `bytes a-b/total` → total.
-fn range_total(content_range: Option<&str>) -> Option<u64> {
-    content_range?.rsplit_once('/')?.1.parse().ok()
+/// A Content-Range header, `bytes first-last/total`; the total is `None`
+/// when the server wrote `*` (unknown).
+struct ContentRange {
+    first: u64,
+    last: u64,
+    total: Option<u64>,
 }
 
-/// `bytes a-b/total` → the first and last byte sent.
-fn range_sent(content_range: &str) -> Option<(u64, u64)> {
-    let (span, _) = content_range.strip_prefix("bytes ")?.split_once('/')?;
-    let (a, b) = span.split_once('-')?;
-    Some((a.parse().ok()?, b.parse().ok()?))
+impl ContentRange {
+    fn parse(header: &str) -> Option<ContentRange> {
+        let (span, total) = header.strip_prefix("bytes ")?.split_once('/')?;
+        let (first, last) = span.split_once('-')?;
+        Some(ContentRange {
+            first: first.parse().ok()?,
+            last: last.parse().ok()?,
+            total: total.parse().ok(),
+        })
+    }
 }
 
 /// A ranged answer must start where asked: bytes from elsewhere would be
 /// fed to the reader as if they were the range. (One that runs past the
-/// range is fine: only the bytes asked for are taken.)
-fn check_range_sent(range: &Range<u64>, content_range: &str) -> Result<(), String> {
-    match range_sent(content_range) {
-        Some((a, b)) if a == range.start && a <= b => Ok(()),
+/// range is fine: only the bytes asked for are taken.) Returns the
+/// object's size, `u64::MAX` when the server did not say.
+fn check_range_sent(range: &Range<u64>, header: &str) -> Result<u64, String> {
+    match ContentRange::parse(header) {
+        Some(r) if r.first == range.start && r.first <= r.last => Ok(r.total.unwrap_or(u64::MAX)),
         _ => Err(format!(
-            "the server answered {content_range:?} for bytes {range:?}"
+            "the server answered {header:?} for bytes {range:?}"
         )),
     }
 }
@@ -494,7 +503,10 @@ impl ObjectStore for S3Store {
                 .range(&header);
             async move {
                 let out = req.send().await.map_err(classify)?;
-                let total = range_total(out.content_range());
+                let total = out
+                    .content_range()
+                    .and_then(ContentRange::parse)
+                    .and_then(|r| r.total);
                 let announced = out.content_length();
                 let body = body::collect(out.body, announced, max.saturating_add(1)).await?;
                 Ok((total, body))
@@ -546,11 +558,11 @@ impl ObjectStore for S3Store {
                 let out = req.send().await.map_err(classify)?;
                 // No Content-Range: the server ignored the range and sends
                 // the whole object. A total of `*` is unknown.
-                let header = out.content_range();
-                if let Some(h) = header {
-                    check_range_sent(&(range.start..range.end), h).map_err(Failure::transport)?;
-                }
-                let total = header.map(|h| range_total(Some(h)).unwrap_or(u64::MAX));
+                let total = out
+                    .content_range()
+                    .map(|h| check_range_sent(&(range.start..range.end), h))
+                    .transpose()
+                    .map_err(Failure::transport)?;
                 let skip = if total.is_some() { 0 } else { range.start };
                 let sent = body::stream(out.body, skip, len, sink).await?;
                 Ok(match total {
