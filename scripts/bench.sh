@@ -419,10 +419,14 @@ rclone_mount() {
     else
         NOTE[$sys]+="$dirty file(s) were still not uploaded after an unmount. "
     fi
+    # A port below the kernel's ephemeral range, used by no socket at all:
+    # ss -l alone misses a connection's local port (one of rclone's own to
+    # the store took the port picked once, and the mount failed to bind).
     RC_PORT=''
-    local p
-    for p in $(shuf -i 40000-59999 -n 20); do
-        [[ -z $(ss -ltnH "sport = :$p" 2>/dev/null) ]] && RC_PORT=$p && break
+    local p low
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range
+    for p in $(shuf -i 20000-$((low > 20100 ? low - 1 : 32767)) -n 20); do
+        [[ -z $(ss -tanH "sport = :$p" 2>/dev/null) ]] && RC_PORT=$p && break
     done
     [[ -n $RC_PORT ]] || return 1
     # env -u: rclone refuses an AWS_CA_BUNDLE for its plain-HTTP S3 remote
