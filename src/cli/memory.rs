@@ -34,16 +34,20 @@ pub const HEADROOM: u64 = 16 << 20;
 /// of heap in use one number. Call before any thread exists (inherited by
 /// fork).
 pub fn limit_malloc_arenas() {
+    // Above a FUSE request's largest payload (1 MiB: the kernel's default
+    // of 256 pages), whose copy each WRITE makes: at 1 MiB those copies
+    // were mappings of their own, made, faulted in page by page and
+    // unmapped again for every MiB written (262,144 page faults per GiB).
     #[cfg(target_env = "gnu")]
-    const MMAP_THRESHOLD: libc::c_int = 1 << 20;
+    const MMAP_THRESHOLD: libc::c_int = 2 << 20;
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only changes allocator tunables.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
-        // Buffers of a MiB and more (pack bodies, FUSE replies) get their
-        // own mappings, returned whole when freed. glibc's default
-        // threshold rises to the largest buffer freed, after which 8 MiB
-        // pack bodies came from the heap and left holes in it.
+        // Buffers of 2 MiB and more (pack bodies) get their own mappings,
+        // returned whole when freed. glibc's default threshold rises to
+        // the largest buffer freed, after which 8 MiB pack bodies came
+        // from the heap and left holes in it.
         libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
     }
 }

@@ -73,22 +73,44 @@ pub fn seal_pack(
     id: PackId,
     chunks: &[&[u8]],
 ) -> (Vec<u8>, Vec<Placed>) {
+    let mut body = Vec::new();
+    let placed = seal_pack_into(key, volume_id, id, chunks, &mut body);
+    (body, placed)
+}
+
+/// [`seal_pack`] into `body`, emptied first: a writer can give each pack
+/// the memory of the one before.
+pub fn seal_pack_into(
+    key: &SubKey,
+    volume_id: &[u8; 16],
+    id: PackId,
+    chunks: &[&[u8]],
+    body: &mut Vec<u8>,
+) -> Vec<Placed> {
     let object = id.key();
     let total: usize = chunks
         .iter()
         .map(|c| cipher_len(c.len() as u32) as usize)
         .sum();
-    let mut body = Vec::with_capacity(total);
+    body.clear();
+    body.reserve(total);
     let mut placed = Vec::with_capacity(chunks.len());
     let mut padded = Vec::new();
     for (i, plain) in chunks.iter().enumerate() {
         let plain_len = plain.len() as u32;
-        padded.clear();
-        padded.extend_from_slice(plain);
-        padded.resize(padded_len(plain_len) as usize, 0);
+        // A full chunk needs no padding, and no copy to add it.
+        let padded_to = padded_len(plain_len) as usize;
+        let unit: &[u8] = if plain.len() == padded_to {
+            plain
+        } else {
+            padded.clear();
+            padded.extend_from_slice(plain);
+            padded.resize(padded_to, 0);
+            &padded
+        };
         let ad = segment_ad(volume_id, &object, i as u32, i + 1 == chunks.len());
         let cipher_off = body.len() as u64;
-        crypto::seal_into(key, &ad, &padded, &mut body);
+        crypto::seal_into(key, &ad, unit, body);
         placed.push(Placed {
             unit: i as u32,
             cipher_off,
@@ -96,7 +118,7 @@ pub fn seal_pack(
             plain_len,
         });
     }
-    (body, placed)
+    placed
 }
 
 /// Opens one segment read from a pack; returns its `plain_len` valid bytes.
@@ -195,5 +217,32 @@ mod tests {
         assert!(open_segment(&keys.data, &[7; 16], id, 1, false, s, 10).is_err());
         assert!(open_segment(&keys.data, &[7; 16], id, 0, true, s, 10).is_err());
         assert!(open_segment(&keys.data, &[7; 16], PackId::random(), 0, false, s, 10).is_err());
+    }
+
+    #[test]
+    fn a_body_given_again_holds_only_the_new_pack() {
+        let keys = Keys::derive(&MasterKey::generate(), &[7; 16]);
+        let big = vec![3u8; 65536];
+        let mut body = Vec::new();
+        seal_pack_into(
+            &keys.data,
+            &[7; 16],
+            PackId::random(),
+            &[&big, &big],
+            &mut body,
+        );
+        let (memory, capacity) = (body.as_ptr(), body.capacity());
+
+        let id = PackId::random();
+        let (short, full) = (vec![4u8; 100], vec![5u8; 65536]);
+        let placed = seal_pack_into(&keys.data, &[7; 16], id, &[&short, &full], &mut body);
+        assert_eq!((body.as_ptr(), body.capacity()), (memory, capacity));
+        let end = placed[1].cipher_off + placed[1].cipher_len as u64;
+        assert_eq!(body.len() as u64, end);
+        for (p, want, last) in [(placed[0], &short, false), (placed[1], &full, true)] {
+            let s = &body[p.cipher_off as usize..][..p.cipher_len as usize];
+            let got = open_segment(&keys.data, &[7; 16], id, p.unit, last, s, p.plain_len).unwrap();
+            assert_eq!(&got, want);
+        }
     }
 }

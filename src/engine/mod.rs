@@ -138,6 +138,8 @@ pub struct Engine {
     last_commit_ms: std::sync::atomic::AtomicU64,
     threads: Mutex<Vec<JoinHandle<()>>>,
     shut: AtomicBool,
+    /// Pack bodies kept for reuse (`packs`).
+    bodies: Mutex<Vec<Vec<u8>>>,
 }
 
 /// Told every committed head, on the committer thread, outside all locks.
@@ -321,6 +323,7 @@ impl Engine {
             chunk_size: header.chunk_size,
             threads: Mutex::new(Vec::new()),
             shut: AtomicBool::new(false),
+            bodies: Mutex::new(Vec::new()),
             store,
             opts,
         })

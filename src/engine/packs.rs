@@ -13,8 +13,16 @@
 
 use super::Engine;
 use super::error::{EngineError, EngineResult};
-use crate::data::{Extent, PackId, Placed, SegRef, StreamedRun, open_segment, seal_pack};
+use bytes::Bytes;
+
+use crate::data::{Extent, PackId, Placed, SegRef, StreamedRun, open_segment, seal_pack_into};
 use crate::meta::Record;
+
+/// Pack bodies kept for the next [`Engine::write_pack`], one per flusher:
+/// a new body is 8 MiB of fresh memory, and faulting it in page by page
+/// and unmapping it after the upload took a quarter of the daemon's CPU in
+/// a sequential write (docs/BENCHMARKS.md).
+const KEPT_BODIES: usize = 2;
 
 /// Sealed body of a full pack (the writeback's target): packs this large
 /// all have about the same size and are left unpadded.
@@ -37,13 +45,37 @@ impl Engine {
             return Err(f.into());
         }
         let id = PackId::random();
-        let (body, placed) = self.seal_padded(id, chunks)?;
-        self.store.put(&id.key(), &body)?;
-        Ok(Written {
-            id,
-            size: body.len() as u64,
-            placed,
-        })
+        let mut body = self.bodies().pop().unwrap_or_default();
+        let placed = self.seal_padded(id, chunks, &mut body)?;
+        let body = Bytes::from(body);
+        let put = self.store.put_shared(&id.key(), &body);
+        let size = body.len() as u64;
+        self.keep_body(body);
+        put?;
+        Ok(Written { id, size, placed })
+    }
+
+    pub(super) fn bodies(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
+        self.bodies.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps an uploaded full pack's body for the next pack, unless the
+    /// store still holds a reference to it (a request given up on may).
+    fn keep_body(&self, body: Bytes) {
+        let Ok(body) = body.try_into_mut() else {
+            return;
+        };
+        let body = Vec::from(body);
+        let mut kept = self.bodies();
+        if body.capacity() >= FULL_PACK && kept.len() < KEPT_BODIES {
+            kept.push(body);
+        }
+    }
+
+    /// Frees the kept pack bodies: the writeback calls it when nothing is
+    /// dirty, so an idle daemon holds no memory outside its cache for them.
+    pub fn release_pack_bodies(&self) {
+        self.bodies().clear();
     }
 
     /// Seals `chunks` into a new pack body to be carried in the journal
@@ -53,7 +85,8 @@ impl Engine {
             return Err(f.into());
         }
         let id = PackId::random();
-        let (body, placed) = self.seal_padded(id, chunks)?;
+        let mut body = Vec::new();
+        let placed = self.seal_padded(id, chunks, &mut body)?;
         let written = Written {
             id,
             size: body.len() as u64,
@@ -66,12 +99,17 @@ impl Engine {
     /// cut short, such as one file's fsync) is zero-padded to a size class
     /// (`meta::pad`), so its size does not say what the flush held; no
     /// segment maps the padding.
-    fn seal_padded(&self, id: PackId, chunks: &[&[u8]]) -> EngineResult<(Vec<u8>, Vec<Placed>)> {
-        let (mut body, placed) = seal_pack(&self.keys.get()?.data, &self.volume_id, id, chunks);
+    fn seal_padded(
+        &self,
+        id: PackId,
+        chunks: &[&[u8]],
+        body: &mut Vec<u8>,
+    ) -> EngineResult<Vec<Placed>> {
+        let placed = seal_pack_into(&self.keys.get()?.data, &self.volume_id, id, chunks, body);
         if body.len() < FULL_PACK {
-            crate::meta::pad::pad(&mut body);
+            crate::meta::pad::pad(body);
         }
-        Ok((body, placed))
+        Ok(placed)
     }
 
     /// Reads segments `skip .. skip + n` of `extent` with one ranged GET and

@@ -630,3 +630,48 @@ fn a_checkpoint_whose_commit_failed_is_carried_by_the_next_batch() {
     assert!(cut.unwrap().ns.get(ino).is_some());
     e.shutdown().unwrap();
 }
+
+#[test]
+fn full_pack_bodies_are_sealed_into_again_and_freed_when_idle() {
+    let vol = Vol::new();
+    let e = vol.open(false);
+    let (one, two, short) = (vec![1u8; 65536], vec![2u8; 65536], vec![3u8; 10]);
+    let first = e.write_pack(&[one.as_slice(); 128]).unwrap();
+    let kept = e.bodies().iter().map(|b| b.as_ptr()).collect::<Vec<_>>();
+    assert_eq!(kept.len(), 1, "the uploaded body is kept");
+    let second = e.write_pack(&[two.as_slice(); 128]).unwrap();
+    assert_eq!(
+        e.bodies().iter().map(|b| b.as_ptr()).collect::<Vec<_>>(),
+        kept,
+        "the second pack is sealed into the first one's memory"
+    );
+    // Each pack in the store holds its own chunks, not the other's.
+    let keys = e.keys.get().unwrap();
+    for (w, want) in [(&first, &one), (&second, &two)] {
+        let body = vol.mem.get(&w.id.key()).unwrap();
+        assert_eq!(body.len() as u64, w.size);
+        for p in [w.placed[0], w.placed[127]] {
+            let s = &body[p.cipher_off as usize..][..p.cipher_len as usize];
+            let last = p.unit == 127;
+            let got = crate::data::open_segment(
+                &keys.data,
+                &e.volume_id,
+                w.id,
+                p.unit,
+                last,
+                s,
+                p.plain_len,
+            );
+            assert_eq!(&got.unwrap(), want);
+        }
+    }
+    drop(keys);
+    let small = e.write_pack(&[&short]).unwrap();
+    assert_eq!(
+        vol.mem.get(&small.id.key()).unwrap().len() as u64,
+        small.size
+    );
+    assert_eq!(e.bodies().len(), 1, "never more than a flusher's worth");
+    e.release_pack_bodies();
+    assert!(e.bodies().is_empty());
+}

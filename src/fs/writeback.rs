@@ -198,6 +198,7 @@ fn flusher(weak: Weak<Fs>, wb: Arc<Writeback>, tick: Option<Duration>) {
                     if let Err(e) = fs.engine.compact_once() {
                         log::warn!("compaction failed: {e}");
                     }
+                    fs.engine.release_pack_bodies();
                     continue;
                 }
                 Tick::Idle | Tick::Pass => continue,

@@ -14,6 +14,8 @@ use std::io;
 use std::ops::Range;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::Holder;
 use crate::store::{ObjectInfo, ObjectStore, RangeSink, StoreError, StoreResult};
 
@@ -57,6 +59,10 @@ impl ObjectStore for LeasedStore {
     fn put(&self, key: &str, body: &[u8]) -> StoreResult<()> {
         self.check(key)?;
         self.inner.put(key, body)
+    }
+    fn put_shared(&self, key: &str, body: &Bytes) -> StoreResult<()> {
+        self.check(key)?;
+        self.inner.put_shared(key, body)
     }
     fn put_if_absent(&self, key: &str, body: &[u8]) -> StoreResult<()> {
         self.check(key)?;

@@ -14,6 +14,7 @@ use super::{ObjectStore, StoreError};
 
 pub fn check_all(store: &dyn ObjectStore) {
     round_trip_and_replace(store);
+    put_shared_stores_what_put_stores(store);
     put_if_absent_fences(store);
     put_if_match_replaces_only_the_version_read(store);
     get_range_boundaries(store);
@@ -55,6 +56,16 @@ fn round_trip_and_replace(store: &dyn ObjectStore) {
     assert_eq!(store.get("rt/a").unwrap(), b"");
     store.put("rt/a", b"three").unwrap();
     assert_eq!(store.get("rt/a").unwrap(), b"three");
+}
+
+fn put_shared_stores_what_put_stores(store: &dyn ObjectStore) {
+    let body = bytes::Bytes::from((0..=255u8).cycle().take(70_000).collect::<Vec<u8>>());
+    store.put_shared("shared/a", &body).unwrap();
+    assert_eq!(store.get("shared/a").unwrap(), body);
+    // It replaces, as `put` does, and leaves the caller's body as it was.
+    store.put_shared("shared/a", &body.slice(..5)).unwrap();
+    assert_eq!(store.get("shared/a").unwrap(), &body[..5]);
+    assert_eq!(body.len(), 70_000);
 }
 
 fn put_if_match_replaces_only_the_version_read(store: &dyn ObjectStore) {

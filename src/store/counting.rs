@@ -21,6 +21,8 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
+
 use super::{ObjectInfo, ObjectStore, RangeSink, StoreResult};
 
 /// A snapshot of the counters.
@@ -166,6 +168,12 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
         bump(&self.counters.put, 1);
         bump(&self.counters.bytes_written, body.len() as u64);
         self.inner.put(key, body)
+    }
+
+    fn put_shared(&self, key: &str, body: &Bytes) -> StoreResult<()> {
+        bump(&self.counters.put, 1);
+        bump(&self.counters.bytes_written, body.len() as u64);
+        self.inner.put_shared(key, body)
     }
 
     fn put_if_absent(&self, key: &str, body: &[u8]) -> StoreResult<()> {

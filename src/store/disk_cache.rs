@@ -54,6 +54,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use bytes::Bytes;
 use log::{info, warn};
 
 use super::{ObjectInfo, ObjectStore, RangeSink, StoreResult};
@@ -740,6 +741,13 @@ impl<S: ObjectStore> ObjectStore for DiskCachedStore<S> {
     }
     fn put(&self, key: &str, body: &[u8]) -> StoreResult<()> {
         self.inner.put(key, body)?;
+        if cacheable(key) {
+            self.cache.store_object(key, body);
+        }
+        Ok(())
+    }
+    fn put_shared(&self, key: &str, body: &Bytes) -> StoreResult<()> {
+        self.inner.put_shared(key, body)?;
         if cacheable(key) {
             self.cache.store_object(key, body);
         }

@@ -35,6 +35,8 @@
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
+
 use super::{ObjectInfo, ObjectStore, RangeSink, StoreError, StoreResult};
 
 /// The kinds of store call, as named in faults and plans.
@@ -319,6 +321,9 @@ impl<S: ObjectStore> ObjectStore for FaultStore<S> {
     }
     fn put(&self, key: &str, body: &[u8]) -> StoreResult<()> {
         self.call(Op::Put, key, |s| s.put(key, body))
+    }
+    fn put_shared(&self, key: &str, body: &Bytes) -> StoreResult<()> {
+        self.call(Op::Put, key, |s| s.put_shared(key, body))
     }
     fn put_if_absent(&self, key: &str, body: &[u8]) -> StoreResult<()> {
         self.call(Op::PutIfAbsent, key, |s| s.put_if_absent(key, body))

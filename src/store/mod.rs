@@ -49,6 +49,8 @@ use std::io;
 use std::ops::Range;
 use std::time::SystemTime;
 
+use bytes::Bytes;
+
 /// What a listing or `head` reports about one object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -283,6 +285,14 @@ pub trait ObjectStore: Send + Sync {
     }
     /// Create or replace atomically.
     fn put(&self, key: &str, body: &[u8]) -> StoreResult<()>;
+    /// [`ObjectStore::put`] of a body the store may keep a reference to
+    /// while it sends: S3 hands it to its request as it is, where `put`
+    /// must copy it first (the SDK's body owns its bytes). For pack bodies
+    /// of megabytes: the copy was a second pack's worth of memory per
+    /// upload, outside the cache's count. Wrappers forward it.
+    fn put_shared(&self, key: &str, body: &Bytes) -> StoreResult<()> {
+        self.put(key, body)
+    }
     /// Create only; `AlreadyExists` if the key is taken.
     fn put_if_absent(&self, key: &str, body: &[u8]) -> StoreResult<()>;
     /// Replace only if the object exists with ETag `etag` (from `head` or
@@ -351,6 +361,9 @@ impl<T: ObjectStore + ?Sized> ObjectStore for std::sync::Arc<T> {
     }
     fn put(&self, key: &str, body: &[u8]) -> StoreResult<()> {
         (**self).put(key, body)
+    }
+    fn put_shared(&self, key: &str, body: &Bytes) -> StoreResult<()> {
+        (**self).put_shared(key, body)
     }
     fn put_if_absent(&self, key: &str, body: &[u8]) -> StoreResult<()> {
         (**self).put_if_absent(key, body)

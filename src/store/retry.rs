@@ -24,6 +24,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use rand::Rng;
 
 use super::{ObjectInfo, ObjectStore, RangeSink, StoreError, StoreResult, deadline};
@@ -207,6 +208,9 @@ impl ObjectStore for RetryingStore {
     }
     fn put(&self, key: &str, body: &[u8]) -> StoreResult<()> {
         self.run("put", key, || self.inner.put(key, body))
+    }
+    fn put_shared(&self, key: &str, body: &Bytes) -> StoreResult<()> {
+        self.run("put", key, || self.inner.put_shared(key, body))
     }
     fn put_if_absent(&self, key: &str, body: &[u8]) -> StoreResult<()> {
         self.write_once("put", key, body, || self.inner.put_if_absent(key, body))

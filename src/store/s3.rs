@@ -280,12 +280,11 @@ impl S3Store {
     fn put_with(
         &self,
         key: &str,
-        body: &[u8],
+        bytes: Bytes,
         if_none_match: bool,
         if_match: Option<&str>,
     ) -> Result<(), Failure> {
-        let bytes = Bytes::copy_from_slice(body);
-        self.call(body.len(), |_| {
+        self.call(bytes.len(), |_| {
             let mut req = self.put_request(key, &bytes);
             if if_none_match {
                 req = req.if_none_match("*");
@@ -298,7 +297,7 @@ impl S3Store {
     }
 
     fn put_if_absent_conditional(&self, key: &str, body: &[u8]) -> StoreResult<()> {
-        match self.put_with(key, body, true, None) {
+        match self.put_with(key, Bytes::copy_from_slice(body), true, None) {
             Ok(()) => Ok(()),
             Err(f) if f.is(412) => Err(StoreError::AlreadyExists {
                 key: key.to_owned(),
@@ -596,7 +595,13 @@ impl ObjectStore for S3Store {
 
     fn put(&self, key: &str, body: &[u8]) -> StoreResult<()> {
         check_key(key)?;
-        self.put_with(key, body, false, None)
+        self.put_with(key, Bytes::copy_from_slice(body), false, None)
+            .map_err(|f| self.error(key, f))
+    }
+
+    fn put_shared(&self, key: &str, body: &Bytes) -> StoreResult<()> {
+        check_key(key)?;
+        self.put_with(key, body.clone(), false, None)
             .map_err(|f| self.error(key, f))
     }
 
@@ -611,7 +616,7 @@ impl ObjectStore for S3Store {
 
     fn put_if_match(&self, key: &str, body: &[u8], etag: &str) -> StoreResult<()> {
         check_key(key)?;
-        match self.put_with(key, body, false, Some(etag)) {
+        match self.put_with(key, Bytes::copy_from_slice(body), false, Some(etag)) {
             Ok(()) => Ok(()),
             Err(f) if f.is(412) || f.is(404) || f.code_is("NoSuchKey") => {
                 Err(StoreError::PreconditionFailed {
