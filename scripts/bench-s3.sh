@@ -214,7 +214,11 @@ run_s3_system() {
     [[ $sys == s3-sealedfs-dc ]] && rm -rf "${WORK:?}/s3-disk-cache"
     PHASE="check"
     # A check that cannot mount says so in its row; the figures above stay.
-    mount_sys "$sys" || { S3_CHECK[$sys]="not checked: the remount failed"; return; }
+    if ! mount_sys "$sys"; then
+        S3_CHECK[$sys]="not checked: the remount failed (see $LOGS/$sys.out)"
+        log "$sys: ${S3_CHECK[$sys]}"
+        return
+    fi
     s3_check "$sys"
     unmount_sys "$sys" || log "$sys: final unmount failed"
     # The check filled the emptied disk cache by reading: a cold read from

@@ -423,9 +423,17 @@ rclone_mount() {
     # ss -l alone misses a connection's local port (one of rclone's own to
     # the store took the port picked once, and the mount failed to bind).
     RC_PORT=''
-    local p low
-    read -r low _ </proc/sys/net/ipv4/ip_local_port_range
-    for p in $(shuf -i 20000-$((low > 20100 ? low - 1 : 32767)) -n 20); do
+    local p low high range
+    read -r low high </proc/sys/net/ipv4/ip_local_port_range
+    if ((low > 2100)); then
+        range=$((low > 20100 ? 20000 : 2000))-$((low - 1))
+    elif ((high < 63000)); then
+        range=$((high + 1))-65535
+    else
+        log "no loopback port outside the ephemeral range $low-$high for rclone's control server"
+        return 1
+    fi
+    for p in $(shuf -i "$range" -n 20); do
         [[ -z $(ss -tanH "sport = :$p" 2>/dev/null) ]] && RC_PORT=$p && break
     done
     [[ -n $RC_PORT ]] || return 1

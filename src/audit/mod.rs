@@ -78,6 +78,10 @@ struct State {
     stop: bool,
     /// The last upload failed (logged once until one succeeds).
     failing: bool,
+    /// (seq, first spool index) of an upload that failed without knowing
+    /// whether its PUT got in: a retry that finds that seq taken checks
+    /// whether the segment there is its own.
+    unsure: Option<(u64, u64)>,
 }
 
 /// Attempts of one flush that find their seq taken by another auditor of
@@ -162,6 +166,7 @@ impl Auditor {
                 spool,
                 stop: false,
                 failing: false,
+                unsure: None,
             }),
             flushing: Mutex::new(()),
             wake: Condvar::new(),
@@ -223,10 +228,13 @@ impl Auditor {
         while !rest.is_empty() {
             let tail = rest.split_off(piece_len(&rest));
             let piece = std::mem::replace(&mut rest, tail);
+            let len = piece.len() as u64;
             match self.upload(piece, first_index) {
-                Ok((head, n)) => {
+                Ok((head, mut left)) => {
                     self.state().head = head;
-                    first_index += n;
+                    first_index += len - left.len() as u64;
+                    left.append(&mut rest);
+                    rest = left;
                 }
                 Err((e, mut piece)) => {
                     piece.append(&mut rest);
@@ -264,12 +272,13 @@ impl Auditor {
 
     /// Uploads `records` as the chain's next segment, retrying at the new
     /// head when another auditor took the seq. Returns the new head and
-    /// how many records it took, or the records back with the error.
+    /// the records the segment does not hold (none, unless an earlier
+    /// attempt of fewer records got in), or all of them with the error.
     fn upload(
         &self,
         mut records: Vec<Record>,
         first_index: u64,
-    ) -> Result<(ChainHead, u64), (StoreError, Vec<Record>)> {
+    ) -> Result<(ChainHead, Vec<Record>), (StoreError, Vec<Record>)> {
         for _ in 0..RACES {
             let head = self.head();
             let seg = Segment {
@@ -288,20 +297,43 @@ impl Auditor {
             let n = records.len() as u64;
             match self.store.put_if_absent(&key, &sealed) {
                 Ok(()) => {
+                    self.state().unsure = None;
                     let head = ChainHead {
                         seq: seg.seq,
                         hash: digest,
                         count: seg.count_before + n,
                     };
-                    return Ok((head, n));
+                    return Ok((head, Vec::new()));
                 }
                 Err(StoreError::AlreadyExists { .. }) => {
+                    // Taken by this very upload, when an earlier attempt's
+                    // answer was lost: done, and not again at the next seq.
+                    let unsure = self.state().unsure.take();
+                    if unsure == Some((seg.seq, first_index)) {
+                        match self.ours_at(seg.seq, first_index) {
+                            Ok(Some((head, held))) => {
+                                // The earlier piece was never longer: it
+                                // began with these same records.
+                                debug_assert!(held as usize <= records.len());
+                                let left = records.split_off((held as usize).min(records.len()));
+                                return Ok((head, left));
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                self.state().unsure = unsure;
+                                return Err((e, records));
+                            }
+                        }
+                    }
                     match find_head(&*self.store, &self.key(), &self.volume_id, &self.chain) {
                         Ok(h) => self.state().head = h,
                         Err(e) => return Err((e, records)),
                     }
                 }
-                Err(e) => return Err((e, records)),
+                Err(e) => {
+                    self.state().unsure = Some((seg.seq, first_index));
+                    return Err((e, records));
+                }
             }
         }
         let e = StoreError::io(
@@ -310,6 +342,33 @@ impl Auditor {
             format!("{RACES} other auditors took the next segment first"),
         );
         Err((e, records))
+    }
+
+    /// The head segment `seq` makes and how many records it holds, if this
+    /// auditor wrote it starting at spool index `first_index`.
+    fn ours_at(&self, seq: u64, first_index: u64) -> StoreResult<Option<(ChainHead, u64)>> {
+        let k = segment::key(&self.chain, seq);
+        let sealed = match self.store.get_max(&k, segment::MAX_SEGMENT_BYTES) {
+            Ok(sealed) => sealed,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // One this auditor cannot open is not one it wrote.
+        let Ok((seg, digest)) =
+            segment::open(&self.key(), &self.volume_id, &self.chain, seq, &sealed)
+        else {
+            return Ok(None);
+        };
+        if seg.writer != self.instance || seg.first_index != first_index {
+            return Ok(None);
+        }
+        let n = seg.records.len() as u64;
+        let head = ChainHead {
+            seq,
+            hash: digest,
+            count: seg.count_before + n,
+        };
+        Ok(Some((head, n)))
     }
 
     /// Removes the records older than `before_ms` from every chain

@@ -195,6 +195,33 @@ fn a_backlog_goes_out_in_bounded_segments_and_a_failed_piece_is_retried() {
     assert!(intact(&*memory, &master));
 }
 
+/// A PUT that stored its segment but whose answer was lost is found by
+/// the retry, not uploaded again as the next segment.
+#[test]
+fn a_segment_whose_answer_was_lost_is_not_uploaded_twice() {
+    let master = MasterKey::generate();
+    let memory: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+    let faulty = crate::store::FaultStore::new(Arc::clone(&memory));
+    faulty
+        .plan()
+        .lose_answer_on_next_matching(crate::store::Op::PutIfAbsent, "audit/");
+    let dir = tempfile::tempdir().unwrap();
+    let a = Auditor::open(Arc::new(faulty), key(&master), VID, "w", dir.path()).unwrap();
+    for pid in 0..3 {
+        a.record(rec(pid));
+    }
+    assert!(a.flush().is_err(), "the answer is lost");
+    assert_eq!(
+        memory.list("audit/").unwrap().len(),
+        1,
+        "but the segment is up"
+    );
+    a.record(rec(3));
+    assert_eq!(a.flush().unwrap().seq, 2, "the retry finds seq 1 its own");
+    assert_eq!(pids(&*memory, &master), vec![0, 1, 2, 3]);
+    assert!(intact(&*memory, &master));
+}
+
 #[test]
 fn pieces_are_bounded_by_bytes_as_well_as_by_records() {
     let long = |pid| Record {

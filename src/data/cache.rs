@@ -129,10 +129,10 @@ impl Cache {
     }
 
     /// Takes the allocator's count of heap bytes in use: what is not the
-    /// cache's own buffers counts against the budget from now on. Buffers
-    /// of a MiB and more are mapped apart from the heap (chunk sizes of
-    /// 1 MiB), so they are not subtracted beyond what is in use. Returns
-    /// whether the room grew (writers waiting for it may go on).
+    /// cache's own buffers counts against the budget from now on (the
+    /// caller adds what it holds in mappings of their own, which the heap
+    /// count leaves out). Returns whether the room grew (writers waiting
+    /// for it may go on).
     pub fn set_heap_in_use(&mut self, in_use: u64) -> bool {
         let before = self.room();
         self.outside = in_use.saturating_sub(self.clean_bytes + self.dirty_bytes);

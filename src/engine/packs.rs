@@ -73,9 +73,15 @@ impl Engine {
     }
 
     /// Frees the kept pack bodies: the writeback calls it when nothing is
-    /// dirty, so an idle daemon holds no memory outside its cache for them.
+    /// dirty, or nothing may be written any more, so an idle daemon holds
+    /// no memory outside its cache for them.
     pub fn release_pack_bodies(&self) {
         self.bodies().clear();
+    }
+
+    /// Bytes the kept pack bodies hold, for the daemon's memory count.
+    pub fn kept_body_bytes(&self) -> u64 {
+        self.bodies().iter().map(|b| b.capacity() as u64).sum()
     }
 
     /// Seals `chunks` into a new pack body to be carried in the journal

@@ -144,11 +144,15 @@ impl Fs {
             let b = ((offset + data.len() as u64).min(start + cs) - start) as usize;
             let src =
                 &data[(start + a as u64 - offset) as usize..(start + b as u64 - offset) as usize];
+            // What lies past the buffer's end is appended: zeroing it first
+            // would write each new chunk twice.
             let fill = |buf: &mut Vec<u8>| {
-                if buf.len() < b {
-                    buf.resize(b, 0);
+                if buf.len() < a {
+                    buf.resize(a, 0);
                 }
-                buf[a..b].copy_from_slice(src);
+                let inside = buf.len().min(b) - a;
+                buf[a..a + inside].copy_from_slice(&src[..inside]);
+                buf.extend_from_slice(&src[inside..]);
             };
             if self.cache().modify_dirty((ino, chunk), fill) {
                 continue;

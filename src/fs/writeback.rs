@@ -172,6 +172,7 @@ fn flusher(weak: Weak<Fs>, wb: Arc<Writeback>, tick: Option<Duration>) {
         let Some(fs) = weak.upgrade() else { return };
         if fs.engine.sticky_failure().is_some() {
             // Fenced or failed: nothing may reach the store any more.
+            fs.engine.release_pack_bodies();
             fs.cache_cv.notify_all();
             continue;
         }
@@ -201,7 +202,11 @@ fn flusher(weak: Weak<Fs>, wb: Arc<Writeback>, tick: Option<Duration>) {
                     fs.engine.release_pack_bodies();
                     continue;
                 }
-                Tick::Idle | Tick::Pass => continue,
+                Tick::Idle => {
+                    fs.engine.release_pack_bodies();
+                    continue;
+                }
+                Tick::Pass => continue,
                 Tick::Cut if fs.flush_pack(None, false).is_err() => continue,
                 Tick::Cut => {}
             }
@@ -247,15 +252,18 @@ impl Fs {
         }
         let chunks: Vec<&[u8]> = items.iter().map(|i| i.data.as_slice()).collect();
         let plain: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-        // The sealed body lives beside its chunks until the PUT is done,
-        // and the S3 client sends a copy it owns: both count against the
+        // The sealed body lives beside its chunks until the PUT is done
+        // (the store sends it without a copy), and a carried one is sealed
+        // once more into its journal segment: that counts against the
         // cache budget (clean chunks make room).
-        let sealed: u64 = 2 * chunks
-            .iter()
-            .map(|c| cipher_len(c.len() as u32) as u64)
-            .sum::<u64>();
+        let carry = only && plain <= self.opts.carry_bytes;
+        let sealed: u64 = (1 + carry as u64)
+            * chunks
+                .iter()
+                .map(|c| cipher_len(c.len() as u32) as u64)
+                .sum::<u64>();
         self.reserve_flush(sealed);
-        let result = match only && plain <= self.opts.carry_bytes {
+        let result = match carry {
             true => self.engine.carry_pack(&chunks).map(|(w, b)| (w, Some(b))),
             false => self.engine.write_pack(&chunks).map(|w| (w, None)),
         };
