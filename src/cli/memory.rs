@@ -10,7 +10,7 @@
 //!   handles, audit records) against its budget, down to a floor of a
 //!   quarter of it (`Cache::set_heap_in_use`). The pack bodies the
 //!   writeback keeps between uploads are mappings of their own, outside
-//!   that count: `Fs::note_heap_in_use` adds them.
+//!   that count: the cache counts them itself (`Cache::set_kept`).
 //! - The allocator's count, not the resident size, is what the cache
 //!   follows: freed memory that stays resident would otherwise count as
 //!   in use and shrink the cache again and again.

@@ -77,6 +77,8 @@ pub struct Cache {
     reserved: u64,
     /// Bytes held by flushes under way: sealed bodies and their copies.
     flush_reserved: u64,
+    /// Pack bodies the engine keeps between flushes (`set_kept`).
+    kept: u64,
     /// Heap bytes in use outside the cache, as last measured.
     outside: u64,
     next_version: u64,
@@ -105,6 +107,7 @@ impl Cache {
             budget,
             reserved: 0,
             flush_reserved: 0,
+            kept: 0,
             outside: 0,
             next_version: 1,
             fetching: BTreeMap::new(),
@@ -129,10 +132,8 @@ impl Cache {
     }
 
     /// Takes the allocator's count of heap bytes in use: what is not the
-    /// cache's own buffers counts against the budget from now on (the
-    /// caller adds what it holds in mappings of their own, which the heap
-    /// count leaves out). Returns whether the room grew (writers waiting
-    /// for it may go on).
+    /// cache's own buffers counts against the budget from now on. Returns
+    /// whether the room grew (writers waiting for it may go on).
     pub fn set_heap_in_use(&mut self, in_use: u64) -> bool {
         let before = self.room();
         self.outside = in_use.saturating_sub(self.clean_bytes + self.dirty_bytes);
@@ -145,11 +146,24 @@ impl Cache {
         self.dirty_bytes + self.flush_reserved
     }
 
+    /// Counts `bytes` of pack bodies kept for the next flushes against
+    /// the budget, from now on: clean data makes room for them, as for a
+    /// flush's reservation. Writers are not held back by them (only an
+    /// idle tick frees them, and it waits for the writers' data).
+    pub fn set_kept(&mut self, bytes: u64) {
+        self.kept = bytes;
+        self.evict();
+    }
+
+    pub fn kept_bytes(&self) -> u64 {
+        self.kept
+    }
+
     /// Reserves `bytes` for a flush's sealed body if that leaves a quarter
     /// of the room to clean data, or if no other flush holds a
     /// reservation; returns whether it did.
     pub fn reserve_flush(&mut self, bytes: u64) -> bool {
-        let after = self.dirty_bytes + self.flush_reserved + bytes;
+        let after = self.dirty_and_flushing() + bytes;
         if self.flush_reserved > 0 && after > self.room() - self.room() / 4 {
             return false;
         }
@@ -222,7 +236,9 @@ impl Cache {
 
     fn evict(&mut self) {
         let room = self.room();
-        while self.clean_bytes + self.dirty_bytes + self.reserved + self.flush_reserved > room {
+        while self.clean_bytes + self.dirty_bytes + self.reserved + self.flush_reserved + self.kept
+            > room
+        {
             match self.clean.pop_lru() {
                 Some((key, b)) => {
                     self.clean_keys.remove(&key);

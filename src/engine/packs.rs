@@ -15,6 +15,7 @@ use super::Engine;
 use super::error::{EngineError, EngineResult};
 use bytes::Bytes;
 
+use crate::data::offsets::cipher_len;
 use crate::data::{Extent, PackId, Placed, SegRef, StreamedRun, open_segment, seal_pack_into};
 use crate::meta::Record;
 
@@ -45,7 +46,14 @@ impl Engine {
             return Err(f.into());
         }
         let id = PackId::random();
-        let mut body = self.bodies().pop().unwrap_or_default();
+        let sealed: usize = chunks
+            .iter()
+            .map(|c| cipher_len(c.len() as u32) as usize)
+            .sum();
+        let mut body = match sealed >= FULL_PACK {
+            true => self.bodies().pop().unwrap_or_default(),
+            false => Vec::new(),
+        };
         let placed = self.seal_padded(id, chunks, &mut body)?;
         let body = Bytes::from(body);
         let put = self.store.put_shared(&id.key(), &body);
@@ -59,16 +67,19 @@ impl Engine {
         self.bodies.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps an uploaded full pack's body for the next pack, unless the
-    /// store still holds a reference to it (a request given up on may).
+    /// Keeps a full pack's body for the next pack, unless the store still
+    /// holds a reference to it (a request given up on may). Short packs'
+    /// bodies (a small cache's packs, an fsync's) are not worth keeping.
     fn keep_body(&self, body: Bytes) {
+        if body.len() < FULL_PACK {
+            return;
+        }
         let Ok(body) = body.try_into_mut() else {
             return;
         };
-        let body = Vec::from(body);
         let mut kept = self.bodies();
-        if body.capacity() >= FULL_PACK && kept.len() < KEPT_BODIES {
-            kept.push(body);
+        if kept.len() < KEPT_BODIES {
+            kept.push(Vec::from(body));
         }
     }
 

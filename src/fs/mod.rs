@@ -291,9 +291,6 @@ impl Fs {
     /// not the cache's own counts against its budget
     /// (`Cache::set_heap_in_use`). Writers waiting for room may now fit.
     pub fn note_heap_in_use(&self, in_use: u64) {
-        // Kept pack bodies are mappings of their own, outside the heap's
-        // count, and held between flushes: they count all the same.
-        let in_use = in_use + self.engine.kept_body_bytes();
         if self.cache().set_heap_in_use(in_use) {
             self.cache_cv.notify_all();
         }

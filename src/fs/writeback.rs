@@ -172,7 +172,7 @@ fn flusher(weak: Weak<Fs>, wb: Arc<Writeback>, tick: Option<Duration>) {
         let Some(fs) = weak.upgrade() else { return };
         if fs.engine.sticky_failure().is_some() {
             // Fenced or failed: nothing may reach the store any more.
-            fs.engine.release_pack_bodies();
+            fs.free_pack_bodies();
             fs.cache_cv.notify_all();
             continue;
         }
@@ -199,11 +199,11 @@ fn flusher(weak: Weak<Fs>, wb: Arc<Writeback>, tick: Option<Duration>) {
                     if let Err(e) = fs.engine.compact_once() {
                         log::warn!("compaction failed: {e}");
                     }
-                    fs.engine.release_pack_bodies();
+                    fs.free_pack_bodies();
                     continue;
                 }
                 Tick::Idle => {
-                    fs.engine.release_pack_bodies();
+                    fs.free_pack_bodies();
                     continue;
                 }
                 Tick::Pass => continue,
@@ -218,6 +218,13 @@ fn flusher(weak: Weak<Fs>, wb: Arc<Writeback>, tick: Option<Duration>) {
 }
 
 impl Fs {
+    /// Frees the pack bodies the engine keeps for the next flushes, and
+    /// their place in the cache's budget.
+    fn free_pack_bodies(&self) {
+        self.engine.release_pack_bodies();
+        self.cache().set_kept(0);
+    }
+
     /// Flushes one pack's worth: `ino`'s chunks first (only them when
     /// `only`, carried in the journal when `only` and small). Returns
     /// whether anything was taken.
@@ -267,7 +274,11 @@ impl Fs {
             true => self.engine.carry_pack(&chunks).map(|(w, b)| (w, Some(b))),
             false => self.engine.write_pack(&chunks).map(|w| (w, None)),
         };
-        self.cache().release_flush(sealed);
+        {
+            let mut cache = self.cache();
+            cache.release_flush(sealed);
+            cache.set_kept(self.engine.kept_body_bytes());
+        }
         self.cache_cv.notify_all();
         let (written, body) = match result {
             Ok(w) => w,
@@ -406,8 +417,9 @@ impl Fs {
     /// Backpressure: a writer waits while dirty data and the flushes under
     /// way exceed its share of the cache, so a long copy runs at store
     /// speed in bounded memory. The share is half the cache's room less
-    /// one flush's reservation (at least a pack): with a flush under way,
-    /// clean data keeps at least half the room.
+    /// one flush's sealed body and the one kept for the next flush (at
+    /// least a pack): with a flush under way, clean data keeps at least
+    /// half the room.
     pub(crate) fn throttle(&self) -> FsResult<()> {
         let pack = self.pack_target();
         let flush = 2 * cipher_len(pack as u32) as u64;

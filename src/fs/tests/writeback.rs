@@ -85,15 +85,6 @@ fn a_file_rewritten_faster_than_the_timer_still_goes_out() {
 /// rest of the daemon's memory, and the idle timer frees them.
 #[test]
 fn kept_pack_bodies_count_against_the_cache_until_the_idle_tick_frees_them() {
-    // A heap that holds the cache's own buffers and nothing else.
-    let outside = |fs: &Fs| {
-        let own = {
-            let c = fs.cache();
-            c.clean_bytes() + c.dirty_bytes()
-        };
-        fs.note_heap_in_use(own);
-        fs.usage().cache_outside_bytes
-    };
     // No timer here: the body of the pack the sync uploaded stays kept.
     let vol = Vol::new();
     let fs = vol.mount_with(quiet());
@@ -101,7 +92,7 @@ fn kept_pack_bodies_count_against_the_cache_until_the_idle_tick_frees_them() {
     fs.sync_all().unwrap();
     let kept = fs.engine.kept_body_bytes();
     assert!(kept >= 8 << 20, "a full pack's body is kept, not {kept} B");
-    assert!(outside(&fs) >= kept, "and counted");
+    assert_eq!(fs.cache().kept_bytes(), kept, "and counted");
     assert_eq!(read_all(&fs, ino), pattern(9 << 20, 3));
     fs.shutdown().unwrap();
 
@@ -112,6 +103,6 @@ fn kept_pack_bodies_count_against_the_cache_until_the_idle_tick_frees_them() {
     within_ten_seconds("a kept pack body after the write", |_| {
         fs.engine.kept_body_bytes() == 0
     });
-    assert_eq!(outside(&fs), 0);
+    assert_eq!(fs.cache().kept_bytes(), 0);
     fs.shutdown().unwrap();
 }
