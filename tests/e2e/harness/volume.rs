@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use sealedfs::store::{LocalStore, ObjectStore};
+use sealedfs::store::{LocalStore, ObjectStore, RetryPolicy, RetryingStore};
 
 use super::backend::{Backend, S3Server, s3_random_prefix};
 use super::util::{alive, sealedfs, sealedfs_with, stderr};
@@ -144,7 +144,12 @@ impl Volume {
     pub fn store(&self) -> Box<dyn ObjectStore> {
         match &self.home {
             Home::Local(dir) => Box::new(LocalStore::open(dir).expect("open the local store")),
-            Home::S3 { server, prefix } => Box::new(server.store(prefix)),
+            // Retried as the daemon's own store is: moto answers 500 now
+            // and then when tests change the shared bucket concurrently.
+            Home::S3 { server, prefix } => Box::new(RetryingStore::new(
+                std::sync::Arc::new(server.store(prefix)),
+                RetryPolicy::with_deadline(Duration::from_secs(30)),
+            )),
         }
     }
 
