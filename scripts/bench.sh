@@ -419,7 +419,7 @@ rclone_mount() {
     else
         NOTE[$sys]+="$dirty file(s) were still not uploaded after an unmount. "
     fi
-    # A port below the kernel's ephemeral range, used by no socket at all:
+    # A port outside the kernel's ephemeral range, used by no socket at all:
     # ss -l alone misses a connection's local port (one of rclone's own to
     # the store took the port picked once, and the mount failed to bind).
     RC_PORT=''

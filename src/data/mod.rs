@@ -10,5 +10,5 @@ pub mod streamed;
 
 pub use cache::{Buf, Cache, ChunkKey, FlushItem};
 pub use chunkmap::{ChunkMap, Extent, Freed, SegRef};
-pub use pack::{PackId, Placed, open_segment, seal_pack, seal_pack_into};
+pub use pack::{PackId, Placed, open_segment, seal_pack, seal_pack_into, sealed_len};
 pub use streamed::StreamedRun;

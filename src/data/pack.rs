@@ -66,6 +66,14 @@ pub struct Placed {
     pub plain_len: u32,
 }
 
+/// Bytes of the pack body `chunks` seal into, before any padding.
+pub fn sealed_len(chunks: &[&[u8]]) -> usize {
+    chunks
+        .iter()
+        .map(|c| cipher_len(c.len() as u32) as usize)
+        .sum()
+}
+
 /// Seals `chunks` (each ≤ the volume chunk size) into one pack body.
 pub fn seal_pack(
     key: &SubKey,
@@ -88,12 +96,8 @@ pub fn seal_pack_into(
     body: &mut Vec<u8>,
 ) -> Vec<Placed> {
     let object = id.key();
-    let total: usize = chunks
-        .iter()
-        .map(|c| cipher_len(c.len() as u32) as usize)
-        .sum();
     body.clear();
-    body.reserve(total);
+    body.reserve(sealed_len(chunks));
     let mut placed = Vec::with_capacity(chunks.len());
     let mut padded = Vec::new();
     for (i, plain) in chunks.iter().enumerate() {

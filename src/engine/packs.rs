@@ -15,8 +15,9 @@ use super::Engine;
 use super::error::{EngineError, EngineResult};
 use bytes::Bytes;
 
-use crate::data::offsets::cipher_len;
-use crate::data::{Extent, PackId, Placed, SegRef, StreamedRun, open_segment, seal_pack_into};
+use crate::data::{
+    Extent, PackId, Placed, SegRef, StreamedRun, open_segment, seal_pack_into, sealed_len,
+};
 use crate::meta::Record;
 
 /// Pack bodies kept for the next [`Engine::write_pack`], one per flusher:
@@ -46,11 +47,10 @@ impl Engine {
             return Err(f.into());
         }
         let id = PackId::random();
-        let sealed: usize = chunks
-            .iter()
-            .map(|c| cipher_len(c.len() as u32) as usize)
-            .sum();
-        let mut body = match sealed >= FULL_PACK {
+        // Short packs (a small cache's, an fsync's) take no kept body and
+        // leave none: they are not worth the memory.
+        let full = sealed_len(chunks) >= FULL_PACK;
+        let mut body = match full {
             true => self.bodies().pop().unwrap_or_default(),
             false => Vec::new(),
         };
@@ -58,7 +58,9 @@ impl Engine {
         let body = Bytes::from(body);
         let put = self.store.put_shared(&id.key(), &body);
         let size = body.len() as u64;
-        self.keep_body(body);
+        if full {
+            self.keep_body(body);
+        }
         put?;
         Ok(Written { id, size, placed })
     }
@@ -67,13 +69,9 @@ impl Engine {
         self.bodies.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps a full pack's body for the next pack, unless the store still
-    /// holds a reference to it (a request given up on may). Short packs'
-    /// bodies (a small cache's packs, an fsync's) are not worth keeping.
+    /// Keeps an uploaded body for the next full pack, unless the store
+    /// still holds a reference to it (a request given up on may).
     fn keep_body(&self, body: Bytes) {
-        if body.len() < FULL_PACK {
-            return;
-        }
         let Ok(body) = body.try_into_mut() else {
             return;
         };

@@ -34,8 +34,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{Fs, FsError, FsResult};
-use crate::data::Cache;
 use crate::data::offsets::cipher_len;
+use crate::data::{Cache, sealed_len};
 use crate::engine::PackRecords;
 
 /// Plaintext bytes per pack: a few MiB, the unit of PUT.
@@ -195,14 +195,12 @@ fn flusher(weak: Weak<Fs>, wb: Arc<Writeback>, tick: Option<Duration>) {
             match tick {
                 // Idle: tidy up mostly-dead packs, one pack's worth per
                 // tick, unless the store is in trouble.
-                Tick::Idle if fs.engine.failure().is_none() => {
-                    if let Err(e) = fs.engine.compact_once() {
-                        log::warn!("compaction failed: {e}");
-                    }
-                    fs.free_pack_bodies();
-                    continue;
-                }
                 Tick::Idle => {
+                    if fs.engine.failure().is_none() {
+                        if let Err(e) = fs.engine.compact_once() {
+                            log::warn!("compaction failed: {e}");
+                        }
+                    }
                     fs.free_pack_bodies();
                     continue;
                 }
@@ -264,11 +262,7 @@ impl Fs {
         // once more into its journal segment: that counts against the
         // cache budget (clean chunks make room).
         let carry = only && plain <= self.opts.carry_bytes;
-        let sealed: u64 = (1 + carry as u64)
-            * chunks
-                .iter()
-                .map(|c| cipher_len(c.len() as u32) as u64)
-                .sum::<u64>();
+        let sealed = (1 + carry as u64) * sealed_len(&chunks) as u64;
         self.reserve_flush(sealed);
         let result = match carry {
             true => self.engine.carry_pack(&chunks).map(|(w, b)| (w, Some(b))),

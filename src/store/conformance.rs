@@ -62,10 +62,9 @@ fn put_shared_stores_what_put_stores(store: &dyn ObjectStore) {
     let body = bytes::Bytes::from((0..=255u8).cycle().take(70_000).collect::<Vec<u8>>());
     store.put_shared("shared/a", &body).unwrap();
     assert_eq!(store.get("shared/a").unwrap(), body);
-    // It replaces, as `put` does, and leaves the caller's body as it was.
+    // It replaces, as `put` does.
     store.put_shared("shared/a", &body.slice(..5)).unwrap();
     assert_eq!(store.get("shared/a").unwrap(), &body[..5]);
-    assert_eq!(body.len(), 70_000);
 }
 
 fn put_if_match_replaces_only_the_version_read(store: &dyn ObjectStore) {

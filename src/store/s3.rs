@@ -594,9 +594,7 @@ impl ObjectStore for S3Store {
     }
 
     fn put(&self, key: &str, body: &[u8]) -> StoreResult<()> {
-        check_key(key)?;
-        self.put_with(key, Bytes::copy_from_slice(body), false, None)
-            .map_err(|f| self.error(key, f))
+        self.put_shared(key, &Bytes::copy_from_slice(body))
     }
 
     fn put_shared(&self, key: &str, body: &Bytes) -> StoreResult<()> {
